@@ -1,0 +1,1 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.

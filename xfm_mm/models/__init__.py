@@ -1,0 +1,7 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+from .backbones import *  # noqa: F401,F403
+from .downstream import *  # noqa: F401,F403
+from .heads import *  # noqa: F401,F403
+from .layers import *  # noqa: F401,F403
+from .pretrainers import *  # noqa: F401,F403
+from .towers import *  # noqa: F401,F403

@@ -1,0 +1,9 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+from .attention import MultiheadAttention, padding_mask_to_bias
+from .drop_path import DropPath
+from .mlp import FFN, build_mlp
+
+__all__ = [
+    'MultiheadAttention', 'padding_mask_to_bias', 'DropPath', 'FFN',
+    'build_mlp'
+]

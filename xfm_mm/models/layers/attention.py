@@ -1,0 +1,115 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""Multi-head attention on ``torch.nn.functional.scaled_dot_product_attention``.
+
+One module serves every tower: self-attention (fused ``qkv`` projection) and
+cross-attention (``q`` from the queries, fused ``kv`` from the context).
+"""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def padding_mask_to_bias(mask: torch.Tensor,
+                         dtype: torch.dtype) -> torch.Tensor:
+    """Turn a key padding mask into an additive attention bias.
+
+    Args:
+        mask (Tensor): ``(B, L)``, 1 / True where a key may be attended.
+        dtype (torch.dtype): dtype of the attention scores.
+
+    Returns:
+        Tensor: ``(B, 1, 1, L)``; 0 where attended and the dtype's most
+        negative finite value elsewhere (finite, so a fully masked row gives
+        a uniform distribution rather than NaN; the same convention as BERT).
+    """
+    bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+    bias.masked_fill_(~mask.bool(), torch.finfo(dtype).min)
+    return bias[:, None, None, :]
+
+
+class MultiheadAttention(nn.Module):
+    """Multi-head attention with SDPA kernels, for self- or cross-attention.
+
+    The key projection carries a bias like the query and value ones. A key
+    bias adds the same constant to every score of one query row, which the
+    softmax cancels, so checkpoints without it (BEiT's ``q_bias``/``v_bias``
+    layout) load exactly by writing zeros there.
+
+    Args:
+        embed_dims (int): Width of the queries and of the output.
+        num_heads (int): Number of attention heads.
+        kv_dims (int, optional): Width of the context for cross-attention.
+            ``None`` (default) makes a self-attention module.
+        qkv_bias (bool): Whether the input projections have biases.
+            Defaults to True.
+        attn_drop (float): Dropout on attention probabilities. Defaults to 0.
+        proj_drop (float): Dropout after the output projection.
+            Defaults to 0.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 kv_dims: Optional[int] = None,
+                 qkv_bias: bool = True,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.):
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims={embed_dims} is not divisible by '
+                             f'num_heads={num_heads}')
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.head_dims = embed_dims // num_heads
+        self.is_cross = kv_dims is not None
+        if self.is_cross:
+            self.q = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
+            self.kv = nn.Linear(kv_dims, 2 * embed_dims, bias=qkv_bias)
+        else:
+            self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def _heads(self, x: torch.Tensor, n: int) -> tuple:
+        """(B, L, n*D) -> n tensors of shape (B, H, L, D/H)."""
+        B, L, _ = x.shape
+        x = x.view(B, L, n, self.num_heads, self.head_dims)
+        return x.permute(2, 0, 3, 1, 4).unbind(0)
+
+    def forward(self,
+                x: torch.Tensor,
+                context: Optional[torch.Tensor] = None,
+                attn_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Attend from ``x`` to itself or to ``context``.
+
+        Args:
+            x (Tensor): Queries, ``(B, Lq, embed_dims)``.
+            context (Tensor, optional): Keys/values source for
+                cross-attention, ``(B, Lk, kv_dims)``.
+            attn_bias (Tensor, optional): Additive bias broadcastable to
+                ``(B, num_heads, Lq, Lk)`` (padding masks from
+                :func:`padding_mask_to_bias`, relative position biases).
+
+        Returns:
+            Tensor: ``(B, Lq, embed_dims)``.
+        """
+        if self.is_cross:
+            if context is None:
+                raise ValueError('cross-attention needs a context tensor')
+            q, = self._heads(self.q(x), 1)
+            k, v = self._heads(self.kv(context), 2)
+        else:
+            q, k, v = self._heads(self.qkv(x), 3)
+        if attn_bias is not None:
+            attn_bias = attn_bias.to(q.dtype)
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_bias,
+            dropout_p=self.attn_drop if self.training else 0.)
+        out = out.transpose(1, 2).flatten(2)
+        return self.proj_drop(self.proj(out))

@@ -1,0 +1,31 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""Tokenizers built through the ``TOKENIZER`` registry from local files only."""
+import os.path as osp
+
+from xfm_mm.registry import TOKENIZER
+
+
+@TOKENIZER.register_module()
+def HFTokenizer(name_or_path: str, **kwargs):
+    """A ``transformers`` tokenizer loaded from a local directory.
+
+    Nothing is downloaded: a hub name that is not a local directory is an
+    error, so an offline machine fails here with a message instead of
+    hanging on the network.
+
+    Args:
+        name_or_path (str): Directory holding ``tokenizer.json`` or
+            ``vocab.txt`` / ``vocab.json`` + ``merges.txt``, and optionally
+            ``tokenizer_config.json``.
+        **kwargs: Passed to ``AutoTokenizer.from_pretrained``.
+
+    Returns:
+        PreTrainedTokenizerBase: The tokenizer.
+    """
+    from transformers import AutoTokenizer
+    if not osp.isdir(name_or_path):
+        raise FileNotFoundError(
+            f'HFTokenizer: tokenizer directory {name_or_path!r} does not '
+            'exist; xfm_mm loads tokenizers from local files only')
+    return AutoTokenizer.from_pretrained(
+        name_or_path, local_files_only=True, **kwargs)
