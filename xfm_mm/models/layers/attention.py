@@ -103,7 +103,10 @@ class MultiheadAttention(nn.Module):
             k, v = self._heads(self.kv(context), 2)
         else:
             q, k, v = self._heads(self.qkv(x), 3)
-        if attn_bias is not None:
+        if attn_bias is not None and attn_bias.dtype != q.dtype:
+            # Clamp first: float32's minimum overflows to -inf in fp16/bf16
+            # and a fully masked row would then give NaN.
+            attn_bias = attn_bias.clamp(min=torch.finfo(q.dtype).min)
             attn_bias = attn_bias.to(q.dtype)
         out = F.scaled_dot_product_attention(
             q,
