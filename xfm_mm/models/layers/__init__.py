@@ -7,3 +7,12 @@ __all__ = [
     'MultiheadAttention', 'padding_mask_to_bias', 'DropPath', 'FFN',
     'build_mlp'
 ]
+
+from .rel_pos_bias import (  # noqa: E402
+    RelativePositionBias, num_relative_distances, relative_position_index,
+    resize_rel_pos_bias_table)
+
+__all__ += [
+    'RelativePositionBias', 'num_relative_distances',
+    'relative_position_index', 'resize_rel_pos_bias_table'
+]

@@ -1,0 +1,184 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""BEiT relative position bias over a patch grid plus one cls token.
+
+The table has ``(2*Wh-1) * (2*Ww-1) + 3`` rows (one per relative offset
+``(dy, dx)``, row-major in ``dy``, then cls->token, token->cls and cls->cls)
+and one column per head. :func:`relative_position_index` says which row
+scores each (query, key) pair of the ``1 + Wh*Ww`` tokens.
+"""
+from typing import Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+NUM_EXTRA_DISTANCES = 3  # cls->token, token->cls, cls->cls
+
+
+def _as_grid(grid) -> Tuple[int, int]:
+    if isinstance(grid, int):
+        return grid, grid
+    grid = tuple(int(g) for g in grid)
+    if len(grid) != 2 or min(grid) < 1:
+        raise ValueError(f'a patch grid is (height, width) >= 1, got {grid}')
+    return grid
+
+
+def num_relative_distances(grid: Sequence[int]) -> int:
+    """Rows of the relative position bias table of a ``(Wh, Ww)`` grid.
+
+    Args:
+        grid (Sequence[int] | int): Patch grid ``(Wh, Ww)``.
+
+    Returns:
+        int: ``(2*Wh-1) * (2*Ww-1) + 3``.
+    """
+    wh, ww = _as_grid(grid)
+    return (2 * wh - 1) * (2 * ww - 1) + NUM_EXTRA_DISTANCES
+
+
+def relative_position_index(grid: Sequence[int], device=None) -> torch.Tensor:
+    """Table row of every (query, key) pair of ``[cls] + patches``.
+
+    Args:
+        grid (Sequence[int] | int): Patch grid ``(Wh, Ww)``.
+        device (torch.device, optional): Where to build the index.
+
+    Returns:
+        Tensor: ``(1 + Wh*Ww, 1 + Wh*Ww)`` long. Patch pairs index their
+        offset ``(dy + Wh-1) * (2*Ww-1) + (dx + Ww-1)``; row 0 (cls query)
+        uses ``D``, column 0 (cls key) ``D+1`` and the cls-cls pair ``D+2``,
+        where ``D = (2*Wh-1) * (2*Ww-1)``.
+    """
+    wh, ww = _as_grid(grid)
+    ys, xs = torch.meshgrid(
+        torch.arange(wh, device=device),
+        torch.arange(ww, device=device),
+        indexing='ij')
+    ys, xs = ys.flatten(), xs.flatten()
+    dy = ys[:, None] - ys[None, :] + wh - 1
+    dx = xs[:, None] - xs[None, :] + ww - 1
+    num_offsets = (2 * wh - 1) * (2 * ww - 1)
+    index = torch.empty((wh * ww + 1, ) * 2, dtype=torch.long, device=device)
+    index[1:, 1:] = dy * (2 * ww - 1) + dx
+    index[0, :] = num_offsets
+    index[:, 0] = num_offsets + 1
+    index[0, 0] = num_offsets + 2
+    return index
+
+
+def resize_rel_pos_bias_table(table: torch.Tensor, src_grid: Sequence[int],
+                              dst_grid: Sequence[int]) -> torch.Tensor:
+    """Resample a relative position bias table to another patch grid.
+
+    The offset part is viewed as a ``(2*Wh-1, 2*Ww-1)`` image per head and
+    resized bicubically (``align_corners=False``): offset 0 stays at the
+    centre and every offset is scaled by ``(2*W-1) / (2*W'-1)`` (the
+    relative counterpart of interpolating an absolute position embedding).
+    The 3 cls rows are kept. Upstream BEiT / X-FM resample on a geometric
+    progression with SciPy's ``interp2d`` instead; the values differ, and
+    fine-tuning adapts either. Differentiable, so it also serves
+    inputs whose grid differs from the one the table was built for.
+
+    Args:
+        table (Tensor): ``(num_relative_distances(src_grid), num_heads)``.
+        src_grid (Sequence[int] | int): Grid the table was built for.
+        dst_grid (Sequence[int] | int): Grid to build the table for.
+
+    Returns:
+        Tensor: ``(num_relative_distances(dst_grid), num_heads)``, the input
+        itself when the grids are equal.
+    """
+    src_grid, dst_grid = _as_grid(src_grid), _as_grid(dst_grid)
+    if table.dim() != 2 or table.shape[0] != num_relative_distances(src_grid):
+        raise ValueError(
+            f'relative position bias table of shape {tuple(table.shape)} '
+            f'does not fit a {src_grid} grid: expected '
+            f'({num_relative_distances(src_grid)}, num_heads)')
+    if src_grid == dst_grid:
+        return table
+    offsets, extra = table[:-NUM_EXTRA_DISTANCES], table[-NUM_EXTRA_DISTANCES:]
+    src_size = (2 * src_grid[0] - 1, 2 * src_grid[1] - 1)
+    dst_size = (2 * dst_grid[0] - 1, 2 * dst_grid[1] - 1)
+    image = offsets.float().t().reshape(1, -1, *src_size)
+    image = F.interpolate(
+        image, size=dst_size, mode='bicubic', align_corners=False)
+    offsets = image.reshape(table.shape[1], -1).t().to(table.dtype)
+    return torch.cat([offsets, extra], dim=0)
+
+
+def infer_square_grid(num_rows: int) -> Tuple[int, int]:
+    """The square grid whose table has ``num_rows`` rows.
+
+    Args:
+        num_rows (int): Rows of a relative position bias table.
+
+    Returns:
+        tuple[int, int]: ``(W, W)``.
+
+    Raises:
+        ValueError: No square grid has such a table.
+    """
+    side = round((num_rows - NUM_EXTRA_DISTANCES)**0.5)
+    if side < 1 or side % 2 == 0 or side * side != \
+            num_rows - NUM_EXTRA_DISTANCES:
+        raise ValueError(
+            f'a relative position bias table with {num_rows} rows does not '
+            'belong to a square patch grid ((2W-1)^2 + 3 rows)')
+    return (side + 1) // 2, (side + 1) // 2
+
+
+class RelativePositionBias(nn.Module):
+    """One attention layer's learnable relative position bias.
+
+    Holds ``relative_position_bias_table`` for ``grid``. A state dict whose
+    table was built for another (square) grid is resized while loading, so
+    checkpoints load at any resolution; :meth:`forward` resizes on the fly
+    for inputs on another grid.
+
+    Args:
+        grid (Sequence[int] | int): Patch grid ``(Wh, Ww)``.
+        num_heads (int): Number of attention heads.
+    """
+
+    def __init__(self, grid: Sequence[int], num_heads: int):
+        super().__init__()
+        self.grid = _as_grid(grid)
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros(num_relative_distances(self.grid), num_heads))
+        self.register_load_state_dict_pre_hook(self._resize_on_load)
+
+    def forward(self, index: torch.Tensor,
+                grid: Sequence[int]) -> torch.Tensor:
+        """Gather the bias of every (query, key) pair.
+
+        Args:
+            index (Tensor): ``relative_position_index(grid)``.
+            grid (Sequence[int]): Patch grid of the input.
+
+        Returns:
+            Tensor: ``(1, num_heads, 1 + N, 1 + N)`` additive bias.
+        """
+        table = resize_rel_pos_bias_table(self.relative_position_bias_table,
+                                          self.grid, grid)
+        length = index.shape[0]
+        bias = table[index.view(-1)].view(length, length, -1)
+        return bias.permute(2, 0, 1).unsqueeze(0)
+
+    @staticmethod
+    def _resize_on_load(module, state_dict, prefix, *args, **kwargs):
+        key = prefix + 'relative_position_bias_table'
+        table = state_dict.get(key)
+        if table is None or table.shape[0] == \
+                module.relative_position_bias_table.shape[0]:
+            return
+        try:
+            src_grid = infer_square_grid(table.shape[0])
+        except ValueError as err:
+            raise ValueError(f'{key}: {err}') from None
+        state_dict[key] = resize_rel_pos_bias_table(table, src_grid,
+                                                    module.grid)
+
+    def extra_repr(self) -> str:
+        return f'grid={self.grid}, num_heads=' \
+               f'{self.relative_position_bias_table.shape[1]}'
