@@ -5,3 +5,5 @@ from .heads import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403
 from .pretrainers import *  # noqa: F401,F403
 from .towers import *  # noqa: F401,F403
+from .data_preprocessor import XFMDataPreprocessor  # noqa: F401
+from .tokenizers import HFTokenizer  # noqa: F401

@@ -1,0 +1,64 @@
+# X-FM base (327M parameters; upstream configs/xfm-pt/Pretrain_XBrain_base_4m.yaml
+# and models/xfm.py, see reference xfm_x2vlm.md §2.1).
+# Language: RoBERTa-base sized (12 x 768, vocab 50265, pad id 1).
+# Vision: BEiT-v2 ViT-B/16 at 224. Fusion: 12 layers, cross-attention in all.
+text_dims = 768
+vision_dims = 768
+vocab_size = 50265
+
+model = dict(
+    type='XFM',
+    data_preprocessor=dict(type='XFMDataPreprocessor'),
+    text_encoder=dict(
+        type='TextEncoder',
+        vocab_size=vocab_size,
+        embed_dims=text_dims,
+        num_layers=12,
+        num_heads=12,
+        ffn_dims=3072,
+        max_positions=514,
+        type_vocab_size=1,
+        pad_token_id=1,
+        position_style='roberta',
+        layer_norm_eps=1e-5),
+    vision_encoder=dict(
+        type='VisionEncoder',
+        arch='base',
+        img_size=224,
+        patch_size=16,
+        layer_scale_init_value=0.1,  # BEiT-v2 LayerScale
+        drop_path_rate=0.1,
+        with_mask_token=True),
+    fusion_encoder=dict(
+        type='FusionEncoder',
+        num_layers=12,  # fusion_num_hidden_layers, cross-attention in every layer
+        embed_dims=text_dims,
+        num_heads=12,
+        ffn_dims=3072,
+        vision_dims=vision_dims,
+        layer_norm_eps=1e-5),
+    itc_head=dict(
+        type='ContrastiveHead',
+        vision_dims=vision_dims,
+        text_dims=text_dims,
+        embed_dims=256,  # embed_dim
+        temperature=0.07,  # temp, clamped to [0.001, 0.5] every step
+        temperature_range=(0.001, 0.5)),
+    itm_head=dict(type='MatchingHead', embed_dims=text_dims),
+    mlm_head=dict(
+        type='MaskedLMHead',
+        embed_dims=text_dims,
+        vocab_size=vocab_size,
+        layer_norm_eps=1e-5,
+        loss_name='loss_mlm'),
+    imlm_head=dict(
+        type='MaskedLMHead',
+        embed_dims=text_dims,
+        vocab_size=vocab_size,
+        layer_norm_eps=1e-5,
+        loss_name='loss_imlm'),
+    mim_head=dict(type='MaskedImageHead', with_pooled_token=True),
+    box_head=dict(type='BoxHead', embed_dims=text_dims),
+    stop_grad_text_to_fusion=True,  # technique (a)
+    mim_sources=('image', 'image_text'),  # technique (b); not on region batches
+)

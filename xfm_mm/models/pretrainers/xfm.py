@@ -1,0 +1,293 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""X-FM pre-training (Zhang et al., "Toward Building General Foundation
+Models for Language, Vision, and Vision-Language Understanding Tasks",
+EMNLP 2023 Findings, arXiv 2301.05065)."""
+from typing import Dict, List, Optional, Union
+
+import torch
+from mmengine.model import BaseModel
+from mmengine.structures import BaseDataElement
+
+from xfm_mm.registry import MODELS
+
+SOURCES = ('text', 'image', 'image_text', 'region')
+
+
+@MODELS.register_module()
+class XFM(BaseModel):
+    """X-FM: a language, a vision and a fusion encoder trained jointly.
+
+    Losses per batch source (X-FM §3, upstream ``model_pretrain.py``):
+
+    - ``text``: masked LM on the language encoder (``loss_mlm``).
+    - ``image``: masked image modeling only (``loss_mim``).
+    - ``image_text``: ITC, ITM with in-batch hard negatives, masked LM through
+      the fusion encoder (``loss_imlm``) and MIM on the same images.
+    - ``region``: ITC on box-pooled features, ITM and IMLM attending to the
+      patches of the box, and box prediction (``loss_bbox``, ``loss_giou``).
+
+    The paper's two techniques are switches:
+
+    - ``stop_grad_text_to_fusion`` (technique a): language features are
+      detached before every fusion-encoder use (IMLM, ITM positives and both
+      negative sets, box prediction); ITC keeps its gradient, so the language
+      encoder learns only from text MLM and ITC.
+    - ``mim_sources`` (technique b): sources whose images also train the
+      vision encoder by regressing, from a masked view, the features the same
+      online encoder gives the unmasked view (detached).
+
+    Args:
+        text_encoder (dict): Config of the language encoder (``TextEncoder``).
+        vision_encoder (dict): Config of the vision encoder
+            (``VisionEncoder``).
+        fusion_encoder (dict): Config of the fusion encoder
+            (``FusionEncoder``).
+        itc_head (dict): ``ContrastiveHead`` config.
+        itm_head (dict): ``MatchingHead`` config.
+        mlm_head (dict): ``MaskedLMHead`` config for text-only MLM; its
+            decoder is tied to the language encoder's word embeddings.
+        imlm_head (dict): ``MaskedLMHead`` config for MLM through the fusion
+            encoder.
+        mim_head (dict, optional): ``MaskedImageHead`` config.
+        box_head (dict, optional): ``BoxHead`` config.
+        stop_grad_text_to_fusion (bool): Technique (a). Defaults to True.
+        mim_sources (tuple[str]): Sources trained with MIM (technique b).
+            Defaults to ``('image', 'image_text')``; empty turns MIM off.
+        data_preprocessor (dict, optional): Defaults to
+            ``XFMDataPreprocessor`` with CLIP normalisation.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 text_encoder: dict,
+                 vision_encoder: dict,
+                 fusion_encoder: dict,
+                 itc_head: dict,
+                 itm_head: dict,
+                 mlm_head: dict,
+                 imlm_head: dict,
+                 mim_head: Optional[dict] = None,
+                 box_head: Optional[dict] = None,
+                 stop_grad_text_to_fusion: bool = True,
+                 mim_sources: tuple = ('image', 'image_text'),
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='XFMDataPreprocessor')
+        if isinstance(data_preprocessor, dict):
+            # Built here so that it resolves in xfm_mm's registry whatever
+            # the default scope (BaseModel would look in mmengine's).
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.text_encoder = MODELS.build(text_encoder)
+        self.vision_encoder = MODELS.build(vision_encoder)
+        self.fusion_encoder = MODELS.build(fusion_encoder)
+        self.itc_head = MODELS.build(itc_head)
+        self.itm_head = MODELS.build(itm_head)
+        self.mlm_head = MODELS.build(mlm_head)
+        self.imlm_head = MODELS.build(imlm_head)
+        self.mim_head = MODELS.build(mim_head) if mim_head else None
+        self.box_head = MODELS.build(box_head) if box_head else None
+        self.mlm_head.tie_weights(self.text_encoder.word_embeddings.weight)
+        unknown = set(mim_sources) - set(SOURCES)
+        if unknown:
+            raise ValueError(f'mim_sources has unknown sources {unknown}')
+        if mim_sources and self.mim_head is None:
+            raise ValueError('mim_sources is set but mim_head is None')
+        self.stop_grad_text_to_fusion = stop_grad_text_to_fusion
+        self.mim_sources = tuple(mim_sources)
+
+    # ------------------------------------------------------------------ API
+    def forward(self,
+                inputs: dict,
+                data_samples: Optional[List[BaseDataElement]] = None,
+                mode: str = 'tensor'):
+        """Dispatch on ``mode``.
+
+        Args:
+            inputs (dict): The batch made by ``XFMDataPreprocessor``.
+            data_samples (list[DataSample], optional): Per-sample meta.
+            mode (str): ``'loss'`` returns a dict of losses for the batch's
+                source, ``'predict'`` returns data samples carrying
+                normalised ITC features (``image_feat`` / ``text_feat``),
+                ``'tensor'`` returns the raw tower outputs.
+        """
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self._forward_towers(inputs)
+        raise RuntimeError(f'Invalid mode "{mode}".')
+
+    def loss(self, inputs: dict,
+             data_samples=None) -> Dict[str, torch.Tensor]:
+        """Losses of one batch from one source (see the class docstring)."""
+        source = inputs['source']
+        if source == 'text':
+            return self._text_losses(inputs)
+        if source == 'image':
+            return self._image_losses(inputs)
+        if source == 'image_text':
+            return self._image_text_losses(inputs)
+        if source == 'region':
+            return self._region_losses(inputs)
+        raise ValueError(f'unknown source {source!r}; expected one of '
+                         f'{SOURCES}')
+
+    def predict(self, inputs: dict, data_samples=None) -> list:
+        """Normalised ITC features per sample, for retrieval evaluation."""
+        feats = self.extract_feat(
+            images=inputs.get('images'),
+            text_ids=inputs.get('text_ids'),
+            text_mask=inputs.get('text_mask'))
+        num = len(next(iter(feats.values())))
+        if data_samples is None:
+            data_samples = [BaseDataElement() for _ in range(num)]
+        for key, value in feats.items():
+            for sample, row in zip(data_samples, value):
+                sample.set_field(row, key)
+        return data_samples
+
+    @torch.no_grad()
+    def extract_feat(self,
+                     images: Optional[torch.Tensor] = None,
+                     text_ids: Optional[torch.Tensor] = None,
+                     text_mask: Optional[torch.Tensor] = None) -> dict:
+        """Normalised ITC embeddings of images and/or texts.
+
+        Returns:
+            dict: ``image_feat`` (B, E) when images are given, ``text_feat``
+            (B, E) when texts are given.
+        """
+        out = {}
+        if images is not None:
+            vision = self.vision_encoder(images)
+            out['image_feat'] = self.itc_head.project_vision(vision[:, 0])
+        if text_ids is not None:
+            text = self.text_encoder(text_ids, text_mask)
+            out['text_feat'] = self.itc_head.project_text(text[:, 0])
+        return out
+
+    # -------------------------------------------------------------- helpers
+    def _forward_towers(self, inputs: dict) -> dict:
+        out = {}
+        if 'images' in inputs:
+            out['vision'] = self.vision_encoder(inputs['images'])
+        if 'text_ids' in inputs:
+            out['text'] = self.text_encoder(inputs['text_ids'],
+                                            inputs['text_mask'])
+        if 'vision' in out and 'text' in out and \
+                inputs['source'] != 'region':
+            out['fusion'] = self.fusion_encoder(out['text'],
+                                                inputs['text_mask'],
+                                                out['vision'])
+        return out
+
+    def _to_fusion(self, text: torch.Tensor) -> torch.Tensor:
+        """Technique (a): cut the VL gradient into the language encoder."""
+        return text.detach() if self.stop_grad_text_to_fusion else text
+
+    def _mim_loss(self, images: torch.Tensor, patch_mask: torch.Tensor,
+                  target: torch.Tensor) -> dict:
+        """Technique (b): masked view regresses the online unmasked view."""
+        masked = self.vision_encoder(images, patch_mask=patch_mask)
+        return self.mim_head.loss(masked, target.detach(), patch_mask)
+
+    def _text_losses(self, inputs: dict) -> dict:
+        hidden = self.text_encoder(inputs['masked_text_ids'],
+                                   inputs['text_mask'])
+        return self.mlm_head.loss(hidden, inputs['masked_pos'],
+                                  inputs['masked_labels'])
+
+    def _image_losses(self, inputs: dict) -> dict:
+        if 'image' not in self.mim_sources:
+            raise ValueError("got an 'image' batch but MIM is off for it "
+                             '(mim_sources); drop the image stream instead')
+        with torch.no_grad():
+            target = self.vision_encoder(inputs['images'])
+        return self._mim_loss(inputs['images'], inputs['image_mask'], target)
+
+    def _image_text_losses(self, inputs: dict) -> dict:
+        vision = self.vision_encoder(inputs['images'])
+        text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
+        losses = self._aligned_losses(
+            inputs,
+            vision_cls=vision[:, 0],
+            vision=vision,
+            vision_mask=None,
+            text=text)
+        if 'image_text' in self.mim_sources:
+            losses.update(
+                self._mim_loss(inputs['images'], inputs['image_mask'],
+                               vision))
+        return losses
+
+    def _region_losses(self, inputs: dict) -> dict:
+        full = self.vision_encoder(inputs['images'])[inputs['image_index']]
+        patch_mask = inputs['region_patch_mask']
+        region = self.vision_encoder.region_pool(full, patch_mask)
+        # The fusion encoder attends to the pooled token and the box patches.
+        vision_mask = torch.cat([patch_mask.new_ones(len(patch_mask), 1),
+                                 patch_mask], dim=1)
+        text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
+        losses = self._aligned_losses(
+            inputs,
+            vision_cls=region[:, 0],
+            vision=region,
+            vision_mask=vision_mask,
+            text=text)
+        if self.box_head is not None:
+            # Box prediction sees the whole image, not the box patches.
+            fused = self.fusion_encoder(
+                self._to_fusion(text), inputs['text_mask'], full)
+            losses.update(
+                self.box_head.loss(fused[:, 0], inputs['boxes'],
+                                   inputs.get('is_whole_image')))
+        return losses
+
+    def _aligned_losses(self, inputs: dict, vision_cls: torch.Tensor,
+                        vision: torch.Tensor,
+                        vision_mask: Optional[torch.Tensor],
+                        text: torch.Tensor) -> dict:
+        """ITC, ITM and IMLM shared by image-text and region batches."""
+        text_mask = inputs['text_mask']
+        image_ids = inputs.get('image_id')
+        image_feat = self.itc_head.project_vision(vision_cls)
+        text_feat = self.itc_head.project_text(text[:, 0])
+        losses = self.itc_head.loss(image_feat, text_feat, image_ids)
+
+        # ITM: positives, (text, hard negative image), (hard negative text,
+        # image), run through the fusion encoder as one batch.
+        with torch.no_grad():
+            sim_i2t = image_feat @ text_feat.t() / self.itc_head.temp
+        neg_image, neg_text, valid = self.itm_head.sample_negatives(
+            sim_i2t, sim_i2t.t(), image_ids)
+        fusion_text = self._to_fusion(text)
+        pair_text = torch.cat([fusion_text, fusion_text, fusion_text[neg_text]])
+        pair_text_mask = torch.cat([text_mask, text_mask, text_mask[neg_text]])
+        pair_vision = torch.cat([vision, vision[neg_image], vision])
+        pair_vision_mask = None
+        if vision_mask is not None:
+            pair_vision_mask = torch.cat(
+                [vision_mask, vision_mask[neg_image], vision_mask])
+        fused = self.fusion_encoder(pair_text, pair_text_mask, pair_vision,
+                                    pair_vision_mask)
+        num_pos = len(text)
+        # Rows without any negative (a batch of one image id) are masked out
+        # of the loss rather than dropped, keeping shapes static.
+        losses.update(
+            self.itm_head.loss(
+                fused[:num_pos, 0],
+                fused[num_pos:, 0],
+                neg_valid=torch.cat([valid, valid])))
+
+        # IMLM: masked caption -> language encoder -> (detached) -> fusion.
+        masked = self.text_encoder(inputs['masked_text_ids'], text_mask)
+        fused = self.fusion_encoder(
+            self._to_fusion(masked), text_mask, vision, vision_mask)
+        losses.update(
+            self.imlm_head.loss(fused, inputs['masked_pos'],
+                                inputs['masked_labels']))
+        return losses
