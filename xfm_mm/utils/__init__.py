@@ -1,1 +1,12 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
+from .checkpoint import (TRUST_ENV_VAR, UnsafeCheckpointError,
+                         checkpoint_safe_globals, load_from_safe_alias,
+                         load_from_safe_http, load_from_safe_local,
+                         register_safe_loader, safe_torch_load)
+from .launch import setup_cpu_distributed
+
+__all__ = [
+    'TRUST_ENV_VAR', 'UnsafeCheckpointError', 'checkpoint_safe_globals',
+    'load_from_safe_alias', 'load_from_safe_http', 'load_from_safe_local',
+    'register_safe_loader', 'safe_torch_load', 'setup_cpu_distributed'
+]

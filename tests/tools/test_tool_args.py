@@ -1,0 +1,143 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""Command-line handling of tools/train.py and tools/test.py."""
+import importlib.util
+import os.path as osp
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DATA = osp.join(REPO, 'tests', 'data')
+CONFIG = osp.join(DATA, 'configs', 'toy_train.py')
+
+
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(
+        f'xfm_mm_tools_{name}', osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def train_tool():
+    return _load_tool('train')
+
+
+@pytest.fixture(scope='module')
+def test_tool():
+    return _load_tool('test')
+
+
+def _config() -> Config:
+    sys.path.insert(0, DATA)
+    try:
+        return Config.fromfile(CONFIG)
+    finally:
+        sys.path.remove(DATA)
+
+
+def _parse(tool, monkeypatch, *argv):
+    monkeypatch.setattr(sys, 'argv', [tool.__file__, *argv])
+    return tool.parse_args()
+
+
+def test_train_defaults_and_overrides(train_tool, monkeypatch):
+    args = _parse(train_tool, monkeypatch, CONFIG, '--cfg-options',
+                  'train_cfg.max_iters=3', 'optim_wrapper.optimizer.lr=0.5')
+    cfg = train_tool.merge_args(_config(), args)
+    assert cfg.work_dir == osp.join('./work_dirs', 'toy_train')
+    assert cfg.launcher == 'none'
+    assert cfg.default_scope == 'xfm_mm'
+    assert cfg.train_cfg.max_iters == 3
+    assert cfg.optim_wrapper.optimizer.lr == 0.5
+    assert not cfg.get('resume', False)
+
+    args = _parse(train_tool, monkeypatch, CONFIG, '--work-dir', 'out',
+                  '--no-validate')
+    cfg = train_tool.merge_args(_config(), args)
+    assert cfg.work_dir == 'out' and cfg.val_cfg is None
+
+
+def test_train_resume(train_tool, monkeypatch):
+    args = _parse(train_tool, monkeypatch, CONFIG, '--resume')
+    cfg = train_tool.merge_args(_config(), args)
+    assert cfg.resume is True and cfg.load_from is None  # latest in work_dir
+
+    args = _parse(train_tool, monkeypatch, CONFIG, '--resume', 'a/iter_4.pth')
+    cfg = train_tool.merge_args(_config(), args)
+    assert cfg.resume is True and cfg.load_from == 'a/iter_4.pth'
+
+
+def test_train_amp(train_tool, monkeypatch):
+    args = _parse(train_tool, monkeypatch, CONFIG, '--amp')
+    monkeypatch.setattr(train_tool, 'get_device', lambda: 'cuda')
+    cfg = train_tool.merge_args(_config(), args)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.dtype == 'float16'
+    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+
+    cfg = _config()
+    cfg.optim_wrapper.dtype = 'bfloat16'
+    cfg = train_tool.merge_args(cfg, args)
+    assert cfg.optim_wrapper.dtype == 'bfloat16'
+
+    cfg = _config()
+    cfg.optim_wrapper.type = 'SomeOtherWrapper'
+    with pytest.raises(ValueError, match='toy_train.py'):
+        train_tool.merge_args(cfg, args)
+
+
+def test_train_amp_on_cpu(train_tool, monkeypatch):
+    args = _parse(train_tool, monkeypatch, CONFIG, '--amp')
+    monkeypatch.setattr(train_tool, 'get_device', lambda: 'cpu')
+    if train_tool.OPTIM_WRAPPERS.get(train_tool.CPU_AMP_WRAPPER) is None:
+        with pytest.raises(RuntimeError, match=train_tool.CPU_AMP_WRAPPER):
+            train_tool.merge_args(_config(), args)
+    else:
+        cfg = train_tool.merge_args(_config(), args)
+        assert cfg.optim_wrapper.type == train_tool.CPU_AMP_WRAPPER
+        assert cfg.optim_wrapper.dtype == 'bfloat16'
+
+
+def test_cpu_distributed_setup(monkeypatch):
+    from xfm_mm.utils import launch as tool
+    monkeypatch.setattr(tool, 'get_device', lambda: 'cpu')
+    # Pretend torchrun's process group exists, so none is created here.
+    monkeypatch.setattr(torch.distributed, 'is_initialized', lambda: True)
+    cfg = _config()
+    cfg.launcher = 'pytorch'
+    tool.setup_cpu_distributed(cfg)
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'  # the config says nccl
+    assert cfg.model_wrapper_cfg.type == 'MMDistributedDataParallel'
+    assert cfg.model_wrapper_cfg.device_ids is None
+
+    cfg = _config()
+    cfg.launcher = 'slurm'
+    with pytest.raises(RuntimeError, match='CPU-only'):
+        tool.setup_cpu_distributed(cfg)
+
+    cfg = _config()
+    cfg.launcher = 'none'
+    tool.setup_cpu_distributed(cfg)
+    assert 'model_wrapper_cfg' not in cfg
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl'
+
+
+def test_test_args(test_tool, monkeypatch):
+    args = _parse(test_tool, monkeypatch, CONFIG, 'ckpt.pth', '--out',
+                  'preds.pkl', '--amp', '--launcher', 'pytorch')
+    cfg = test_tool.merge_args(_config(), args)
+    assert cfg.load_from == 'ckpt.pth'
+    assert cfg.launcher == 'pytorch'
+    assert cfg.test_cfg.fp16 is True
+    assert [m['type']
+            for m in cfg.test_evaluator] == ['ToyMSEMetric', 'DumpResults']
+    assert cfg.test_evaluator[1].out_file_path == 'preds.pkl'
+
+    args = _parse(test_tool, monkeypatch, CONFIG, 'ckpt.pth', '--out',
+                  'preds.json')
+    with pytest.raises(ValueError, match='.pkl'):
+        test_tool.merge_args(_config(), args)
