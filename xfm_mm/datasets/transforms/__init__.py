@@ -1,1 +1,17 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
+# mmcv's transforms (RandomFlip, Resize, ...) live in mmengine's root
+# registry, which xfm_mm's TRANSFORMS falls back to; import them so that
+# plain names resolve from an xfm_mm-scoped pipeline.
+import mmcv.transforms  # noqa: F401
+
+from .formatting import PackXFMInputs
+from .masking import BlockMask, BlockMaskGenerator
+from .region import RegionRandomCrop, RegionTargets, boxes_to_patch_mask
+from .text import (MaskText, PreCaption, TokenizeText, build_tokenizer,
+                   choose_masked_positions, pre_caption)
+
+__all__ = [
+    'PackXFMInputs', 'BlockMask', 'BlockMaskGenerator', 'RegionRandomCrop',
+    'RegionTargets', 'boxes_to_patch_mask', 'MaskText', 'PreCaption',
+    'TokenizeText', 'build_tokenizer', 'choose_masked_positions', 'pre_caption'
+]

@@ -1,0 +1,244 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""Reading JSON-lines shards and decoding images, shared by all datasets.
+
+A *shard* is one JSON-lines file, optionally gzipped (``.gz``). Shards are
+named by files, folders (every regular file inside, sorted, except hidden
+ones and ``_``-prefixed markers such as ``_SUCCESS``) or glob patterns;
+several can be given as a list or as one comma-separated string.
+
+Images are returned as ``uint8`` HWC arrays in **BGR** order, the layout
+``mmcv.imfrombytes`` and mmpretrain's ``LoadImageFromFile`` produce, so the
+mmcv / mmpretrain transforms apply unchanged; the data preprocessor converts
+to RGB (``to_rgb=True``).
+"""
+import base64
+import binascii
+import glob
+import gzip
+import hashlib
+import io
+import json
+import os
+import os.path as osp
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from mmengine import fileio
+from PIL import Image
+
+GLOB_CHARS = '*?['
+
+
+class BadRecordError(Exception):
+    """A record that cannot be used; datasets skip it and count ``reason``.
+
+    Transforms may raise it too (e.g. a caption that is empty after
+    cleaning) to have the sample skipped and counted instead of crashing the
+    run.
+
+    Args:
+        reason (str): Short machine-readable reason, e.g. ``'bad_image'``.
+        detail (str): Human-readable detail for the log.
+    """
+
+    def __init__(self, reason: str, detail: str = '') -> None:
+        super().__init__(f'{reason}: {detail}' if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def _is_shard_file(path: str) -> bool:
+    name = osp.basename(path)
+    return osp.isfile(path) and not name.startswith(('.', '_'))
+
+
+def list_shards(ann_file: Union[str, Sequence[str]],
+                data_root: str = '') -> List[str]:
+    """Expand files, folders and globs into a sorted list of shard files.
+
+    Args:
+        ann_file (str | Sequence[str]): Files, folders or glob patterns, as a
+            list or a comma-separated string. Relative ones are joined to
+            ``data_root``.
+        data_root (str): Root for relative entries. Defaults to ''.
+
+    Returns:
+        list[str]: Shard files in a deterministic order (entry order, each
+        folder or glob sorted), without duplicates.
+
+    Raises:
+        FileNotFoundError: If an entry matches nothing.
+    """
+    entries = ann_file.split(',') if isinstance(ann_file, str) else ann_file
+    shards: List[str] = []
+    for entry in entries:
+        entry = entry.strip()
+        if not entry:
+            continue
+        if data_root and not osp.isabs(entry):
+            entry = osp.join(data_root, entry)
+        if osp.isfile(entry):
+            found = [entry]
+        elif osp.isdir(entry):
+            found = sorted(
+                osp.join(entry, name) for name in os.listdir(entry)
+                if _is_shard_file(osp.join(entry, name)))
+        elif any(c in entry for c in GLOB_CHARS):
+            found = sorted(
+                p for p in glob.glob(entry, recursive=True)
+                if _is_shard_file(p))
+        else:
+            found = []
+        if not found:
+            raise FileNotFoundError(
+                f'ann_file entry {entry!r} matches no JSON-lines shard')
+        shards.extend(found)
+    if not shards:
+        raise FileNotFoundError(f'ann_file {ann_file!r} names no shard')
+    return list(dict.fromkeys(shards))
+
+
+def _open_binary(path: str):
+    with open(path, 'rb') as f:
+        magic = f.read(2)
+    if path.endswith('.gz') or magic == b'\x1f\x8b':
+        return gzip.open(path, 'rb')
+    return open(path, 'rb')
+
+
+def iter_shard_lines(path: str,
+                     stride: int = 1,
+                     offset: int = 0) -> Iterator[Tuple[int, bytes]]:
+    """Yield ``(line_number, raw_line)`` of the non-blank lines of a shard.
+
+    Args:
+        path (str): The shard file (plain or gzipped).
+        stride (int): Keep only lines whose 0-based index ``i`` satisfies
+            ``i % stride == offset``; used to split a file between readers.
+        offset (int): See ``stride``.
+
+    Yields:
+        tuple[int, bytes]: 1-based line number and the line without newline.
+
+    Raises:
+        RuntimeError: If the file cannot be read (e.g. a corrupt gzip),
+            naming the file and the line reached.
+    """
+    line_no = 0
+    try:
+        with _open_binary(path) as f:
+            for line_no, raw in enumerate(f, start=1):
+                if (line_no - 1) % stride != offset:
+                    continue
+                raw = raw.strip()
+                if raw:
+                    yield line_no, raw
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise RuntimeError(
+            f'cannot read shard {path} after line {line_no}: {e}') from e
+
+
+def parse_json_line(raw: Union[bytes, str]) -> dict:
+    """Decode one JSON-lines record.
+
+    Args:
+        raw (bytes | str): The line.
+
+    Returns:
+        dict: The record.
+
+    Raises:
+        BadRecordError: ``bad_json`` if it is not UTF-8 JSON or not an
+            object.
+    """
+    try:
+        record = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise BadRecordError('bad_json', str(e)[:200]) from None
+    if not isinstance(record, dict):
+        raise BadRecordError(
+            'bad_json', f'a record must be an object, got '
+            f'{type(record).__name__}')
+    return record
+
+
+def read_image_bytes(value: str,
+                     image_format: str,
+                     img_root: str = '',
+                     backend_args: Optional[dict] = None) -> bytes:
+    """Get the encoded bytes of an image field.
+
+    Args:
+        value (str): A path (relative to ``img_root`` unless absolute) or a
+            base64 string.
+        image_format (str): ``'path'`` or ``'base64'``.
+        img_root (str): Folder that relative paths are joined to.
+        backend_args (dict, optional): mmengine file backend arguments.
+
+    Returns:
+        bytes: The encoded image.
+
+    Raises:
+        BadRecordError: ``image_not_found`` or ``bad_image``.
+    """
+    if not isinstance(value, str) or not value:
+        raise BadRecordError(
+            'bad_image', f'image field must be a non-empty string, got '
+            f'{type(value).__name__}')
+    if image_format == 'base64':
+        try:
+            return base64.b64decode(value, validate=False)
+        except (binascii.Error, ValueError) as e:
+            raise BadRecordError('bad_image', f'bad base64: {e}') from None
+    path = value if osp.isabs(value) or not img_root else osp.join(
+        img_root, value)
+    try:
+        return fileio.get(path, backend_args=backend_args)
+    except FileNotFoundError:
+        raise BadRecordError('image_not_found', path) from None
+    except OSError as e:
+        raise BadRecordError('bad_image', f'{path}: {e}') from None
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode encoded image bytes into a BGR ``uint8`` HWC array.
+
+    Any mode (grey, palette, RGBA, CMYK) is converted to 3 channels.
+    Truncated files are rejected rather than padded.
+
+    Args:
+        data (bytes): The encoded image (JPEG, PNG, ...).
+
+    Returns:
+        np.ndarray: ``(H, W, 3)`` uint8 array in BGR order.
+
+    Raises:
+        BadRecordError: ``bad_image`` if PIL cannot decode it.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            rgb = np.asarray(image.convert('RGB'))
+    except Exception as e:  # PIL raises many exception types
+        raise BadRecordError('bad_image',
+                             f'{type(e).__name__}: {e}'[:200]) from None
+    if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise BadRecordError('bad_image', f'empty image {rgb.shape}')
+    return np.ascontiguousarray(rgb[..., ::-1])
+
+
+def stable_id(key: Union[str, bytes]) -> int:
+    """A process-independent non-negative 63-bit id of a string.
+
+    Python's ``hash`` is salted per process, so it cannot name the same
+    image identically in two dataloader workers; this one can.
+
+    Args:
+        key (str | bytes): e.g. an image path or a base64 image.
+
+    Returns:
+        int: The id.
+    """
+    if isinstance(key, str):
+        key = key.encode('utf-8')
+    digest = hashlib.blake2b(key, digest_size=8).digest()
+    return int.from_bytes(digest, 'little') & (2**63 - 1)

@@ -1,0 +1,231 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""Region-aware transforms: the crop of X-VLM's region stream and targets."""
+import math
+import re
+
+import mmcv
+import numpy as np
+from mmcv.transforms import BaseTransform
+
+from xfm_mm.registry import TRANSFORMS
+
+_LEFT_RIGHT = re.compile(r'\b(left|right)\b', re.IGNORECASE)
+
+
+@TRANSFORMS.register_module()
+class RegionRandomCrop(BaseTransform):
+    """Random crop around a region, flip, resize, and select the texts.
+
+    One box is chosen at random; the crop ``[x0, x1) x [y0, y1)`` is drawn
+    with ``x0 ~ U{0..floor(box_x0)}``, ``x1 ~ U{ceil(box_x1)..W}`` (same for
+    y), so it contains the chosen box. Every box with more than
+    ``min_area_in_crop`` of its area inside the crop is kept, clipped to the
+    crop; the others are dropped. With probability ``flip_prob`` the image
+    is flipped horizontally, unless ``careful_hflip`` and one of the texts
+    says "left" or "right". The crop is resized to ``scale x scale``.
+
+    The texts are, in order: the whole-image caption (if any), the chosen
+    region, then the other kept regions in random order, at most
+    ``max_regions`` in all. (Upstream X-VLM orders the regions randomly and
+    may leave the chosen one out.)
+
+    **Required keys:** ``img``, ``region_bboxes`` ((K, 4) xyxy pixels),
+    ``region_texts`` (K strings), ``image_text`` (str or None).
+    **Modified keys:** ``img``, ``img_shape``.
+    **Added keys:** ``text`` (R strings), ``region_bboxes`` ((R, 4) xyxy
+    in output pixels; ``[0, 0, scale, scale]`` for the whole image),
+    ``is_whole_image`` ((R,) bool), ``crop_bbox``, ``flip``.
+
+    Args:
+        scale (int): Output side. Defaults to 224.
+        min_area_in_crop (float): Kept boxes have more than this fraction
+            of their area in the crop. Defaults to 0.5.
+        max_regions (int): Texts per image, the whole-image caption
+            included. Defaults to 5.
+        flip_prob (float): Horizontal flip probability. Defaults to 0.5.
+        careful_hflip (bool): Do not flip when a text says left/right.
+            Defaults to True.
+        interpolation (str): mmcv resize interpolation. Defaults to
+            ``'bicubic'``.
+        backend (str): mmcv resize backend. Defaults to ``'cv2'``.
+    """
+
+    def __init__(self,
+                 scale: int = 224,
+                 min_area_in_crop: float = 0.5,
+                 max_regions: int = 5,
+                 flip_prob: float = 0.5,
+                 careful_hflip: bool = True,
+                 interpolation: str = 'bicubic',
+                 backend: str = 'cv2') -> None:
+        if max_regions < 1:
+            raise ValueError(f'max_regions must be >= 1, got {max_regions}')
+        self.scale = scale
+        self.min_area_in_crop = min_area_in_crop
+        self.max_regions = max_regions
+        self.flip_prob = flip_prob
+        self.careful_hflip = careful_hflip
+        self.interpolation = interpolation
+        self.backend = backend
+
+    @staticmethod
+    def random_crop_around(box: np.ndarray, width: int,
+                           height: int) -> np.ndarray:
+        """A random crop ``[x0, y0, x1, y1]`` (ints) containing ``box``.
+
+        Args:
+            box (np.ndarray): ``(4,)`` xyxy inside the image.
+            width (int): Image width.
+            height (int): Image height.
+
+        Returns:
+            np.ndarray: ``(4,)`` int64 crop.
+        """
+        x0 = np.random.randint(0, int(math.floor(box[0])) + 1)
+        y0 = np.random.randint(0, int(math.floor(box[1])) + 1)
+        x1 = np.random.randint(min(int(math.ceil(box[2])), width), width + 1)
+        y1 = np.random.randint(min(int(math.ceil(box[3])), height), height + 1)
+        return np.array([x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)])
+
+    def _wants_no_flip(self, results: dict) -> bool:
+        texts = list(results['region_texts'])
+        if results.get('image_text'):
+            texts.append(results['image_text'])
+        return any(_LEFT_RIGHT.search(t) for t in texts)
+
+    def transform(self, results: dict) -> dict:
+        """Crop, flip, resize and select; see the class docstring."""
+        img = results['img']
+        height, width = img.shape[:2]
+        boxes = np.asarray(results['region_bboxes'], dtype=np.float32)
+        chosen = np.random.randint(len(boxes))
+        crop = self.random_crop_around(boxes[chosen], width, height)
+
+        # Keep boxes mostly inside the crop, clipped to it.
+        inter = np.concatenate([
+            np.maximum(boxes[:, :2], crop[:2]),
+            np.minimum(boxes[:, 2:], crop[2:])
+        ],
+                               axis=1)
+        inter_wh = np.clip(inter[:, 2:] - inter[:, :2], 0, None)
+        area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+        kept = inter_wh.prod(axis=1) > self.min_area_in_crop * area
+        kept[chosen] = True  # inside by construction; guards rounding
+        others = np.flatnonzero(kept)
+        others = others[others != chosen]
+        order = np.concatenate([[chosen], np.random.permutation(others)])
+
+        image_text = results.get('image_text')
+        num_regions = self.max_regions - (image_text is not None)
+        order = order[:max(num_regions, 0)].astype(np.int64)
+        region_boxes = inter[order] - np.tile(crop[:2], 2)
+
+        img = img[crop[1]:crop[3], crop[0]:crop[2]]
+        crop_w, crop_h = crop[2] - crop[0], crop[3] - crop[1]
+        flip = bool(np.random.rand() < self.flip_prob)
+        if flip and self.careful_hflip and self._wants_no_flip(results):
+            flip = False
+        if flip:
+            img = img[:, ::-1]
+            region_boxes[:, [0, 2]] = crop_w - region_boxes[:, [2, 0]]
+        img = mmcv.imresize(
+            np.ascontiguousarray(img), (self.scale, self.scale),
+            interpolation=self.interpolation,
+            backend=self.backend)
+        region_boxes *= np.array(
+            [self.scale / crop_w, self.scale / crop_h] * 2, dtype=np.float32)
+
+        texts = [results['region_texts'][i] for i in order]
+        is_whole = [False] * len(texts)
+        if image_text is not None:
+            texts.insert(0, image_text)
+            is_whole.insert(0, True)
+            region_boxes = np.concatenate([
+                np.array([[0, 0, self.scale, self.scale]], np.float32),
+                region_boxes
+            ])
+        results.update(
+            img=img,
+            img_shape=img.shape[:2],
+            text=texts,
+            region_bboxes=region_boxes.astype(np.float32),
+            is_whole_image=np.array(is_whole, dtype=bool),
+            crop_bbox=crop,
+            flip=flip)
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}(scale={self.scale}, '
+                f'min_area_in_crop={self.min_area_in_crop}, '
+                f'max_regions={self.max_regions}, '
+                f'flip_prob={self.flip_prob}, '
+                f'careful_hflip={self.careful_hflip})')
+
+
+def boxes_to_patch_mask(boxes: np.ndarray, grid_h: int, grid_w: int,
+                        patch_size: int) -> np.ndarray:
+    """Patches whose ``patch_size`` cell overlaps each box (X-VLM rule).
+
+    Cells ``floor(x0 / p) .. ceil(x1 / p) - 1`` along each axis, clamped to
+    the grid and at least one cell wide.
+
+    Args:
+        boxes (np.ndarray): ``(R, 4)`` xyxy pixels.
+        grid_h (int): Patch rows.
+        grid_w (int): Patch columns.
+        patch_size (int): Patch side in pixels.
+
+    Returns:
+        np.ndarray: ``(R, grid_h * grid_w)`` bool, row-major.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x_min = np.minimum(np.floor(boxes[:, 0] / patch_size), grid_w - 1)
+    y_min = np.minimum(np.floor(boxes[:, 1] / patch_size), grid_h - 1)
+    x_max = np.maximum(x_min + 1,
+                       np.minimum(np.ceil(boxes[:, 2] / patch_size), grid_w))
+    y_max = np.maximum(y_min + 1,
+                       np.minimum(np.ceil(boxes[:, 3] / patch_size), grid_h))
+    cols = np.arange(grid_w)[None, None, :]
+    rows = np.arange(grid_h)[None, :, None]
+    inside = ((cols >= x_min[:, None, None]) & (cols < x_max[:, None, None])
+              & (rows >= y_min[:, None, None]) & (rows < y_max[:, None, None]))
+    return inside.reshape(len(boxes), -1)
+
+
+@TRANSFORMS.register_module()
+class RegionTargets(BaseTransform):
+    """Box targets and region patch masks for the region stream.
+
+    **Required keys:** ``img``, ``region_bboxes`` ((R, 4) xyxy pixels of
+    ``img``), ``is_whole_image`` ((R,) bool).
+    **Added keys:** ``boxes`` ((R, 4) float32 normalised (cx, cy, w, h);
+    ``(0.5, 0.5, 1, 1)`` for the whole image) and ``region_patch_mask``
+    ((R, N) bool over the patch grid; all True for the whole image).
+
+    Args:
+        patch_size (int): Vision patch side. Defaults to 16.
+    """
+
+    def __init__(self, patch_size: int = 16) -> None:
+        self.patch_size = patch_size
+
+    def transform(self, results: dict) -> dict:
+        """Add ``boxes`` and ``region_patch_mask``."""
+        height, width = results['img'].shape[:2]
+        boxes = np.asarray(results['region_bboxes'], dtype=np.float32)
+        whole = np.asarray(results['is_whole_image'], dtype=bool)
+        size = np.array([width, height], dtype=np.float32)
+        center = (boxes[:, :2] + boxes[:, 2:]) / 2 / size
+        extent = (boxes[:, 2:] - boxes[:, :2]) / size
+        normed = np.concatenate([center, extent], axis=1)
+        normed[whole] = (0.5, 0.5, 1.0, 1.0)
+        patch_mask = boxes_to_patch_mask(boxes, height // self.patch_size,
+                                         width // self.patch_size,
+                                         self.patch_size)
+        patch_mask[whole] = True
+        results['boxes'] = normed.astype(np.float32)
+        results['region_patch_mask'] = patch_mask
+        return results
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(patch_size={self.patch_size})'
