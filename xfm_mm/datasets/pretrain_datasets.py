@@ -18,6 +18,7 @@ from .readers import (BadRecordError, iter_shard_lines, list_shards,
                       parse_json_line)
 from .record_parsers import (ImageParser, ImageTextParser, RegionTextParser,
                              TextParser)
+from .samplers import SeededSampleMixin
 
 
 def build_pipeline(pipeline: Sequence[Union[dict, Callable]]) -> list:
@@ -38,8 +39,11 @@ def build_pipeline(pipeline: Sequence[Union[dict, Callable]]) -> list:
     ]
 
 
-class JsonlDataset(BaseDataset):
+class JsonlDataset(SeededSampleMixin, BaseDataset):
     """Base of the map-style JSON-lines datasets.
+
+    Takes plain indices, or ``(index, seed)`` draws from
+    ``ResumableInfiniteSampler`` whose transforms then run under that seed.
 
     Args:
         ann_file (str | Sequence[str]): Shard files, folders or globs (see

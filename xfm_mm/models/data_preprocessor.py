@@ -29,7 +29,9 @@ class XFMDataPreprocessor(BaseDataPreprocessor):
     """Normalise images and batch the per-sample fields of every source.
 
     Input is what ``pseudo_collate`` makes of ``PackXFMInputs`` outputs:
-    ``dict(inputs=[uint8 (3, H, W) or None], data_samples=[DataSample])``.
+    ``dict(inputs=[uint8 (3, H, W) or (K, 3, H, W) or None],
+    data_samples=[DataSample])``. Downstream samples may carry no ``source``
+    (it is then None); fields not listed here stay in the data samples.
     Output is ``dict(inputs=batch, data_samples=samples)`` where ``batch``
     holds ``source``, ``images`` (normalised float) when the source has
     images, and every field of docs/en/design.md stacked along dim 0. For
@@ -44,6 +46,9 @@ class XFMDataPreprocessor(BaseDataPreprocessor):
             Defaults to CLIP's.
         to_rgb (bool): Reverse the channel order (images decoded by mmcv are
             BGR). Defaults to True.
+        max_region_pairs (int, optional): Keep at most this many (text, box)
+            pairs of a ``region`` batch, drawn at random, as upstream draws
+            96 pairs from the texts of up to 80 images. None keeps all.
         non_blocking (bool): Asynchronous host-to-device copies.
     """
 
@@ -51,24 +56,28 @@ class XFMDataPreprocessor(BaseDataPreprocessor):
                  mean: Sequence[float] = CLIP_MEAN,
                  std: Sequence[float] = CLIP_STD,
                  to_rgb: bool = True,
+                 max_region_pairs: Optional[int] = None,
                  non_blocking: bool = False):
         super().__init__(non_blocking)
         self.to_rgb = to_rgb
+        self.max_region_pairs = max_region_pairs
         self.register_buffer('mean',
                              torch.tensor(mean).view(-1, 1, 1), False)
         self.register_buffer('std', torch.tensor(std).view(-1, 1, 1), False)
 
     def forward(self, data: dict, training: bool = False) -> dict:
         samples: List[BaseDataElement] = data['data_samples']
-        sources = {s.source for s in samples}
+        sources = {s.get('source') for s in samples}
         if len(sources) != 1:
             raise ValueError('a batch must come from one source, got '
-                             f'{sorted(sources)}')
+                             f'{sorted(map(str, sources))}')
         batch = dict(source=sources.pop())
         images = self._stack_images(data.get('inputs'))
         if images is not None:
             batch['images'] = images
         batch.update(self._stack_fields(samples))
+        if batch['source'] == 'region' and self.max_region_pairs:
+            batch = self._subsample_pairs(batch)
         batch = self.cast_data(batch)
         return dict(inputs=batch, data_samples=samples)
 
@@ -78,9 +87,21 @@ class XFMDataPreprocessor(BaseDataPreprocessor):
         images = inputs if isinstance(inputs, torch.Tensor) else \
             torch.stack(list(inputs))
         images = images.to(self.mean.device, non_blocking=self._non_blocking)
-        if self.to_rgb and images.size(1) == 3:
-            images = images.flip(1)
+        # Channels are dim -3, so (B, K, 3, H, W) stacks of K images per
+        # sample (NLVR2's image pairs) are handled too.
+        if self.to_rgb and images.size(-3) == 3:
+            images = images.flip(-3)
         return (images.float() - self.mean) / self.std
+
+    def _subsample_pairs(self, batch: dict) -> dict:
+        num_pairs = len(batch['image_index'])
+        if num_pairs <= self.max_region_pairs:
+            return batch
+        keep = torch.randperm(num_pairs)[:self.max_region_pairs].sort().values
+        for key in PER_TEXT_FIELDS + ('image_index', 'image_id'):
+            if key in batch:
+                batch[key] = batch[key][keep]
+        return batch
 
     @staticmethod
     def _stack_fields(samples: List[BaseDataElement]) -> dict:
@@ -88,9 +109,10 @@ class XFMDataPreprocessor(BaseDataPreprocessor):
         first = samples[0]
         for key in PER_IMAGE_FIELDS:
             if key in first:
-                out[key] = torch.stack([_as_tensor(s.get(key)) for s in samples])
+                out[key] = torch.stack(
+                    [_as_tensor(s.get(key)) for s in samples])
         present = [key for key in PER_TEXT_FIELDS if key in first]
-        if first.source != 'region':
+        if first.get('source') != 'region':
             for key in present:
                 out[key] = torch.stack([s.get(key) for s in samples])
             return out

@@ -8,7 +8,9 @@ vocab_size = 50265
 
 model = dict(
     type='XFM',
-    data_preprocessor=dict(type='XFMDataPreprocessor'),
+    # CLIP mean/std; a region batch of <= 80 images gives 96 (text, box)
+    # pairs (regions.batch_size / max_images in the upstream config).
+    data_preprocessor=dict(type='XFMDataPreprocessor', max_region_pairs=96),
     text_encoder=dict(
         type='TextEncoder',
         vocab_size=vocab_size,

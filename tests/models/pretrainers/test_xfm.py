@@ -279,3 +279,15 @@ def test_base_config_has_the_published_parameter_count():
     total = sum(p.numel() for name in counted
                 for p in getattr(model, name).parameters())
     assert abs(total - 327e6) / 327e6 < 0.02, total
+
+
+def test_region_pairs_are_subsampled_to_the_configured_number():
+    model = build(data_preprocessor=dict(
+        type='XFMDataPreprocessor', max_region_pairs=4))
+    data = model.data_preprocessor(make_batch('region', batch_size=3), True)
+    inputs = data['inputs']
+    assert len(inputs['text_ids']) == 4
+    assert len(inputs['image_index']) == 4 == len(inputs['boxes'])
+    assert inputs['image_index'].tolist() == sorted(
+        inputs['image_index'].tolist())
+    assert set(model(**data, mode='loss')) == EXPECTED['region']

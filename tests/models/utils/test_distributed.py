@@ -106,7 +106,9 @@ def _spawn_bounded(out_dir, timeout=90):
         args=(_free_port(), str(out_dir)),
         nprocs=WORLD_SIZE,
         join=False,
-        start_method='spawn')
+        # fork: pytest imports this file under a name ('tests.models...')
+        # that a spawned interpreter could not import to unpickle _worker.
+        start_method='fork')
     deadline = time.monotonic() + timeout
     try:
         while not context.join(timeout=1):
