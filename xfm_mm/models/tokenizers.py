@@ -3,6 +3,7 @@
 import os.path as osp
 
 from xfm_mm.registry import TOKENIZER
+from xfm_mm.utils.paths import resolve_path
 
 
 @TOKENIZER.register_module()
@@ -14,7 +15,8 @@ def HFTokenizer(name_or_path: str, **kwargs):
     hanging on the network.
 
     Args:
-        name_or_path (str): Directory holding ``tokenizer.json`` or
+        name_or_path (str): Directory (or ``package://module/sub/dir``, see
+            :func:`xfm_mm.utils.paths.resolve_path`) holding ``tokenizer.json`` or
             ``vocab.txt`` / ``vocab.json`` + ``merges.txt``, and optionally
             ``tokenizer_config.json``.
         **kwargs: Passed to ``AutoTokenizer.from_pretrained``.
@@ -23,6 +25,7 @@ def HFTokenizer(name_or_path: str, **kwargs):
         PreTrainedTokenizerBase: The tokenizer.
     """
     from transformers import AutoTokenizer
+    name_or_path = resolve_path(name_or_path)
     if not osp.isdir(name_or_path):
         raise FileNotFoundError(
             f'HFTokenizer: tokenizer directory {name_or_path!r} does not '

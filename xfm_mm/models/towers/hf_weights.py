@@ -25,6 +25,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 
+from xfm_mm.utils.paths import resolve_path
+
 StateDict = Dict[str, torch.Tensor]
 
 #: Prefixes HF puts in front of the encoder keys of task models.
@@ -44,6 +46,7 @@ def read_hf_config(path: str) -> dict:
     Returns:
         dict: The parsed config.
     """
+    path = resolve_path(path)
     file = osp.join(path, 'config.json') if osp.isdir(path) else path
     if not osp.isfile(file):
         raise FileNotFoundError(f'HF config {file!r} does not exist')
@@ -124,6 +127,7 @@ def load_hf_state_dict(path: str) -> StateDict:
         dict: Parameter name -> tensor (on CPU).
     """
     file = path
+    path = resolve_path(path)
     if osp.isdir(path):
         found = [
             osp.join(path, n) for n in _WEIGHT_FILES

@@ -11,6 +11,7 @@ from torch.utils.checkpoint import checkpoint
 
 from xfm_mm.models.layers import FFN, MultiheadAttention, padding_mask_to_bias
 from xfm_mm.registry import MODELS
+from xfm_mm.utils.paths import resolve_path
 from .hf_weights import (check_load_result, convert_hf_text_encoder,
                          load_hf_state_dict, resolve_arch)
 
@@ -276,6 +277,8 @@ class TextEncoder(BaseModule):
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        if pretrained is not None:
+            pretrained = resolve_path(pretrained)
         if (hf_config is None and pretrained is not None
                 and osp.isfile(osp.join(pretrained, 'config.json'))):
             hf_config = pretrained
