@@ -3,6 +3,7 @@ from .backbones import *  # noqa: F401,F403
 from .downstream import *  # noqa: F401,F403
 from .heads import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403
+from .necks import *  # noqa: F401,F403
 from .pretrainers import *  # noqa: F401,F403
 from .towers import *  # noqa: F401,F403
 from .data_preprocessor import XFMDataPreprocessor  # noqa: F401
