@@ -2,7 +2,7 @@
 """X-FM pre-training (Zhang et al., "Toward Building General Foundation
 Models for Language, Vision, and Vision-Language Understanding Tasks",
 EMNLP 2023 Findings, arXiv 2301.05065)."""
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.model import BaseModel

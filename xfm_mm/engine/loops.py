@@ -1,0 +1,182 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""Iteration-based training over several data sources at once."""
+import logging
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.runner import IterBasedTrainLoop
+from mmengine.runner.loops import _InfiniteDataloaderIterator
+from torch.utils.data import DataLoader
+
+from xfm_mm.registry import LOOPS
+
+
+@LOOPS.register_module()
+class MultiSourceTrainLoop(IterBasedTrainLoop):
+    """Train from several sources, each with its own infinite dataloader.
+
+    One iteration draws one batch from every source and runs the
+    ``schedule``: a list of step groups; the losses of the sources in a group
+    are back-propagated one source at a time (so only one graph is alive)
+    and the group ends with one optimizer step. The parameter schedulers
+    step once per iteration (``ParamSchedulerHook``), as upstream does.
+
+    X-FM's loop (``Pretrain.py``) is three optimizer steps per iteration::
+
+        schedule=[['text'], ['region', 'image'], ['image_text']]
+
+    and X2-VLM's single summed step is ``[['image_text', 'region']]``.
+
+    Args:
+        runner (Runner): The runner.
+        dataloader (dict): Source name -> dataloader config (or
+            ``DataLoader``). The first source is the one
+            ``runner.train_dataloader`` returns.
+        max_iters (int): Number of iterations.
+        schedule (list[list[str]], optional): Step groups, see above.
+            Defaults to one group with every source (one summed step).
+        loss_weights (dict[str, float], optional): Source name -> factor on
+            that source's total loss. Defaults to 1 for every source.
+        val_begin (int): First iteration that may validate. Defaults to 1.
+        val_interval (int): Validation interval in iterations.
+        dynamic_intervals (list[tuple[int, int]], optional): As in
+            ``IterBasedTrainLoop``.
+    """
+
+    def __init__(self,
+                 runner,
+                 dataloader: Dict[str, Union[dict, DataLoader]],
+                 max_iters: int,
+                 schedule: Optional[List[List[str]]] = None,
+                 loss_weights: Optional[Dict[str, float]] = None,
+                 val_begin: int = 1,
+                 val_interval: int = 1000,
+                 dynamic_intervals=None) -> None:
+        if not isinstance(dataloader, dict) or 'dataset' in dataloader:
+            raise TypeError('MultiSourceTrainLoop expects train_dataloader '
+                            'to map source names to dataloader configs, '
+                            'e.g. dict(text=dict(dataset=...), ...)')
+        self._runner = runner
+        self.dataloaders = {
+            name: self._build(runner, cfg)
+            for name, cfg in dataloader.items()
+        }
+        self.schedule = [list(g) for g in schedule] if schedule else \
+            [list(self.dataloaders)]
+        used = [name for group in self.schedule for name in group]
+        unknown = set(used) - set(self.dataloaders)
+        if unknown:
+            raise ValueError(f'schedule names sources {sorted(unknown)} '
+                             'that train_dataloader does not define '
+                             f'({sorted(self.dataloaders)})')
+        if len(used) != len(set(used)):
+            raise ValueError(f'a source appears twice in schedule {used}')
+        unused = set(self.dataloaders) - set(used)
+        if unused:
+            raise ValueError(f'sources {sorted(unused)} have a dataloader '
+                             'but no place in schedule')
+        self.loss_weights = {name: 1.0 for name in self.dataloaders}
+        self.loss_weights.update(loss_weights or {})
+
+        # IterBasedTrainLoop.__init__ builds one dataloader; hand it the
+        # first source's, already built.
+        first = next(iter(self.dataloaders.values()))
+        super().__init__(runner, first, max_iters, val_begin, val_interval,
+                         dynamic_intervals)
+        # Reuse the iterator the parent made for the first source: a second
+        # one would start a second set of worker processes.
+        self.iterators = {
+            name: self.dataloader_iterator if loader is first else
+            _InfiniteDataloaderIterator(loader)
+            for name, loader in self.dataloaders.items()
+        }
+
+    @staticmethod
+    def _build(runner, cfg):
+        if isinstance(cfg, DataLoader):
+            return cfg
+        diff_rank_seed = runner._randomness_cfg.get('diff_rank_seed', False)
+        return runner.build_dataloader(
+            cfg, seed=runner.seed, diff_rank_seed=diff_rank_seed)
+
+    def run(self) -> torch.nn.Module:
+        """Launch training."""
+        self.runner.call_hook('before_train')
+        self.runner.call_hook('before_train_epoch')
+        if self._iter > 0:
+            self._skip_trained_batches(self._iter)
+        while self._iter < self._max_iters and not self.stop_training:
+            self.runner.model.train()
+            batches = {
+                name: next(it)
+                for name, it in self.iterators.items()
+            }
+            self.run_iter(batches)
+            self._decide_current_val_interval()
+            if (self.runner.val_loop is not None
+                    and self._iter >= self.val_begin
+                    and (self._iter % self.val_interval == 0
+                         or self._iter == self._max_iters)):
+                self.runner.val_loop.run()
+        self.runner.call_hook('after_train_epoch')
+        self.runner.call_hook('after_train')
+        return self.runner.model
+
+    def _skip_trained_batches(self, num_iters: int) -> None:
+        """Resume the data order where the interrupted run stopped.
+
+        Samplers with ``skip(num_batches)`` jump there without loading data;
+        other dataloaders are advanced batch by batch.
+        """
+        for name, loader in self.dataloaders.items():
+            sampler = getattr(loader, 'sampler', None)
+            if hasattr(sampler, 'skip'):
+                sampler.skip(num_iters * loader.batch_size)
+                # A new iterator draws its worker base seed from torch's
+                # generator; keep the restored random state untouched.
+                with torch.random.fork_rng(devices=[]):
+                    self.iterators[name] = _InfiniteDataloaderIterator(loader)
+                continue
+            print_log(
+                f'Advancing source {name!r} by {num_iters} batches to skip '
+                'data that has already been trained',
+                logger='current',
+                level=logging.WARNING)
+            for _ in range(num_iters):
+                next(self.iterators[name])
+
+    def run_iter(self, data_batch: Dict[str, dict]) -> None:
+        """Run every step group of the schedule on one batch per source."""
+        self.runner.call_hook(
+            'before_train_iter', batch_idx=self._iter, data_batch=data_batch)
+        outputs = {}
+        for group in self.schedule:
+            outputs.update(self._step_group(group, data_batch))
+        outputs['loss'] = sum(v for k, v in outputs.items()
+                              if k.endswith('/loss'))
+        self.runner.call_hook(
+            'after_train_iter',
+            batch_idx=self._iter,
+            data_batch=data_batch,
+            outputs=outputs)
+        self._iter += 1
+
+    def _step_group(self, group: Sequence[str],
+                    data_batch: Dict[str, dict]) -> dict:
+        model = self.runner.model
+        module = model.module if is_model_wrapper(model) else model
+        optim_wrapper = self.runner.optim_wrapper
+        log_vars = {}
+        for name in group:
+            with optim_wrapper.optim_context(model):
+                data = module.data_preprocessor(data_batch[name], True)
+                losses = model(**data, mode='loss')
+            loss, source_vars = module.parse_losses(losses)
+            optim_wrapper.backward(loss * self.loss_weights[name])
+            for key, value in source_vars.items():
+                log_vars[f'{name}/{key}'] = value
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+        return log_vars

@@ -1,0 +1,82 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+from typing import List, Optional, Sequence
+
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
+
+from xfm_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, \
+    OPTIMIZERS
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class PretrainOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """The four parameter groups of X-VLM / X2-VLM / X-FM pre-training.
+
+    {decay, no decay} x {base lr, ``new_lr_mult`` x lr} (upstream
+    ``optim.py``): parameters whose name contains ``bias`` (so also
+    relative position bias tables) or that belong to a LayerNorm get no
+    weight decay; everything else (cls/mask tokens, layer scales, the
+    temperature) is decayed. Parameters under ``new_param_prefixes`` were
+    not in any initialisation checkpoint and learn ``new_lr_mult`` times
+    faster. Custom ``paramwise_cfg`` is not supported here: the rule above is
+    the whole policy.
+
+    Args:
+        optim_wrapper_cfg (dict): The optimizer wrapper config; the optimizer
+            gives the base lr and weight decay.
+        paramwise_cfg (dict, optional): ``new_param_prefixes`` (sequence of
+            module-name prefixes) and ``new_lr_mult`` (default 2.0).
+    """
+
+    def __init__(self,
+                 optim_wrapper_cfg: dict,
+                 paramwise_cfg: Optional[dict] = None):
+        paramwise_cfg = dict(paramwise_cfg or {})
+        self.new_prefixes: Sequence[str] = tuple(
+            paramwise_cfg.pop('new_param_prefixes', ()))
+        self.new_lr_mult = float(paramwise_cfg.pop('new_lr_mult', 2.0))
+        if paramwise_cfg:
+            raise ValueError('PretrainOptimWrapperConstructor: unsupported '
+                             f'paramwise_cfg keys {sorted(paramwise_cfg)}')
+        super().__init__(optim_wrapper_cfg, None)
+
+    def param_groups(self, model: nn.Module) -> List[dict]:
+        """Split trainable parameters into the four groups (empty dropped)."""
+        no_decay = set()
+        for module in model.modules():
+            if isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+                no_decay.update(id(p) for p in module.parameters(False))
+        lr = self.base_lr
+        groups = {(d, n): [] for d in (True, False) for n in (True, False)}
+        seen = set()
+        for name, param in model.named_parameters():
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))  # tied weights appear once
+            decay = 'bias' not in name and id(param) not in no_decay
+            new = name.startswith(self.new_prefixes)
+            groups[(decay, new)].append(param)
+        out = []
+        for (decay, new), params in groups.items():
+            if params:
+                out.append(
+                    dict(
+                        params=params,
+                        lr=lr * (self.new_lr_mult if new else 1.),
+                        weight_decay=self.base_wd if decay else 0.))
+        return out
+
+    def __call__(self, model: nn.Module) -> OptimWrapper:
+        if hasattr(model, 'module'):
+            model = model.module
+        optimizer_cfg = self.optimizer_cfg.copy()
+        optimizer_cfg['params'] = self.param_groups(model)
+        optimizer = OPTIMIZERS.build(optimizer_cfg)
+        for group in optimizer.param_groups:
+            print_log(
+                f'param group: {len(group["params"])} tensors, '
+                f'lr={group["lr"]:g}, weight_decay={group["weight_decay"]:g}',
+                logger='current')
+        return OPTIM_WRAPPERS.build(
+            self.optim_wrapper_cfg, default_args=dict(optimizer=optimizer))
