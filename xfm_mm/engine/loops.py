@@ -32,8 +32,8 @@ class MultiSourceTrainLoop(IterBasedTrainLoop):
     Args:
         runner (Runner): The runner.
         dataloader (dict): Source name -> dataloader config (or
-            ``DataLoader``). The first source is the one
-            ``runner.train_dataloader`` returns.
+            ``DataLoader``); None switches a source off. The first source is
+            the one ``runner.train_dataloader`` returns.
         max_iters (int): Number of iterations.
         schedule (list[list[str]], optional): Step groups, see above.
             Defaults to one group with every source (one summed step).
@@ -59,9 +59,11 @@ class MultiSourceTrainLoop(IterBasedTrainLoop):
                             'to map source names to dataloader configs, '
                             'e.g. dict(text=dict(dataset=...), ...)')
         self._runner = runner
+        # A source set to None (e.g. by an ablation config) is switched off.
+        disabled = {name for name, cfg in dataloader.items() if cfg is None}
         self.dataloaders = {
             name: self._build(runner, cfg)
-            for name, cfg in dataloader.items()
+            for name, cfg in dataloader.items() if cfg is not None
         }
         self.schedule = [list(g) for g in schedule] if schedule else \
             [list(self.dataloaders)]
@@ -77,8 +79,15 @@ class MultiSourceTrainLoop(IterBasedTrainLoop):
         if unused:
             raise ValueError(f'sources {sorted(unused)} have a dataloader '
                              'but no place in schedule')
-        self.loss_weights = {name: 1.0 for name in self.dataloaders}
-        self.loss_weights.update(loss_weights or {})
+        loss_weights = dict(loss_weights or {})
+        unknown = set(loss_weights) - set(self.dataloaders) - disabled
+        if unknown:
+            raise ValueError(f'loss_weights names unknown sources '
+                             f'{sorted(unknown)}')
+        self.loss_weights = {
+            name: float(loss_weights.get(name, 1.0))
+            for name in self.dataloaders
+        }
 
         # IterBasedTrainLoop.__init__ builds one dataloader; hand it the
         # first source's, already built.

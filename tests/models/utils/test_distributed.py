@@ -163,3 +163,43 @@ def test_gathered_itc_gives_each_rank_its_slice_gradient(tmp_path):
             torch.testing.assert_close(summed, grad)
             # A rank alone sees only its slice: not the full gradient.
             assert not torch.allclose(ranks[0][key]['param_grads'][name], grad)
+
+
+def _unequal_worker(rank, port, out_dir):
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group(
+        'gloo', rank=rank, world_size=WORLD_SIZE,
+        timeout=timedelta(seconds=60))
+    try:
+        rows = torch.arange(2 + 3 * rank, dtype=torch.float32)[:, None]
+        rows = (rows + 10 * rank).requires_grad_(True)
+        gathered = all_gather_with_grad(rows)
+        ids = all_gather_no_grad(torch.full((len(rows), ), rank))
+        (gathered * torch.arange(len(gathered))[:, None]).sum().backward()
+        torch.save(
+            dict(gathered=gathered.detach(), ids=ids, grad=rows.grad),
+            os.path.join(out_dir, f'unequal{rank}.pt'))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gather_with_different_row_counts_per_rank(tmp_path):
+    """Region batches keep a variable number of texts per rank."""
+    context = mp.start_processes(
+        _unequal_worker,
+        args=(_free_port(), str(tmp_path)),
+        nprocs=WORLD_SIZE,
+        join=False,
+        start_method='fork')
+    deadline = time.monotonic() + 90
+    while not context.join(timeout=1):
+        assert time.monotonic() < deadline, 'workers timed out'
+    expected = torch.cat([torch.arange(2.), torch.arange(5.) + 10])[:, None]
+    for rank in range(WORLD_SIZE):
+        out = torch.load(tmp_path / f'unequal{rank}.pt')
+        torch.testing.assert_close(out['gathered'], expected)
+        assert out['ids'].tolist() == [0, 0, 1, 1, 1, 1, 1]
+        # d/dx of sum(row_i * i) is i: each rank gets its own positions.
+        start = 0 if rank == 0 else 2
+        positions = torch.arange(start, start + 2 + 3 * rank)
+        torch.testing.assert_close(out['grad'][:, 0], positions.float())

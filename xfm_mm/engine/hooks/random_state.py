@@ -5,7 +5,7 @@ import random
 import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 
 from xfm_mm.registry import HOOKS
@@ -47,12 +47,37 @@ class RandomStateHook(Hook):
     paths than the uninterrupted run. With this hook (and a dataloader whose
     sampler seeds each sample, ``ResumableInfiniteSampler``) a resumed run
     continues with exactly the same randomness.
+
+    Only rank 0 writes checkpoints, so the states of all ranks are gathered
+    (a collective every rank joins) in ``after_train_iter`` of the iterations
+    at which the ``CheckpointHook`` saves; this hook therefore runs before it.
     """
 
-    priority = 'VERY_LOW'
+    priority = 'LOW'  # before CheckpointHook (VERY_LOW)
+
+    def __init__(self) -> None:
+        self._states = None
+
+    @staticmethod
+    def _will_save(runner) -> bool:
+        for hook in runner.hooks:
+            if isinstance(hook, CheckpointHook) and not hook.by_epoch:
+                return hook.every_n_train_iters(
+                    runner, hook.interval, hook.save_begin) or (
+                        hook.save_last and hook.is_last_train_iter(runner))
+        return False
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        if get_world_size() > 1 and self._will_save(runner):
+            self._states = all_gather_object(_capture())
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint['random_states'] = all_gather_object(_capture())
+        states = self._states
+        if states is None or len(states) != get_world_size():
+            states = [_capture()]  # single process, or a save we missed
+        checkpoint['random_states'] = states
+        self._states = None
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         states = checkpoint.get('random_states')

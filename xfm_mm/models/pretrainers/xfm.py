@@ -217,7 +217,8 @@ class XFM(BaseModel):
             vision_cls=vision[:, 0],
             vision=vision,
             vision_mask=None,
-            text=text)
+            text=text,
+            image_ids=inputs.get('image_id'))
         if 'image_text' in self.mim_sources:
             losses.update(
                 self._mim_loss(inputs['images'], inputs['image_mask'],
@@ -232,12 +233,15 @@ class XFM(BaseModel):
         vision_mask = torch.cat([patch_mask.new_ones(len(patch_mask), 1),
                                  patch_mask], dim=1)
         text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
+        # Texts of one image name different regions: only the diagonal pairs
+        # are positives, as upstream (no image ids).
         losses = self._aligned_losses(
             inputs,
             vision_cls=region[:, 0],
             vision=region,
             vision_mask=vision_mask,
-            text=text)
+            text=text,
+            image_ids=None)
         if self.box_head is not None:
             # Box prediction sees the whole image, not the box patches.
             fused = self.fusion_encoder(
@@ -250,10 +254,14 @@ class XFM(BaseModel):
     def _aligned_losses(self, inputs: dict, vision_cls: torch.Tensor,
                         vision: torch.Tensor,
                         vision_mask: Optional[torch.Tensor],
-                        text: torch.Tensor) -> dict:
-        """ITC, ITM and IMLM shared by image-text and region batches."""
+                        text: torch.Tensor,
+                        image_ids: Optional[torch.Tensor]) -> dict:
+        """ITC, ITM and IMLM shared by image-text and region batches.
+
+        Texts sharing an image id are positives of each other in ITC and
+        never drawn as ITM negatives.
+        """
         text_mask = inputs['text_mask']
-        image_ids = inputs.get('image_id')
         image_feat = self.itc_head.project_vision(vision_cls)
         text_feat = self.itc_head.project_text(text[:, 0])
         losses = self.itc_head.loss(image_feat, text_feat, image_ids)

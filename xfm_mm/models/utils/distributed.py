@@ -28,23 +28,42 @@ def get_dist_info() -> Tuple[int, int]:
     return 0, 1
 
 
+def _gather_rows(tensor: torch.Tensor) -> Tuple[torch.Tensor, list]:
+    """All-gather along dim 0 when ranks may hold different row counts.
+
+    Rows are padded to the largest count for ``dist.all_gather`` (which
+    needs equal shapes) and the padding is cut off again.
+
+    Returns:
+        tuple: the concatenated rows of all ranks, and each rank's count.
+    """
+    world_size = get_dist_info()[1]
+    tensor = tensor.contiguous()
+    size = torch.tensor([tensor.size(0)], device=tensor.device)
+    sizes = [torch.empty_like(size) for _ in range(world_size)]
+    dist.all_gather(sizes, size)
+    sizes = [int(s) for s in sizes]
+    padded = tensor.new_zeros((max(sizes), ) + tensor.shape[1:])
+    padded[:tensor.size(0)] = tensor
+    gathered = [torch.empty_like(padded) for _ in range(world_size)]
+    dist.all_gather(gathered, padded)
+    return torch.cat([g[:n] for g, n in zip(gathered, sizes)]), sizes
+
+
 class _AllGatherLocalGrad(torch.autograd.Function):
     """All-gather along dim 0 whose backward keeps this rank's slice."""
 
     @staticmethod
     def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        rank, world_size = get_dist_info()
-        tensor = tensor.contiguous()
-        gathered = [torch.empty_like(tensor) for _ in range(world_size)]
-        dist.all_gather(gathered, tensor)
-        ctx.rank = rank
+        rank = get_dist_info()[0]
+        gathered, sizes = _gather_rows(tensor)
+        ctx.start = sum(sizes[:rank])
         ctx.local_size = tensor.size(0)
-        return torch.cat(gathered, dim=0)
+        return gathered
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
-        start = ctx.rank * ctx.local_size
-        return grad_output[start:start + ctx.local_size]
+        return grad_output[ctx.start:ctx.start + ctx.local_size]
 
 
 def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
@@ -56,13 +75,12 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     is the identity.
 
     Args:
-        tensor (torch.Tensor): ``(B, ...)`` local tensor; ``B`` must be the
-            same on every rank (``torch.distributed.all_gather`` requires
-            equal shapes).
+        tensor (torch.Tensor): ``(B_r, ...)`` local tensor; ranks may hold
+            different ``B_r`` (region batches keep a variable number of
+            texts per image).
 
     Returns:
-        torch.Tensor: ``(world_size * B, ...)``, rank ``r``'s rows at
-        ``[r * B, (r + 1) * B)``.
+        torch.Tensor: ``(sum_r B_r, ...)``, ranks in order.
     """
     if get_dist_info()[1] == 1:
         return tensor
@@ -77,16 +95,11 @@ def all_gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
     without an initialised process group.
 
     Args:
-        tensor (torch.Tensor): ``(B, ...)`` local tensor, same shape on
-            every rank.
+        tensor (torch.Tensor): ``(B_r, ...)`` local tensor.
 
     Returns:
-        torch.Tensor: ``(world_size * B, ...)``.
+        torch.Tensor: ``(sum_r B_r, ...)``.
     """
-    world_size = get_dist_info()[1]
-    if world_size == 1:
+    if get_dist_info()[1] == 1:
         return tensor
-    tensor = tensor.contiguous()
-    gathered = [torch.empty_like(tensor) for _ in range(world_size)]
-    dist.all_gather(gathered, tensor)
-    return torch.cat(gathered, dim=0)
+    return _gather_rows(tensor)[0]
