@@ -113,9 +113,14 @@ train_dataloader = dict(
         [block_mask, dict(type='PackXFMInputs')]),
 )
 
-max_iters = 300
-warmup_iters = 30
-optim_wrapper = dict(optimizer=dict(lr=3e-4))
+max_iters = 200
+warmup_iters = 20
+# bfloat16 autocast on CPU (tools/train.py --amp picks the same on a CPU-only
+# machine) and the fused CPU AdamW kernel: together about 2x faster here.
+optim_wrapper = dict(
+    type='CPUAmpOptimWrapper',
+    dtype='bfloat16',
+    optimizer=dict(lr=3e-4, fused=True))
 param_scheduler = [
     dict(
         type='LinearLR',

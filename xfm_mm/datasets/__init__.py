@@ -1,5 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 from .bad_records import BadRecordCounter, BadShardError
+from .downstream import *  # noqa: F401,F403
 from .pretrain_datasets import (ImageDataset, ImageTextDataset, JsonlDataset,
                                 RegionTextDataset, TextDataset)
 from .readers import (BadRecordError, decode_image, iter_shard_lines,

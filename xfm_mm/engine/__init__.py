@@ -4,8 +4,10 @@ from .loops import MultiSourceTrainLoop
 from .optim_constructors import LayerDecayOptimWrapperConstructor
 from .optim_wrappers import CPUAmpOptimWrapper
 from .pretrain_optim_constructor import PretrainOptimWrapperConstructor
+from .retrieval_loop import RetrievalTestLoop, RetrievalValLoop
 
 __all__ = [
     'MultiSourceTrainLoop', 'CPUAmpOptimWrapper',
-    'LayerDecayOptimWrapperConstructor', 'PretrainOptimWrapperConstructor'
+    'LayerDecayOptimWrapperConstructor', 'PretrainOptimWrapperConstructor',
+    'RetrievalTestLoop', 'RetrievalValLoop'
 ]

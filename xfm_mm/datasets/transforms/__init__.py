@@ -4,6 +4,11 @@
 # plain names resolve from an xfm_mm-scoped pipeline.
 import mmcv.transforms  # noqa: F401
 
+from .downstream_text import (PackRetrievalInputs,
+                              PackTextClassificationInputs,
+                              TokenizeSentencePair)
+from .downstream_vl import (AddPrompt, CarefulRandomFlip, PackVLInputs,
+                            RefBoxTarget, TokenizeAnswers)
 from .formatting import PackXFMInputs
 from .masking import BlockMask, BlockMaskGenerator
 from .region import RegionRandomCrop, RegionTargets, boxes_to_patch_mask
@@ -13,5 +18,8 @@ from .text import (MaskText, PreCaption, TokenizeText, build_tokenizer,
 __all__ = [
     'PackXFMInputs', 'BlockMask', 'BlockMaskGenerator', 'RegionRandomCrop',
     'RegionTargets', 'boxes_to_patch_mask', 'MaskText', 'PreCaption',
-    'TokenizeText', 'build_tokenizer', 'choose_masked_positions', 'pre_caption'
+    'TokenizeText', 'build_tokenizer', 'choose_masked_positions',
+    'pre_caption', 'PackRetrievalInputs', 'PackTextClassificationInputs',
+    'TokenizeSentencePair', 'AddPrompt', 'CarefulRandomFlip', 'PackVLInputs',
+    'RefBoxTarget', 'TokenizeAnswers'
 ]

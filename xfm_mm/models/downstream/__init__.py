@@ -1,1 +1,13 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
+from .caption import XFMCaptioner
+from .generation import beam_search, rank_answers
+from .grounding import XFMGrounding
+from .nlvr import XFMNLVR
+from .retrieval import XFMRetrieval
+from .text_classifier import XFMTextClassifier
+from .vqa import XFMVQA
+
+__all__ = [
+    'XFMCaptioner', 'XFMGrounding', 'XFMNLVR', 'XFMRetrieval',
+    'XFMTextClassifier', 'XFMVQA', 'beam_search', 'rank_answers'
+]

@@ -1,0 +1,170 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""Model loading and pipeline helpers shared by the xfm_mm inferencers."""
+import copy
+from typing import Callable, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from mmcv.image import imread
+from mmengine.config import Config
+from mmengine.dataset import Compose
+from mmengine.model import BaseModel
+from mmengine.registry import DefaultScope
+from mmengine.runner import load_checkpoint
+from mmpretrain.apis.base import BaseInferencer as MMPretrainInferencer
+
+from xfm_mm.registry import MODELS, TRANSFORMS
+
+ModelType = Union[BaseModel, str, Config]
+#: Transforms that read or encode text; every other transform of a test
+#: pipeline (except the loading and the final packing) works on the image.
+TEXT_TRANSFORMS = ('PreCaption', 'TokenizeText', 'TokenizeSentencePair',
+                   'MaskText', 'AddPrompt')
+LOAD_TRANSFORMS = ('LoadImageFromFile', )
+
+
+def init_model(config: Union[str, Config],
+               checkpoint: Optional[str] = None,
+               device: Union[str, torch.device, None] = None,
+               **model_overrides) -> BaseModel:
+    """Build the model of an xfm_mm config and load a checkpoint.
+
+    The checkpoint goes through mmengine's loaders, which ``import xfm_mm``
+    routes to weights-only unpickling (docs/en/checkpoints.md).
+
+    Args:
+        config (str | Config): A config file or object.
+        checkpoint (str, optional): Weights to load (non-strict; missing
+            and unexpected keys are logged).
+        device (str | torch.device, optional): Where to put the model.
+        **model_overrides: Merged into ``config.model``.
+
+    Returns:
+        BaseModel: The model in eval mode, with the config as ``_config``.
+    """
+    if isinstance(config, str):
+        cfg = Config.fromfile(config)
+    elif isinstance(config, Config):
+        cfg = copy.deepcopy(config)
+    else:
+        raise TypeError('init_model: config must be a path or a Config, got '
+                        f'{type(config).__name__}')
+    if model_overrides:
+        cfg.merge_from_dict(dict(model=model_overrides))
+    if 'model' not in cfg:
+        raise KeyError(f'init_model: the config {config!r} has no `model`')
+    model_cfg = cfg.model.copy()
+    model_cfg.pop('init_cfg', None)  # the checkpoint replaces it
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope', 'xfm_mm')):
+        model = MODELS.build(model_cfg)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint, map_location='cpu')
+    if device is not None:
+        model.to(device)
+    model._config = cfg
+    return model.eval()
+
+
+def load_image(image: Union[str, np.ndarray]) -> dict:
+    """Read an image path (BGR) or take an array as it is (HWC, BGR).
+
+    Returns:
+        dict: ``img``, ``img_shape``, ``ori_shape`` (and ``img_path``).
+    """
+    results = {}
+    if isinstance(image, str):
+        results['img_path'] = image
+        array = imread(image)
+        if array is None:
+            raise ValueError(f'Failed to read the image {image!r}')
+        image = array
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
+        raise TypeError('images must be paths or HWC arrays, got '
+                        f'{type(image).__name__}')
+    results.update(
+        img=image, img_shape=image.shape[:2], ori_shape=image.shape[:2])
+    return results
+
+
+def _type_name(transform: dict) -> str:
+    name = transform['type']
+    name = name if isinstance(name, str) else name.__name__
+    return name.rsplit('.', 1)[-1]
+
+
+def split_test_pipeline(cfg: Config) -> Tuple[Callable, Callable]:
+    """The image and the text halves of ``cfg.test_dataloader``'s pipeline.
+
+    The image half drops the loading transform (images are loaded by the
+    inferencer) and the text transforms; the text half keeps only the text
+    transforms. Both keep the final packing transform.
+
+    Returns:
+        tuple[Compose, Compose]: ``(image_pipeline, text_pipeline)``.
+    """
+    try:
+        pipeline = cfg.test_dataloader.dataset.pipeline
+    except AttributeError as e:
+        raise KeyError('the config has no test_dataloader.dataset.pipeline '
+                       'to build the inference pipeline from') from e
+    image, text = [], []
+    for index, transform in enumerate(pipeline):
+        name = _type_name(transform)
+        is_pack = index == len(pipeline) - 1 and name.startswith('Pack')
+        if name in LOAD_TRANSFORMS:
+            continue
+        if is_pack or name in TEXT_TRANSFORMS:
+            text.append(transform)
+        if is_pack or name not in TEXT_TRANSFORMS:
+            image.append(transform)
+
+    def build(transforms: List[dict]) -> Compose:
+        return Compose([TRANSFORMS.build(t) for t in transforms])
+
+    return build(image), build(text)
+
+
+class BaseInferencer(MMPretrainInferencer):
+    """mmpretrain's inferencer interface over xfm_mm models.
+
+    ``model`` may be a config path, a ``Config`` or a built model (which
+    must carry its config as ``_config``, as :func:`init_model` sets).
+    Models are built in xfm_mm's registry, not through mmpretrain's model
+    hub; ``pretrained`` is a local checkpoint path.
+
+    Args:
+        model (BaseModel | str | Config): The model or its config.
+        pretrained (str, optional): Checkpoint to load.
+        device (str | torch.device, optional): Device to run on.
+        **kwargs: Overrides of ``config.model`` (config input only).
+    """
+
+    def __init__(self,
+                 model: ModelType,
+                 pretrained: Optional[str] = None,
+                 device: Union[str, torch.device, None] = None,
+                 **kwargs) -> None:
+        if not isinstance(model, BaseModel):
+            model = init_model(model, pretrained, device, **kwargs)
+            pretrained = None
+        elif not hasattr(model, '_config'):
+            raise TypeError(
+                f'{type(self).__name__}: a built model needs its config as '
+                '`model._config` (use xfm_mm.apis.init_model, or pass the '
+                'config path)')
+        if pretrained is True or pretrained is False:
+            pretrained = None  # no model hub: only local checkpoints
+        super().__init__(model=model, pretrained=pretrained, device=device)
+
+    def visualize(self, inputs, preds, show: bool = False, **kwargs):
+        """Not supported: returns None (``show=True`` raises)."""
+        if show or kwargs.get('show_dir'):
+            raise NotImplementedError(
+                f'{type(self).__name__} does not visualise results')
+        return None
+
+    @staticmethod
+    def list_models(pattern: Optional[str] = None):
+        """xfm_mm has no model hub: models come from config files."""
+        return []

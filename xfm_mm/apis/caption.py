@@ -1,0 +1,53 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""Image captioning inference."""
+from typing import Sequence, Union
+
+from xfm_mm.registry import INFERENCERS
+from .vqa import ImageTaskInferencer, ImageType, as_list
+
+
+@INFERENCERS.register_module()
+class ImageCaptionInferencer(ImageTaskInferencer):
+    """Caption images with an :class:`XFMCaptioner` model (beam search).
+
+    Args:
+        model (BaseModel | str | Config): The model or its config (whose
+            ``test_dataloader`` pipeline prepares the inputs).
+        pretrained (str, optional): Checkpoint to load.
+        device (str | torch.device, optional): Device to run on.
+        **kwargs: Overrides of ``config.model`` (config input only), e.g.
+            ``beam_size=5``.
+
+    Example:
+        >>> from xfm_mm.apis import ImageCaptionInferencer
+        >>> inferencer = ImageCaptionInferencer(
+        ...     'configs/downstream/caption/'
+        ...     'xfm-base_8xb16-5e_coco-caption-384.py',
+        ...     pretrained='work_dirs/caption/best.pth')
+        >>> inferencer('demo.jpg')[0]
+        {'pred_caption': 'a man riding a bike down a street'}
+    """
+
+    def __call__(self,
+                 images: Union[ImageType, Sequence[ImageType]],
+                 return_datasamples: bool = False,
+                 batch_size: int = 1,
+                 **kwargs) -> list:
+        """Caption images.
+
+        Args:
+            images (str | np.ndarray | list): Image paths or BGR arrays.
+            return_datasamples (bool): Return the data samples instead of
+                dicts. Defaults to False.
+            batch_size (int): Images per forward (all beams of a batch are
+                decoded together). Defaults to 1.
+
+        Returns:
+            list[dict]: ``pred_caption`` per image.
+        """
+        inputs = [dict(img=img) for img in as_list(images, 'images')]
+        return super().__call__(inputs, return_datasamples, batch_size,
+                                **kwargs)
+
+    def _results(self, sample) -> dict:
+        return dict(pred_caption=sample.pred_caption)

@@ -1,0 +1,265 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""Image-to-text and text-to-image retrieval against a prototype gallery."""
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Union
+
+import mmengine
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.logging import print_log
+from mmpretrain.structures import DataSample
+
+from xfm_mm.registry import INFERENCERS
+from .base import BaseInferencer, ModelType, load_image, split_test_pipeline
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff',
+                  '.webp')
+#: Gallery features kept per modality (the tokens only for ITM re-ranking).
+GALLERY_KEYS = dict(
+    image=('image_feat', 'image_embeds'),
+    text=('text_feat', 'text_embeds', 'text_mask'))
+
+
+class _RetrievalInferencer(BaseInferencer):
+    """Shared gallery handling; subclasses set the query modality."""
+
+    QUERY = 'image'
+    postprocess_kwargs: set = {'topk'}
+    visualize_kwargs: set = {'show', 'show_dir'}
+
+    def __init__(self,
+                 model: ModelType,
+                 prototype,
+                 prototype_cache: Optional[str] = None,
+                 fast_match: bool = False,
+                 prepare_batch_size: int = 8,
+                 pretrained: Optional[str] = None,
+                 device: Union[str, torch.device, None] = None,
+                 **kwargs) -> None:
+        super().__init__(
+            model=model, pretrained=pretrained, device=device, **kwargs)
+        self.img_pipeline, self.text_pipeline = self.pipeline
+        self.model.fast_match = fast_match
+        self.gallery = 'text' if self.QUERY == 'image' else 'image'
+        self.prototype_items = self._prototype_items(prototype)
+        self.prototype = self._prepare_prototype(prototype_cache,
+                                                 prepare_batch_size)
+
+    def _init_pipeline(self, cfg: Config) -> tuple:
+        return split_test_pipeline(cfg)
+
+    # ---------------------------------------------------------------- data
+    def _prototype_items(self, prototype) -> List:
+        raise NotImplementedError
+
+    def _pack(self, item, modality: str) -> dict:
+        """Run one image (path / array) or one text through its pipeline."""
+        if modality == 'image':
+            return self.img_pipeline(load_image(item))
+        if not isinstance(item, str):
+            raise TypeError(f'texts must be strings, got {item!r:.60}')
+        return self.text_pipeline(dict(text=item))
+
+    def _batches(self, items: Sequence, modality: str, batch_size: int):
+        for start in range(0, len(items), batch_size):
+            yield pseudo_collate([
+                self._pack(item, modality)
+                for item in items[start:start + batch_size]
+            ])
+
+    @torch.no_grad()
+    def _encode(self, data: dict, modality: str) -> Dict[str, torch.Tensor]:
+        data = self.model.data_preprocessor(data, False)['inputs']
+        if modality == 'image':
+            return self.model.extract_feat(images=data['images'])
+        return self.model.extract_feat(
+            text_ids=data['text_ids'], text_mask=data['text_mask'])
+
+    def _prepare_prototype(self, cache: Optional[str],
+                           batch_size: int) -> Dict[str, torch.Tensor]:
+        keys = GALLERY_KEYS[self.gallery]
+        if self.model.fast_match:
+            keys = keys[:1]  # the ITC embedding is all fast matching needs
+        if cache is not None and osp.exists(cache):
+            prototype = torch.load(
+                cache, map_location='cpu', weights_only=True)
+            missing = [k for k in keys if k not in prototype]
+            if missing or len(prototype[keys[0]]) != len(self.prototype_items):
+                raise ValueError(
+                    f'{cache}: the cached prototype does not match the '
+                    f'{len(self.prototype_items)} given items or lacks '
+                    f'{missing}; delete it to rebuild')
+            device = next(self.model.parameters()).device
+            return {k: prototype[k].to(device) for k in keys}
+        parts = [{
+            k: v
+            for k, v in self._encode(batch, self.gallery).items() if k in keys
+        } for batch in self._batches(self.prototype_items, self.gallery,
+                                     batch_size)]
+        prototype = {k: torch.cat([p[k] for p in parts]) for k in keys}
+        if cache is not None:
+            self.save_prototype(cache, prototype)
+            print_log(f'prototype features saved to {cache}', logger='current')
+        return prototype
+
+    def save_prototype(self,
+                       path: str,
+                       prototype: Optional[dict] = None) -> None:
+        """Save the gallery features (a dict of tensors) to ``path``."""
+        prototype = self.prototype if prototype is None else prototype
+        torch.save({k: v.cpu() for k, v in prototype.items()}, path)
+
+    # ------------------------------------------------------------ workflow
+    def preprocess(self, inputs: List, batch_size: int = 1):
+        """Batches of packed queries."""
+        yield from self._batches(inputs, self.QUERY, batch_size)
+
+    @torch.no_grad()
+    def forward(self, data: dict, **kwargs) -> List[DataSample]:
+        """Score a batch of queries against the whole gallery."""
+        feats = self._encode(data, self.QUERY)
+        scores = self.model.retrieve(feats, self.prototype, self.QUERY)
+        return [DataSample().set_pred_score(row) for row in scores.float()]
+
+    def postprocess(self,
+                    preds: List[DataSample],
+                    visualization=None,
+                    return_datasamples: bool = False,
+                    topk: int = 1) -> list:
+        """Per query, the ``topk`` best gallery items (best first).
+
+        Returns:
+            list[list[dict]] | list[DataSample]: Dicts with
+            ``match_score`` (float: the ITM logit, or the ITC cosine with
+            ``fast_match``), ``sample_idx`` (position in the prototype)
+            and ``sample`` (``{'text': ...}`` or ``{'img_path': ...}``).
+        """
+        if return_datasamples:
+            return preds
+        results = []
+        for sample in preds:
+            k = min(topk, len(sample.pred_score))
+            scores, indices = sample.pred_score.topk(k)
+            results.append([
+                dict(
+                    match_score=float(score),
+                    sample_idx=int(index),
+                    sample=self._describe(int(index)))
+                for score, index in zip(scores, indices)
+            ])
+        return results
+
+    def _describe(self, index: int) -> dict:
+        raise NotImplementedError
+
+
+@INFERENCERS.register_module()
+class ImageToTextRetrievalInferencer(_RetrievalInferencer):
+    """Find the texts of a prototype list that match query images.
+
+    Texts are scored as in evaluation (``XFMRetrieval.retrieve``): the ITC
+    top-``rerank_topk`` re-ranked by the ITM head, or ITC alone with
+    ``fast_match``.
+
+    Args:
+        model (BaseModel | str | Config): A retrieval config (path or
+            object) or a model built by :func:`xfm_mm.apis.init_model`.
+        prototype (str | list[str]): The candidate texts, or a text file
+            with one per line.
+        prototype_cache (str, optional): A ``.pth`` file: loaded when it
+            exists (weights-only), otherwise written after encoding the
+            prototype.
+        fast_match (bool): Rank by ITC similarity only (keeps no text
+            tokens). Defaults to False.
+        prepare_batch_size (int): Batch size to encode the prototype.
+        pretrained (str, optional): Checkpoint to load.
+        device (str | torch.device, optional): Device to run on.
+
+    Example:
+        >>> from xfm_mm.apis import ImageToTextRetrievalInferencer
+        >>> inferencer = ImageToTextRetrievalInferencer(
+        ...     'configs/downstream/retrieval/xfm-base_coco-retrieval_384.py',
+        ...     pretrained='work_dirs/coco_retrieval/epoch_20.pth',
+        ...     prototype=['a cat on a sofa', 'a red bus', 'two dogs'])
+        >>> inferencer('demo/cat.jpg', topk=2)[0]
+        [{'match_score': 4.1, 'sample_idx': 0,
+          'sample': {'text': 'a cat on a sofa'}}, ...]
+    """
+
+    QUERY = 'image'
+
+    def _prototype_items(self, prototype) -> List[str]:
+        if isinstance(prototype, str):
+            if not osp.isfile(prototype):
+                raise FileNotFoundError(
+                    f'prototype {prototype!r}: give a list of texts or a '
+                    'text file with one text per line')
+            prototype = mmengine.list_from_file(prototype)
+        if not isinstance(prototype, (list, tuple)) or not prototype or \
+                not all(isinstance(t, str) for t in prototype):
+            raise TypeError('prototype must be a non-empty list of strings '
+                            'or a text file')
+        return list(prototype)
+
+    def _describe(self, index: int) -> dict:
+        return dict(text=self.prototype_items[index])
+
+
+@INFERENCERS.register_module()
+class TextToImageRetrievalInferencer(_RetrievalInferencer):
+    """Find the images of a prototype gallery that match query texts.
+
+    Args:
+        model (BaseModel | str | Config): A retrieval config (path or
+            object) or a model built by :func:`xfm_mm.apis.init_model`.
+        prototype (str | list): A folder of images (sorted by name), or a
+            list of image paths / HWC BGR arrays.
+        prototype_cache (str, optional): A ``.pth`` file: loaded when it
+            exists (weights-only), otherwise written after encoding the
+            prototype.
+        fast_match (bool): Rank by ITC similarity only (keeps no image
+            tokens, much less memory for large galleries). Defaults to
+            False.
+        prepare_batch_size (int): Batch size to encode the prototype.
+        pretrained (str, optional): Checkpoint to load.
+        device (str | torch.device, optional): Device to run on.
+
+    Example:
+        >>> from xfm_mm.apis import TextToImageRetrievalInferencer
+        >>> inferencer = TextToImageRetrievalInferencer(
+        ...     'configs/downstream/retrieval/xfm-base_coco-retrieval_384.py',
+        ...     pretrained='work_dirs/coco_retrieval/epoch_20.pth',
+        ...     prototype='demo/images/')
+        >>> inferencer('a cat on a sofa', topk=3)[0][0]['sample']
+        {'img_path': 'demo/images/cat.jpg'}
+    """
+
+    QUERY = 'text'
+
+    def _prototype_items(self, prototype) -> list:
+        if isinstance(prototype, str):
+            if not osp.isdir(prototype):
+                raise FileNotFoundError(
+                    f'prototype {prototype!r} is not a folder of images')
+            prototype = [
+                osp.join(prototype, name)
+                for name in sorted(os.listdir(prototype))
+                if name.lower().endswith(IMAGE_SUFFIXES)
+            ]
+        if not isinstance(prototype, (list, tuple)) or not prototype:
+            raise TypeError('prototype must be a folder or a non-empty list '
+                            'of image paths / arrays')
+        return list(prototype)
+
+    def _inputs_to_list(self, inputs) -> list:
+        # A query string is a text, never a folder to list.
+        return [inputs] if isinstance(inputs, str) else list(inputs)
+
+    def _describe(self, index: int) -> dict:
+        item = self.prototype_items[index]
+        if isinstance(item, str):
+            return dict(img_path=item)
+        return dict(img_shape=tuple(np.shape(item)[:2]))

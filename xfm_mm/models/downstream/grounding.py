@@ -1,0 +1,125 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""Referring-expression grounding by box regression (X-FM
+``Grounding_bbox.py``)."""
+from typing import Dict, Optional, Sequence
+
+import torch
+from mmengine.model import BaseModel
+from mmpretrain.structures import DataSample
+
+from xfm_mm.registry import MODELS
+from ..utils import box_cxcywh_to_xyxy
+
+
+def boxes_to_original(boxes: torch.Tensor, input_size: Sequence[int],
+                      data_samples: Sequence) -> torch.Tensor:
+    """Normalised ``cxcywh`` boxes -> xyxy pixels of the original images.
+
+    The network input is ``input_size = (H, W)``; a sample's
+    ``scale_factor`` metainfo ``(w_scale, h_scale)`` (mmcv ``Resize``) maps
+    original pixels to input pixels. Without it, ``ori_shape`` /
+    ``img_shape`` give the scale; without those, the input is taken to be
+    the original image.
+
+    Args:
+        boxes (Tensor): ``(B, 4)`` normalised ``(cx, cy, w, h)``.
+        input_size (Sequence[int]): ``(H, W)`` of the network input.
+        data_samples (Sequence): One per box.
+
+    Returns:
+        Tensor: ``(B, 4)`` float32 xyxy pixels.
+    """
+    height, width = input_size
+    scales = []
+    for sample in data_samples:
+        meta = sample.metainfo if hasattr(sample, 'metainfo') else {}
+        if 'scale_factor' in meta:
+            w_scale, h_scale = meta['scale_factor']
+        elif 'ori_shape' in meta and 'img_shape' in meta:
+            h_scale = meta['img_shape'][0] / meta['ori_shape'][0]
+            w_scale = meta['img_shape'][1] / meta['ori_shape'][1]
+        else:
+            w_scale = h_scale = 1.
+        scales.append((w_scale, h_scale, w_scale, h_scale))
+    scale = torch.tensor(scales, dtype=torch.float32, device=boxes.device)
+    size = boxes.new_tensor([width, height, width, height])
+    return box_cxcywh_to_xyxy(boxes.float()) * size / scale
+
+
+@MODELS.register_module()
+class XFMGrounding(BaseModel):
+    """X-FM RefCOCO+ grounding: fusion token 0 -> ``BoxHead``.
+
+    The expression attends to the whole image in the fusion encoder; the
+    box head (the pre-training BBP head, loaded by name) regresses the
+    normalised ``(cx, cy, w, h)`` box. Loss: L1 + GIoU. Prediction sets
+    ``pred_bboxes`` ``(1, 4)`` in xyxy pixels of the original image
+    (:func:`boxes_to_original`), what ``GroundingAccuracy`` reads.
+
+    Args:
+        text_encoder (dict): ``TextEncoder`` config.
+        vision_encoder (dict): ``VisionEncoder`` config.
+        fusion_encoder (dict): ``FusionEncoder`` config.
+        box_head (dict): ``BoxHead`` config.
+        data_preprocessor (dict, optional): Defaults to
+            ``XFMDataPreprocessor``.
+        init_cfg (dict, optional): e.g. a ``Pretrained`` checkpoint.
+    """
+
+    def __init__(self,
+                 text_encoder: dict,
+                 vision_encoder: dict,
+                 fusion_encoder: dict,
+                 box_head: dict,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='XFMDataPreprocessor')
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.text_encoder = MODELS.build(text_encoder)
+        self.vision_encoder = MODELS.build(vision_encoder)
+        self.fusion_encoder = MODELS.build(fusion_encoder)
+        self.box_head = MODELS.build(box_head)
+
+    def forward(self,
+                inputs: dict,
+                data_samples: Optional[list] = None,
+                mode: str = 'tensor'):
+        """``'loss'``: dict of losses; ``'predict'``: data samples with
+        ``pred_bboxes``; ``'tensor'``: normalised cxcywh boxes."""
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.box_head.predict(self.fused_token(inputs))
+        raise RuntimeError(f'Invalid mode "{mode}".')
+
+    def fused_token(self, inputs: dict) -> torch.Tensor:
+        """Fusion token 0 ``(B, D)`` of each expression over its image."""
+        vision = self.vision_encoder(inputs['images'])
+        text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
+        return self.fusion_encoder(text, inputs['text_mask'], vision)[:, 0]
+
+    def loss(self,
+             inputs: dict,
+             data_samples: Optional[list] = None) -> Dict[str, torch.Tensor]:
+        """L1 + GIoU against ``boxes`` (normalised cxcywh targets)."""
+        if 'boxes' not in inputs:
+            raise KeyError('XFMGrounding: the batch has no "boxes" target; '
+                           'add RefBoxTarget to the training pipeline')
+        return self.box_head.loss(self.fused_token(inputs), inputs['boxes'])
+
+    def predict(self, inputs: dict, data_samples: Optional[list] = None):
+        """Set ``pred_bboxes`` (1, 4) xyxy pixels of the original image."""
+        boxes = self.box_head.predict(self.fused_token(inputs))
+        if data_samples is None:
+            data_samples = [DataSample() for _ in range(len(boxes))]
+        pixels = boxes_to_original(boxes, inputs['images'].shape[-2:],
+                                   data_samples).cpu()
+        for sample, box in zip(data_samples, pixels):
+            sample.pred_bboxes = box[None]
+        return data_samples

@@ -1,0 +1,285 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""Image-text retrieval fine-tuning and evaluation (X-FM ``Retrieval.py``)."""
+from typing import Dict, List, Optional
+
+import torch
+from mmengine.model import BaseModel
+from mmengine.structures import BaseDataElement
+
+from xfm_mm.registry import MODELS
+
+_WHERE = 'XFMRetrieval'
+
+
+@MODELS.register_module()
+class XFMRetrieval(BaseModel):
+    """X-FM retrieval: ITC + ITM fine-tuning, ITC top-k + ITM re-ranking.
+
+    Training loss (X-FM ``XFMForRetrieval``): ITC whose targets are uniform
+    over the samples sharing an image id (several captions of one image),
+    plus ITM on in-batch hard negatives drawn from the ITC similarities with
+    every same-image sample excluded. Unlike pre-training, the language
+    features reach the fusion encoder without a stop-gradient.
+
+    Inference: for every query the ``rerank_topk`` best candidates by ITC
+    similarity are scored by the ITM head's "matched" logit, which alone
+    ranks them (it is not added to the ITC score); all other candidates get
+    ``-inf``. ``fast_match=True`` ranks by ITC similarity only.
+
+    Sub-module names are the X-FM pretrainer's, so a pre-training
+    checkpoint loads by name (its MLM / MIM / box heads are ignored).
+
+    Args:
+        text_encoder (dict): ``TextEncoder`` config.
+        vision_encoder (dict): ``VisionEncoder`` config.
+        fusion_encoder (dict): ``FusionEncoder`` config.
+        itc_head (dict): ``ContrastiveHead`` config.
+        itm_head (dict): ``MatchingHead`` config.
+        rerank_topk (int): Candidates re-ranked by ITM per query (X-FM
+            ``k_test``). Defaults to 256.
+        fast_match (bool): Rank by ITC only. Defaults to False.
+        itm_batch_size (int): (query, candidate) pairs per fusion forward
+            while re-ranking. Defaults to 256.
+        data_preprocessor (dict, optional): Defaults to
+            ``XFMDataPreprocessor`` (CLIP normalisation).
+        init_cfg (dict, optional): E.g. ``dict(type='Pretrained',
+            checkpoint=...)`` for a pre-training checkpoint.
+    """
+
+    def __init__(self,
+                 text_encoder: dict,
+                 vision_encoder: dict,
+                 fusion_encoder: dict,
+                 itc_head: dict,
+                 itm_head: dict,
+                 rerank_topk: int = 256,
+                 fast_match: bool = False,
+                 itm_batch_size: int = 256,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='XFMDataPreprocessor')
+        if isinstance(data_preprocessor, dict):
+            # Built here so that it resolves in xfm_mm's registry whatever
+            # the default scope.
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if rerank_topk < 0 or itm_batch_size < 1:
+            raise ValueError(f'{_WHERE}: need rerank_topk >= 0 and '
+                             f'itm_batch_size >= 1, got {rerank_topk} and '
+                             f'{itm_batch_size}')
+        self.text_encoder = MODELS.build(text_encoder)
+        self.vision_encoder = MODELS.build(vision_encoder)
+        self.fusion_encoder = MODELS.build(fusion_encoder)
+        self.itc_head = MODELS.build(itc_head)
+        self.itm_head = MODELS.build(itm_head)
+        self.rerank_topk = rerank_topk
+        self.fast_match = fast_match
+        self.itm_batch_size = itm_batch_size
+
+    # ------------------------------------------------------------------ API
+    def forward(self,
+                inputs: dict,
+                data_samples: Optional[List[BaseDataElement]] = None,
+                mode: str = 'tensor'):
+        """Dispatch on ``mode``.
+
+        Args:
+            inputs (dict): The batch made by ``XFMDataPreprocessor``
+                (``images``, ``text_ids``, ``text_mask``, ``image_id``).
+            data_samples (list[DataSample], optional): Per-sample meta.
+            mode (str): ``'loss'``: ITC + ITM losses; ``'tensor'``:
+                :meth:`extract_feat` of the batch; ``'predict'``: the data
+                samples with their normalised ITC features (``image_feat``
+                / ``text_feat``). Gallery retrieval is
+                ``RetrievalValLoop`` / the retrieval inferencers' job.
+        """
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'tensor':
+            return self.extract_feat(
+                inputs.get('images'), inputs.get('text_ids'),
+                inputs.get('text_mask'))
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        raise RuntimeError(f'Invalid mode "{mode}".')
+
+    def extract_feat(self,
+                     images: Optional[torch.Tensor] = None,
+                     text_ids: Optional[torch.Tensor] = None,
+                     text_mask: Optional[torch.Tensor] = None) -> dict:
+        """Unimodal features for ITC and for ITM re-ranking.
+
+        Args:
+            images (torch.Tensor, optional): ``(B, 3, H, W)`` normalised.
+            text_ids (torch.Tensor, optional): ``(T, L)`` token ids.
+            text_mask (torch.Tensor, optional): ``(T, L)`` attention mask.
+
+        Returns:
+            dict: With images, ``image_feat`` ``(B, E)`` (normalised ITC
+            embedding, float32) and ``image_embeds`` ``(B, 1 + N, D)``
+            (vision tokens); with texts, ``text_feat`` ``(T, E)``,
+            ``text_embeds`` ``(T, L, D)`` and ``text_mask`` ``(T, L)``.
+        """
+        out = {}
+        if images is not None:
+            vision = self.vision_encoder(images)
+            out['image_feat'] = self.itc_head.project_vision(vision[:, 0])
+            out['image_embeds'] = vision
+        if text_ids is not None:
+            if text_mask is None:
+                text_mask = torch.ones_like(text_ids)
+            text = self.text_encoder(text_ids, text_mask)
+            out['text_feat'] = self.itc_head.project_text(text[:, 0])
+            out['text_embeds'] = text
+            out['text_mask'] = text_mask
+        return out
+
+    def loss(self, inputs: dict, data_samples=None) -> Dict[str, torch.Tensor]:
+        """ITC with image-id soft targets + ITM with hard negatives.
+
+        Returns:
+            dict[str, torch.Tensor]: ``loss_itc`` and ``loss_itm``.
+        """
+        for key in ('images', 'text_ids', 'text_mask'):
+            if key not in inputs:
+                raise KeyError(f'{_WHERE}.loss: the batch has no {key!r}; '
+                               'pack image-text pairs (PackRetrievalInputs)')
+        image_ids = inputs.get('image_id')
+        feats = self.extract_feat(inputs['images'], inputs['text_ids'],
+                                  inputs['text_mask'])
+        image_feat, text_feat = feats['image_feat'], feats['text_feat']
+        vision, text = feats['image_embeds'], feats['text_embeds']
+        text_mask = feats['text_mask']
+        losses = self.itc_head.loss(image_feat, text_feat, image_ids)
+
+        with torch.no_grad():
+            sim_i2t = self.itc_head.similarity(
+                image_feat, text_feat, scaled=True)
+        neg_image, neg_text, valid = self.itm_head.sample_negatives(
+            sim_i2t, sim_i2t.t(), image_ids)
+        # Positives, (text, negative image), (negative text, image) in one
+        # fusion pass.
+        fused = self.fusion_encoder(
+            torch.cat([text, text, text[neg_text]]),
+            torch.cat([text_mask, text_mask, text_mask[neg_text]]),
+            torch.cat([vision, vision[neg_image], vision]))
+        num_pos = len(text)
+        losses.update(
+            self.itm_head.loss(
+                fused[:num_pos, 0],
+                fused[num_pos:, 0],
+                neg_valid=torch.cat([valid, valid])))
+        return losses
+
+    def predict(self, inputs: dict, data_samples=None) -> list:
+        """Data samples carrying their normalised ITC features."""
+        feats = self.extract_feat(
+            inputs.get('images'), inputs.get('text_ids'),
+            inputs.get('text_mask'))
+        num = len(feats.get('image_feat', feats.get('text_feat', [])))
+        if data_samples is None:
+            data_samples = [BaseDataElement() for _ in range(num)]
+        for key in ('image_feat', 'text_feat'):
+            if key in feats:
+                for sample, row in zip(data_samples, feats[key]):
+                    sample.set_field(row, key)
+        return data_samples
+
+    # ------------------------------------------------------------ retrieval
+    @torch.no_grad()
+    def rerank(self,
+               image_embeds: torch.Tensor,
+               text_embeds: torch.Tensor,
+               text_mask: torch.Tensor,
+               candidates: torch.Tensor,
+               query: str = 'image') -> torch.Tensor:
+        """ITM "matched" logits of each query with its candidates.
+
+        Pairs are scored ``itm_batch_size`` at a time; the embeddings may
+        live on another device (e.g. CPU) than the model.
+
+        Args:
+            image_embeds (torch.Tensor): ``(Ni, 1 + N, Dv)`` vision tokens.
+            text_embeds (torch.Tensor): ``(Nt, L, D)`` text tokens.
+            text_mask (torch.Tensor): ``(Nt, L)``.
+            candidates (torch.Tensor): ``(Q, K)`` long. ``query='image'``:
+                image ``q`` is paired with texts ``candidates[q]`` (so
+                ``Ni = Q``); ``query='text'``: text ``q`` with images
+                ``candidates[q]`` (``Nt = Q``).
+            query (str): ``'image'`` or ``'text'``.
+
+        Returns:
+            torch.Tensor: ``(Q, K)`` float32 logits.
+        """
+        if query not in ('image', 'text'):
+            raise ValueError(f"{_WHERE}.rerank: query must be 'image' or "
+                             f"'text', got {query!r}")
+        num_queries, k = candidates.shape
+        expected = len(image_embeds) if query == 'image' else len(text_embeds)
+        if expected != num_queries:
+            raise ValueError(f'{_WHERE}.rerank: {num_queries} candidate rows '
+                             f'for {expected} {query} queries')
+        device = self.itm_head.classifier[0].weight.device
+        query_index = torch.arange(num_queries).repeat_interleave(k)
+        cand_index = candidates.reshape(-1).cpu()
+        if query == 'image':
+            image_index, text_index = query_index, cand_index
+        else:
+            image_index, text_index = cand_index, query_index
+        scores = []
+        for start in range(0, len(query_index), self.itm_batch_size):
+            chunk = slice(start, start + self.itm_batch_size)
+            img = image_index[chunk].to(image_embeds.device)
+            txt = text_index[chunk].to(text_embeds.device)
+            fused = self.fusion_encoder(text_embeds[txt].to(device),
+                                        text_mask[txt].to(device),
+                                        image_embeds[img].to(device))
+            scores.append(self.itm_head.score(fused[:, 0]))
+        if not scores:
+            return torch.empty(num_queries, k, device=device)
+        return torch.cat(scores).view(num_queries, k)
+
+    @torch.no_grad()
+    def retrieve(self,
+                 query_feats: dict,
+                 gallery_feats: dict,
+                 query: str = 'image',
+                 topk: Optional[int] = None) -> torch.Tensor:
+        """Scores of queries against a whole gallery.
+
+        Args:
+            query_feats (dict): :meth:`extract_feat` output of the queries
+                (images for ``query='image'``, texts otherwise).
+            gallery_feats (dict): :meth:`extract_feat` output of the
+                gallery (the other modality).
+            query (str): ``'image'`` (image-to-text) or ``'text'``.
+            topk (int, optional): Candidates re-ranked by ITM. Defaults to
+                ``rerank_topk``; 0 (or ``fast_match``) ranks by ITC only.
+
+        Returns:
+            torch.Tensor: ``(Q, C)`` float32: ITM logits on each query's
+            top-k ITC candidates and ``-inf`` elsewhere, or ITC cosine
+            similarities with ``fast_match``.
+        """
+        if query == 'image':
+            images, texts = query_feats, gallery_feats
+            sim = self.itc_head.similarity(images['image_feat'],
+                                           texts['text_feat'])
+        elif query == 'text':
+            images, texts = gallery_feats, query_feats
+            sim = self.itc_head.similarity(images['image_feat'],
+                                           texts['text_feat']).t()
+        else:
+            raise ValueError(f"{_WHERE}.retrieve: query must be 'image' or "
+                             f"'text', got {query!r}")
+        k = self.rerank_topk if topk is None else topk
+        k = min(k, sim.size(1))
+        if self.fast_match or k <= 0:
+            return sim
+        candidates = sim.topk(k, dim=1).indices
+        itm = self.rerank(images['image_embeds'], texts['text_embeds'],
+                          texts['text_mask'], candidates, query)
+        scores = sim.new_full(sim.shape, float('-inf'))
+        return scores.scatter_(1, candidates, itm.to(scores))
