@@ -228,3 +228,23 @@ def test_pretrain_configs_build_with_the_expected_parameter_count():
         expected = base - box_head if 'no-region' in name else base
         assert count == expected, (name, count)
     assert len(counts) == 6
+
+
+def test_streaming_sources_train(small_demo, tmp_path):
+    """The streaming datasets (pretrain_base.py's) in the multi-source loop."""
+    cfg = _demo_cfg(small_demo, tmp_path, 2)
+    for source, kind in [('text', 'TextStreamDataset'),
+                         ('region', 'RegionTextStreamDataset'),
+                         ('image', 'ImageStreamDataset'),
+                         ('image_text', 'ImageTextStreamDataset')]:
+        loader = cfg.train_dataloader[source]
+        loader.sampler = None
+        loader.dataset.type = kind
+        loader.dataset.shuffle_buffer = 8
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    losses = _logged(runner, 2)
+    assert len(losses) == 11
+    assert all(len(v) == 2 and all(x == x for x in v)
+               for v in losses.values())
+    assert runner.iter == 2

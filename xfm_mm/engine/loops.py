@@ -13,6 +13,29 @@ from torch.utils.data import DataLoader
 from xfm_mm.registry import LOOPS
 
 
+class _WholeRunLoader:
+    """``runner.train_dataloader`` of a multi-source loop: the first
+    source's dataloader, whose length is the whole run.
+
+    mmengine asks ``len(runner.train_dataloader)`` when it builds parameter
+    schedulers; streaming sources have no length, and iteration-based
+    training treats the run as one epoch anyway.
+    """
+
+    def __init__(self, loader: DataLoader, num_iters: int):
+        self._loader = loader
+        self._num_iters = num_iters
+
+    def __len__(self) -> int:
+        return self._num_iters
+
+    def __iter__(self):
+        return iter(self._loader)
+
+    def __getattr__(self, name: str):
+        return getattr(self._loader, name)
+
+
 @LOOPS.register_module()
 class MultiSourceTrainLoop(IterBasedTrainLoop):
     """Train from several sources, each with its own infinite dataloader.
@@ -94,6 +117,7 @@ class MultiSourceTrainLoop(IterBasedTrainLoop):
         first = next(iter(self.dataloaders.values()))
         super().__init__(runner, first, max_iters, val_begin, val_interval,
                          dynamic_intervals)
+        self.dataloader = _WholeRunLoader(first, self._max_iters)
         # Reuse the iterator the parent made for the first source: a second
         # one would start a second set of worker processes.
         self.iterators = {
