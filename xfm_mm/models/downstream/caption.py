@@ -3,25 +3,24 @@
 from typing import Dict, Optional
 
 import torch
-from mmengine.logging import print_log
-from mmengine.model import BaseModel
 from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import MODELS
+from ..base import XFMBaseModel
+from .decoder_init import init_decoder_from_pretraining
 from .generation import beam_search
-from .vqa import (build_tokenizer, decoder_keys_from_pretraining,
-                  decoder_target_shapes)
+from .utils import build_tokenizer
 
 
 @MODELS.register_module()
-class XFMCaptioner(BaseModel):
+class XFMCaptioner(XFMBaseModel):
     """A causal decoder cross-attending to the image tokens.
 
     The decoder reads ``[CLS] prompt caption [SEP]`` and cross-attends to
     the vision encoder's tokens, the inputs the pre-trained fusion layers
     cross-attended to; it is initialised like X-FM's VQA decoder (fusion
     layers, language embeddings, IMLM head; see
-    :func:`~xfm_mm.models.downstream.vqa.decoder_keys_from_pretraining`).
+    :func:`~.decoder_init.decoder_keys_from_pretraining`).
     X-FM ships no working captioning model (reference §2.9 item 5); the
     prompt, beam 3 and 20 tokens are its documented settings.
 
@@ -65,14 +64,10 @@ class XFMCaptioner(BaseModel):
                  init_decoder_from_fusion: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='XFMDataPreprocessor')
-        if isinstance(data_preprocessor, dict):
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.vision_encoder = MODELS.build(vision_encoder)
-        self.text_decoder = MODELS.build(text_decoder)
+        self.vision_encoder = self.build_module(vision_encoder)
+        self.text_decoder = self.build_module(text_decoder)
         self.tokenizer = build_tokenizer(tokenizer)
         self.prompt = prompt
         self.beam_size = beam_size
@@ -88,31 +83,14 @@ class XFMCaptioner(BaseModel):
             torch.tensor([tok.cls_token_id] + list(prompt_ids)),
             persistent=False)
         if init_decoder_from_fusion:
-            self.register_load_state_dict_pre_hook(self._map_pretraining)
+            self.register_load_state_dict_pre_hook(
+                init_decoder_from_pretraining)
 
-    @staticmethod
-    def _map_pretraining(module, state_dict, prefix, *args, **kwargs):
-        target = decoder_target_shapes(module.text_decoder)
-        added = decoder_keys_from_pretraining(state_dict, prefix, target)
-        if added:
-            print_log(
-                f'{type(module).__name__}: text_decoder initialised from '
-                f'the pre-trained fusion encoder ({len(added)} tensors)',
-                logger='current')
-
-    def forward(self,
-                inputs: dict,
-                data_samples: Optional[list] = None,
-                mode: str = 'tensor'):
-        """``'loss'``: dict of losses; ``'predict'``: data samples with
-        ``pred_caption``; ``'tensor'``: the vision tokens."""
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self.vision_encoder(inputs['images'])
-        raise RuntimeError(f'Invalid mode "{mode}".')
+    def _forward(self,
+                 inputs: dict,
+                 data_samples: Optional[list] = None) -> torch.Tensor:
+        """``mode='tensor'``: the vision tokens ``(B, 1 + N, D)``."""
+        return self.vision_encoder(inputs['images'])
 
     def loss(self,
              inputs: dict,

@@ -4,10 +4,10 @@
 from typing import Dict, Optional, Sequence
 
 import torch
-from mmengine.model import BaseModel
 from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import MODELS
+from ..base import XFMBaseModel
 from ..utils import box_cxcywh_to_xyxy
 
 
@@ -47,7 +47,7 @@ def boxes_to_original(boxes: torch.Tensor, input_size: Sequence[int],
 
 
 @MODELS.register_module()
-class XFMGrounding(BaseModel):
+class XFMGrounding(XFMBaseModel):
     """X-FM RefCOCO+ grounding: fusion token 0 -> ``BoxHead``.
 
     The expression attends to the whole image in the fusion encoder; the
@@ -73,30 +73,18 @@ class XFMGrounding(BaseModel):
                  box_head: dict,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='XFMDataPreprocessor')
-        if isinstance(data_preprocessor, dict):
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.text_encoder = MODELS.build(text_encoder)
-        self.vision_encoder = MODELS.build(vision_encoder)
-        self.fusion_encoder = MODELS.build(fusion_encoder)
-        self.box_head = MODELS.build(box_head)
+        self.text_encoder = self.build_module(text_encoder)
+        self.vision_encoder = self.build_module(vision_encoder)
+        self.fusion_encoder = self.build_module(fusion_encoder)
+        self.box_head = self.build_module(box_head)
 
-    def forward(self,
-                inputs: dict,
-                data_samples: Optional[list] = None,
-                mode: str = 'tensor'):
-        """``'loss'``: dict of losses; ``'predict'``: data samples with
-        ``pred_bboxes``; ``'tensor'``: normalised cxcywh boxes."""
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self.box_head.predict(self.fused_token(inputs))
-        raise RuntimeError(f'Invalid mode "{mode}".')
+    def _forward(self,
+                 inputs: dict,
+                 data_samples: Optional[list] = None) -> torch.Tensor:
+        """``mode='tensor'``: normalised cxcywh boxes ``(B, 4)``."""
+        return self.box_head.predict(self.fused_token(inputs))
 
     def fused_token(self, inputs: dict) -> torch.Tensor:
         """Fusion token 0 ``(B, D)`` of each expression over its image."""

@@ -4,16 +4,16 @@ from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModel
 from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import MODELS
+from ..base import XFMBaseModel
 from ..layers import build_mlp
-from .vqa import stack_field
+from .utils import stack_field
 
 
 @MODELS.register_module()
-class XFMNLVR(BaseModel):
+class XFMNLVR(XFMBaseModel):
     """X-FM NLVR2 head: both fusion outputs, concatenated, classified.
 
     The sentence is encoded once; the fusion encoder runs on (sentence,
@@ -40,31 +40,19 @@ class XFMNLVR(BaseModel):
                  num_classes: int = 2,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='XFMDataPreprocessor')
-        if isinstance(data_preprocessor, dict):
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.text_encoder = MODELS.build(text_encoder)
-        self.vision_encoder = MODELS.build(vision_encoder)
-        self.fusion_encoder = MODELS.build(fusion_encoder)
+        self.text_encoder = self.build_module(text_encoder)
+        self.vision_encoder = self.build_module(vision_encoder)
+        self.fusion_encoder = self.build_module(fusion_encoder)
         self.cls_head = build_mlp(2 * self.fusion_encoder.embed_dims,
                                   num_classes)
 
-    def forward(self,
-                inputs: dict,
-                data_samples: Optional[list] = None,
-                mode: str = 'tensor'):
-        """``'loss'``: dict of losses; ``'predict'``: data samples with
-        ``pred_score`` / ``pred_label``; ``'tensor'``: the logits."""
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self.logits(inputs)
-        raise RuntimeError(f'Invalid mode "{mode}".')
+    def _forward(self,
+                 inputs: dict,
+                 data_samples: Optional[list] = None) -> torch.Tensor:
+        """``mode='tensor'``: the logits (:meth:`logits`)."""
+        return self.logits(inputs)
 
     def logits(self, inputs: dict) -> torch.Tensor:
         """``(B, num_classes)`` logits of a batch of image pairs."""

@@ -1,18 +1,18 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """Image-text retrieval fine-tuning and evaluation (X-FM ``Retrieval.py``)."""
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
-from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 
 from xfm_mm.registry import MODELS
+from ..base import XFMBaseModel
 
 _WHERE = 'XFMRetrieval'
 
 
 @MODELS.register_module()
-class XFMRetrieval(BaseModel):
+class XFMRetrieval(XFMBaseModel):
     """X-FM retrieval: ITC + ITM fine-tuning, ITC top-k + ITM re-ranking.
 
     Training loss (X-FM ``XFMForRetrieval``): ITC whose targets are uniform
@@ -57,53 +57,28 @@ class XFMRetrieval(BaseModel):
                  itm_batch_size: int = 256,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='XFMDataPreprocessor')
-        if isinstance(data_preprocessor, dict):
-            # Built here so that it resolves in xfm_mm's registry whatever
-            # the default scope.
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if rerank_topk < 0 or itm_batch_size < 1:
             raise ValueError(f'{_WHERE}: need rerank_topk >= 0 and '
                              f'itm_batch_size >= 1, got {rerank_topk} and '
                              f'{itm_batch_size}')
-        self.text_encoder = MODELS.build(text_encoder)
-        self.vision_encoder = MODELS.build(vision_encoder)
-        self.fusion_encoder = MODELS.build(fusion_encoder)
-        self.itc_head = MODELS.build(itc_head)
-        self.itm_head = MODELS.build(itm_head)
+        self.text_encoder = self.build_module(text_encoder)
+        self.vision_encoder = self.build_module(vision_encoder)
+        self.fusion_encoder = self.build_module(fusion_encoder)
+        self.itc_head = self.build_module(itc_head)
+        self.itm_head = self.build_module(itm_head)
         self.rerank_topk = rerank_topk
         self.fast_match = fast_match
         self.itm_batch_size = itm_batch_size
 
     # ------------------------------------------------------------------ API
-    def forward(self,
-                inputs: dict,
-                data_samples: Optional[List[BaseDataElement]] = None,
-                mode: str = 'tensor'):
-        """Dispatch on ``mode``.
-
-        Args:
-            inputs (dict): The batch made by ``XFMDataPreprocessor``
-                (``images``, ``text_ids``, ``text_mask``, ``image_id``).
-            data_samples (list[DataSample], optional): Per-sample meta.
-            mode (str): ``'loss'``: ITC + ITM losses; ``'tensor'``:
-                :meth:`extract_feat` of the batch; ``'predict'``: the data
-                samples with their normalised ITC features (``image_feat``
-                / ``text_feat``). Gallery retrieval is
-                ``RetrievalValLoop`` / the retrieval inferencers' job.
-        """
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'tensor':
-            return self.extract_feat(
-                inputs.get('images'), inputs.get('text_ids'),
-                inputs.get('text_mask'))
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        raise RuntimeError(f'Invalid mode "{mode}".')
+    def _forward(self, inputs: dict, data_samples=None) -> dict:
+        """``mode='tensor'``: :meth:`extract_feat` of the batch
+        (``images``, ``text_ids``, ``text_mask``)."""
+        return self.extract_feat(
+            inputs.get('images'), inputs.get('text_ids'),
+            inputs.get('text_mask'))
 
     def extract_feat(self,
                      images: Optional[torch.Tensor] = None,
@@ -174,7 +149,12 @@ class XFMRetrieval(BaseModel):
         return losses
 
     def predict(self, inputs: dict, data_samples=None) -> list:
-        """Data samples carrying their normalised ITC features."""
+        """Data samples carrying their normalised ITC features
+        (``image_feat`` / ``text_feat``).
+
+        Gallery retrieval is ``RetrievalValLoop`` / the retrieval
+        inferencers' job (:meth:`retrieve`).
+        """
         feats = self.extract_feat(
             inputs.get('images'), inputs.get('text_ids'),
             inputs.get('text_mask'))

@@ -5,17 +5,17 @@ from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModel
 from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import MODELS
+from ..base import XFMBaseModel
 from ..layers import build_mlp
 
 _WHERE = 'XFMTextClassifier'
 
 
 @MODELS.register_module()
-class XFMTextClassifier(BaseModel):
+class XFMTextClassifier(XFMBaseModel):
     """Language encoder, token 0 -> ``build_mlp(D, num_classes)``.
 
     ``num_classes=1`` is regression (STS-B) trained with MSE; otherwise
@@ -37,16 +37,12 @@ class XFMTextClassifier(BaseModel):
                  num_classes: int,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='XFMDataPreprocessor')
-        if isinstance(data_preprocessor, dict):
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if num_classes < 1:
             raise ValueError(f'{_WHERE}: num_classes must be >= 1, got '
                              f'{num_classes}')
-        self.text_encoder = MODELS.build(text_encoder)
+        self.text_encoder = self.build_module(text_encoder)
         self.num_classes = num_classes
         self.cls_head = build_mlp(self.text_encoder.embed_dims, num_classes)
 
@@ -54,21 +50,6 @@ class XFMTextClassifier(BaseModel):
     def is_regression(self) -> bool:
         """Whether the head regresses one value (STS-B)."""
         return self.num_classes == 1
-
-    def forward(self,
-                inputs: dict,
-                data_samples: Optional[List[DataSample]] = None,
-                mode: str = 'tensor'):
-        """Dispatch on ``mode``: ``'loss'`` (dict of losses),
-        ``'predict'`` (data samples with ``pred_score`` and, for
-        classification, ``pred_label``) or ``'tensor'`` (the logits)."""
-        if mode == 'tensor':
-            return self._logits(inputs, data_samples)
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        raise RuntimeError(f'Invalid mode "{mode}".')
 
     def extract_feat(
             self,
@@ -86,8 +67,11 @@ class XFMTextClassifier(BaseModel):
             text_ids, text_mask, token_type_ids=token_type_ids)
         return hidden[:, 0]
 
-    def _logits(self, inputs: dict,
-                data_samples: Optional[List[DataSample]]) -> torch.Tensor:
+    def _forward(
+            self,
+            inputs: dict,
+            data_samples: Optional[List[DataSample]] = None) -> torch.Tensor:
+        """The logits ``(B, num_classes)`` (also ``mode='tensor'``)."""
         if 'text_ids' not in inputs:
             raise KeyError(f'{_WHERE}: the batch has no text_ids; pack with '
                            'PackTextClassificationInputs')
@@ -104,7 +88,7 @@ class XFMTextClassifier(BaseModel):
     def loss(self, inputs: dict,
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
         """Cross-entropy (classification) or MSE (regression)."""
-        logits = self._logits(inputs, data_samples).float()
+        logits = self._forward(inputs, data_samples).float()
         if self.is_regression:
             target = torch.cat([s.gt_score for s in data_samples]).to(logits)
             return dict(loss=F.mse_loss(logits.view(-1), target.view(-1)))
@@ -118,7 +102,7 @@ class XFMTextClassifier(BaseModel):
                 ) -> List[DataSample]:
         """Set ``pred_score`` (probabilities, or the regressed value) and
         ``pred_label`` (classification)."""
-        logits = self._logits(inputs, data_samples).float()
+        logits = self._forward(inputs, data_samples).float()
         if data_samples is None:
             data_samples = [DataSample() for _ in range(len(logits))]
         if self.is_regression:

@@ -4,95 +4,19 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import mmengine
 import torch
-from mmengine.logging import print_log
-from mmengine.model import BaseModel
 from mmpretrain.structures import DataSample
 
-from xfm_mm.registry import MODELS, TOKENIZER
+from xfm_mm.registry import MODELS
+from ..base import XFMBaseModel
+from .decoder_init import init_decoder_from_pretraining
 from .generation import rank_answers, tokenize_texts
+from .utils import build_tokenizer, stack_field
 
 _WHERE = 'XFMVQA'
 
 
-def decoder_keys_from_pretraining(state_dict: dict, prefix: str,
-                                  target: Dict[str, torch.Size]) -> List[str]:
-    """Add ``text_decoder.*`` entries built from a pre-training state dict.
-
-    X-FM initialises its decoders from the pre-trained fusion encoder; here
-    ``fusion_encoder.layers.*`` become ``text_decoder.layers.*``,
-    ``text_encoder.embeddings.*`` the decoder embeddings and ``imlm_head.*``
-    (the LM head that read the fusion outputs in pre-training) its
-    ``lm_head.*``. Entries whose shape differs from ``target`` (e.g. the
-    cross-attention key/value projection when the context width differs)
-    are left out, as upstream; so is any name missing from ``target`` (a
-    tied word table, see :func:`decoder_target_shapes`). Nothing happens
-    when the state dict already has ``text_decoder.*`` keys (a fine-tuned
-    checkpoint) or no fusion encoder.
-
-    Args:
-        state_dict (dict): The state dict being loaded (modified in place).
-        prefix (str): Prefix of the model's keys in it.
-        target (dict): ``text_decoder.* name -> shape`` of the model.
-
-    Returns:
-        list[str]: The keys added.
-    """
-    if any(k.startswith(prefix + 'text_decoder.') for k in state_dict) or \
-            not any(k.startswith(prefix + 'fusion_encoder.layers.')
-                    for k in state_dict):
-        return []
-    rules = [('fusion_encoder.layers.', 'text_decoder.layers.'),
-             ('imlm_head.', 'text_decoder.lm_head.'),
-             ('text_encoder.embeddings.', 'text_decoder.embeddings.')]
-    added = []
-    for key in list(state_dict):
-        for src, dst in rules:
-            if not key.startswith(prefix + src):
-                continue
-            name = dst + key[len(prefix + src):]
-            if name in target and target[name] == state_dict[key].shape:
-                state_dict[prefix + name] = state_dict[key]
-                added.append(prefix + name)
-    return added
-
-
-def decoder_target_shapes(decoder) -> Dict[str, torch.Size]:
-    """``text_decoder.*`` names and shapes that a pre-training checkpoint
-    may fill. A tied word table is left to the LM head's matrix (the
-    ``imlm_head`` decoder), as upstream's tied ``RobertaForCausalLM``."""
-    target = {
-        'text_decoder.' + k: v.shape
-        for k, v in decoder.state_dict().items()
-    }
-    if getattr(decoder, 'tie_word_embeddings', False):
-        target.pop('text_decoder.embeddings.word_embeddings.weight', None)
-    return target
-
-
-def build_tokenizer(tokenizer):
-    """A tokenizer from a ``TOKENIZER`` config, or the object itself."""
-    return TOKENIZER.build(dict(tokenizer)) if isinstance(tokenizer,
-                                                          dict) else tokenizer
-
-
-def stack_field(data_samples: Sequence, key: str,
-                device: torch.device) -> torch.Tensor:
-    """Concatenate a per-sample tensor field along dim 0, on ``device``."""
-    try:
-        values = [sample.get(key) for sample in data_samples]
-    except AttributeError as err:
-        raise TypeError(f'data samples must be data elements: {err}')
-    missing = [i for i, v in enumerate(values) if v is None]
-    if missing:
-        raise KeyError(f'data samples {missing} have no field "{key}"; '
-                       'check the pipeline')
-    values = [torch.as_tensor(v) for v in values]
-    values = [v if v.dim() else v[None] for v in values]
-    return torch.cat(values).to(device)
-
-
 @MODELS.register_module()
-class XFMVQA(BaseModel):
+class XFMVQA(XFMBaseModel):
     """X-FM VQA: encode the question with the image, decode the answer.
 
     question -> language encoder -> fusion encoder (cross-attending to the
@@ -110,8 +34,8 @@ class XFMVQA(BaseModel):
     Sub-module names are the X-FM pretrainer's; loading a pre-training
     checkpoint (``init_cfg=dict(type='Pretrained', ...)`` or ``load_from``)
     also initialises the decoder from it
-    (:func:`decoder_keys_from_pretraining`). Without a checkpoint, the
-    decoder layers are copied from the fusion encoder at
+    (:func:`~.decoder_init.decoder_keys_from_pretraining`). Without a
+    checkpoint, the decoder layers are copied from the fusion encoder at
     :meth:`init_weights`.
 
     Args:
@@ -155,16 +79,12 @@ class XFMVQA(BaseModel):
                  init_decoder_from_fusion: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='XFMDataPreprocessor')
-        if isinstance(data_preprocessor, dict):
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.text_encoder = MODELS.build(text_encoder)
-        self.vision_encoder = MODELS.build(vision_encoder)
-        self.fusion_encoder = MODELS.build(fusion_encoder)
-        self.text_decoder = MODELS.build(text_decoder)
+        self.text_encoder = self.build_module(text_encoder)
+        self.vision_encoder = self.build_module(vision_encoder)
+        self.fusion_encoder = self.build_module(fusion_encoder)
+        self.text_decoder = self.build_module(text_decoder)
         self.num_candidates = num_candidates
         self.rank_chunk_size = rank_chunk_size
         self.label_smoothing = label_smoothing
@@ -173,7 +93,8 @@ class XFMVQA(BaseModel):
         if answer_list is not None:
             self.set_answer_list(answer_list, tokenizer, max_answer_tokens)
         if init_decoder_from_fusion:
-            self.register_load_state_dict_pre_hook(self._map_pretraining)
+            self.register_load_state_dict_pre_hook(
+                init_decoder_from_pretraining)
 
     def set_answer_list(self,
                         answer_list: Union[str, Sequence[str]],
@@ -204,16 +125,6 @@ class XFMVQA(BaseModel):
         self.register_buffer('answer_ids', ids, persistent=False)
         self.register_buffer('answer_mask', mask, persistent=False)
 
-    @staticmethod
-    def _map_pretraining(module, state_dict, prefix, *args, **kwargs):
-        target = decoder_target_shapes(module.text_decoder)
-        added = decoder_keys_from_pretraining(state_dict, prefix, target)
-        if added:
-            print_log(
-                f'{type(module).__name__}: text_decoder initialised from '
-                f'the pre-trained fusion encoder ({len(added)} tensors)',
-                logger='current')
-
     def init_weights(self) -> None:
         """Initialise; copy the fusion layers into the decoder unless a
         ``Pretrained`` checkpoint does it while loading."""
@@ -224,19 +135,12 @@ class XFMVQA(BaseModel):
             self.text_decoder.copy_from_fusion(self.fusion_encoder)
 
     # ----------------------------------------------------------------- API
-    def forward(self,
-                inputs: dict,
-                data_samples: Optional[list] = None,
-                mode: str = 'tensor'):
-        """``'loss'``: dict of losses; ``'predict'``: data samples with
-        ``pred_answer``; ``'tensor'``: the question states."""
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self.encode_question(inputs)
-        raise RuntimeError(f'Invalid mode "{mode}".')
+    def _forward(self,
+                 inputs: dict,
+                 data_samples: Optional[list] = None) -> torch.Tensor:
+        """``mode='tensor'``: the question states
+        (:meth:`encode_question`)."""
+        return self.encode_question(inputs)
 
     def encode_question(self, inputs: dict) -> torch.Tensor:
         """Fusion outputs ``(B, L, D)`` of the question over the image."""

@@ -2,19 +2,19 @@
 """X-FM pre-training (Zhang et al., "Toward Building General Foundation
 Models for Language, Vision, and Vision-Language Understanding Tasks",
 EMNLP 2023 Findings, arXiv 2301.05065)."""
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
-from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 
 from xfm_mm.registry import MODELS
+from ..base import XFMBaseModel
 
 SOURCES = ('text', 'image', 'image_text', 'region')
 
 
 @MODELS.register_module()
-class XFM(BaseModel):
+class XFM(XFMBaseModel):
     """X-FM: a language, a vision and a fusion encoder trained jointly.
 
     Losses per batch source (X-FM §3, upstream ``model_pretrain.py``):
@@ -72,23 +72,18 @@ class XFM(BaseModel):
                  mim_sources: tuple = ('image', 'image_text'),
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='XFMDataPreprocessor')
-        if isinstance(data_preprocessor, dict):
-            # Built here so that it resolves in xfm_mm's registry whatever
-            # the default scope (BaseModel would look in mmengine's).
-            data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.text_encoder = MODELS.build(text_encoder)
-        self.vision_encoder = MODELS.build(vision_encoder)
-        self.fusion_encoder = MODELS.build(fusion_encoder)
-        self.itc_head = MODELS.build(itc_head)
-        self.itm_head = MODELS.build(itm_head)
-        self.mlm_head = MODELS.build(mlm_head)
-        self.imlm_head = MODELS.build(imlm_head)
-        self.mim_head = MODELS.build(mim_head) if mim_head else None
-        self.box_head = MODELS.build(box_head) if box_head else None
+        self.text_encoder = self.build_module(text_encoder)
+        self.vision_encoder = self.build_module(vision_encoder)
+        self.fusion_encoder = self.build_module(fusion_encoder)
+        self.itc_head = self.build_module(itc_head)
+        self.itm_head = self.build_module(itm_head)
+        self.mlm_head = self.build_module(mlm_head)
+        self.imlm_head = self.build_module(imlm_head)
+        # An empty config, like None, means no head.
+        self.mim_head = self.build_module(mim_head or None)
+        self.box_head = self.build_module(box_head or None)
         self.mlm_head.tie_weights(self.text_encoder.word_embeddings.weight)
         unknown = set(mim_sources) - set(SOURCES)
         if unknown:
@@ -99,30 +94,7 @@ class XFM(BaseModel):
         self.mim_sources = tuple(mim_sources)
 
     # ------------------------------------------------------------------ API
-    def forward(self,
-                inputs: dict,
-                data_samples: Optional[List[BaseDataElement]] = None,
-                mode: str = 'tensor'):
-        """Dispatch on ``mode``.
-
-        Args:
-            inputs (dict): The batch made by ``XFMDataPreprocessor``.
-            data_samples (list[DataSample], optional): Per-sample meta.
-            mode (str): ``'loss'`` returns a dict of losses for the batch's
-                source, ``'predict'`` returns data samples carrying
-                normalised ITC features (``image_feat`` / ``text_feat``),
-                ``'tensor'`` returns the raw tower outputs.
-        """
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self._forward_towers(inputs)
-        raise RuntimeError(f'Invalid mode "{mode}".')
-
-    def loss(self, inputs: dict,
-             data_samples=None) -> Dict[str, torch.Tensor]:
+    def loss(self, inputs: dict, data_samples=None) -> Dict[str, torch.Tensor]:
         """Losses of one batch from one source (see the class docstring)."""
         source = inputs['source']
         if source == 'text':
@@ -137,7 +109,8 @@ class XFM(BaseModel):
                          f'{SOURCES}')
 
     def predict(self, inputs: dict, data_samples=None) -> list:
-        """Normalised ITC features per sample, for retrieval evaluation."""
+        """Normalised ITC features per sample (``image_feat`` /
+        ``text_feat``), for retrieval evaluation."""
         feats = self.extract_feat(
             images=inputs.get('images'),
             text_ids=inputs.get('text_ids'),
@@ -171,7 +144,9 @@ class XFM(BaseModel):
         return out
 
     # -------------------------------------------------------------- helpers
-    def _forward_towers(self, inputs: dict) -> dict:
+    def _forward(self, inputs: dict, data_samples=None) -> dict:
+        """``mode='tensor'``: the raw tower outputs ``vision``, ``text``
+        and, for a paired non-region batch, ``fusion``."""
         out = {}
         if 'images' in inputs:
             out['vision'] = self.vision_encoder(inputs['images'])
@@ -221,8 +196,7 @@ class XFM(BaseModel):
             image_ids=inputs.get('image_id'))
         if 'image_text' in self.mim_sources:
             losses.update(
-                self._mim_loss(inputs['images'], inputs['image_mask'],
-                               vision))
+                self._mim_loss(inputs['images'], inputs['image_mask'], vision))
         return losses
 
     def _region_losses(self, inputs: dict) -> dict:
@@ -230,8 +204,8 @@ class XFM(BaseModel):
         patch_mask = inputs['region_patch_mask']
         region = self.vision_encoder.region_pool(full, patch_mask)
         # The fusion encoder attends to the pooled token and the box patches.
-        vision_mask = torch.cat([patch_mask.new_ones(len(patch_mask), 1),
-                                 patch_mask], dim=1)
+        vision_mask = torch.cat(
+            [patch_mask.new_ones(len(patch_mask), 1), patch_mask], dim=1)
         text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
         # Texts of one image name different regions: only the diagonal pairs
         # are positives, as upstream (no image ids).
@@ -273,7 +247,8 @@ class XFM(BaseModel):
         neg_image, neg_text, valid = self.itm_head.sample_negatives(
             sim_i2t, sim_i2t.t(), image_ids)
         fusion_text = self._to_fusion(text)
-        pair_text = torch.cat([fusion_text, fusion_text, fusion_text[neg_text]])
+        pair_text = torch.cat(
+            [fusion_text, fusion_text, fusion_text[neg_text]])
         pair_text_mask = torch.cat([text_mask, text_mask, text_mask[neg_text]])
         pair_vision = torch.cat([vision, vision[neg_image], vision])
         pair_vision_mask = None

@@ -1,0 +1,94 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""The base of xfm_mm's pre-training and task models."""
+from abc import abstractmethod
+from typing import List, Optional, Union
+
+from mmengine.model import BaseModel
+from mmengine.structures import BaseDataElement
+from torch import nn
+
+from xfm_mm.registry import MODELS
+
+
+class XFMBaseModel(BaseModel):
+    """Data preprocessor, sub-module building and ``mode`` dispatch.
+
+    What every xfm_mm model shares:
+
+    - The data preprocessor is built in xfm_mm's ``MODELS`` registry, so it
+      resolves whatever the default scope (mmengine's ``BaseModel`` would
+      look in mmengine's registry); it defaults to ``XFMDataPreprocessor``.
+    - :meth:`build_module` builds a tower or head from its config.
+    - :meth:`forward` dispatches on ``mode`` to :meth:`loss`,
+      :meth:`predict` and :meth:`_forward`, which subclasses implement.
+
+    Args:
+        data_preprocessor (dict | nn.Module, optional): The data
+            preprocessor or its config. Defaults to
+            ``dict(type='XFMDataPreprocessor')``.
+        init_cfg (dict, optional): Initialisation config. Defaults to None.
+    """
+
+    def __init__(self,
+                 data_preprocessor: Optional[Union[dict, nn.Module]] = None,
+                 init_cfg: Optional[dict] = None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='XFMDataPreprocessor')
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+
+    @staticmethod
+    def build_module(cfg: Optional[dict]) -> Optional[nn.Module]:
+        """Build a sub-module from its ``MODELS`` config.
+
+        Args:
+            cfg (dict, optional): The config; None builds nothing.
+
+        Returns:
+            nn.Module | None: The module, or None when ``cfg`` is None.
+        """
+        return None if cfg is None else MODELS.build(cfg)
+
+    def forward(self,
+                inputs: dict,
+                data_samples: Optional[List[BaseDataElement]] = None,
+                mode: str = 'tensor'):
+        """Dispatch on ``mode``.
+
+        Args:
+            inputs (dict): The batch made by ``XFMDataPreprocessor``.
+            data_samples (list[BaseDataElement], optional): Per-sample
+                annotations and meta. Defaults to None.
+            mode (str): ``'loss'``, ``'predict'`` or ``'tensor'``.
+                Defaults to ``'tensor'``.
+
+        Returns:
+            dict | list | torch.Tensor: ``'loss'``: a dict of loss tensors
+            (:meth:`loss`); ``'predict'``: the data samples with the
+            predictions (:meth:`predict`); ``'tensor'``: the model's raw
+            output (:meth:`_forward`, see the subclass).
+        """
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self._forward(inputs, data_samples)
+        raise RuntimeError(f'Invalid mode "{mode}".')
+
+    @abstractmethod
+    def loss(self, inputs: dict, data_samples: Optional[list] = None) -> dict:
+        """Losses of a batch (``mode='loss'``)."""
+
+    @abstractmethod
+    def predict(self,
+                inputs: dict,
+                data_samples: Optional[list] = None) -> list:
+        """Data samples carrying predictions (``mode='predict'``)."""
+
+    @abstractmethod
+    def _forward(self, inputs: dict, data_samples: Optional[list] = None):
+        """The raw network output, without loss or post-processing
+        (``mode='tensor'``)."""
