@@ -154,7 +154,7 @@ def bp_free_unigram():
 
 
 def test_bad_inputs():
-    with pytest.raises(KeyError, match='caption.py.*gt_caption'):
+    with pytest.raises(KeyError, match='CaptionMetric.*gt_caption'):
         CaptionMetric().process(None, [dict(pred_caption='a cat')])
     with pytest.raises(ValueError, match='no reference'):
         corpus_bleu(['a'], [[]])

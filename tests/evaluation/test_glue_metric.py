@@ -111,7 +111,7 @@ def test_metric_from_labels_logits_and_regression():
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match='glue.py.*task'):
+    with pytest.raises(ValueError, match='GLUEMetric.*task'):
         GLUEMetric('squad')
     with pytest.raises(KeyError, match='gt_label'):
         GLUEMetric('rte').process(None, [dict(pred_label=1)])

@@ -78,7 +78,7 @@ def test_per_split_from_sample_constructor_and_dataset_meta():
 
 def test_bad_inputs():
     metric = GroundingAccuracy()
-    with pytest.raises(ValueError, match='grounding.py.*pred_bboxes'):
+    with pytest.raises(ValueError, match='GroundingAccuracy.*pred_bboxes'):
         metric.process(None,
                        [dict(pred_bboxes=torch.zeros(2, 4), gt_bboxes=GT)])
     with pytest.raises(KeyError, match='gt_bboxes'):

@@ -3,7 +3,7 @@ import json
 import random
 
 import pytest
-import torch
+
 from mmengine.evaluator import Evaluator
 
 from xfm_mm.evaluation.metrics.vqa import (VQAAccuracy, normalize_answer,
@@ -137,7 +137,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match='.json'):
         VQAAccuracy(dump_results='out.txt')
     metric = VQAAccuracy(dump_results='x.json')
-    with pytest.raises(KeyError, match='vqa.py.*question_id'):
+    with pytest.raises(KeyError, match='VQAAccuracy.*question_id'):
         metric.process(None, [dict(pred_answer='yes')])
     with pytest.raises(TypeError, match='pred_answer'):
         VQAAccuracy().process(None, [dict(pred_answer=3)])

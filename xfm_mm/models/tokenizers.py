@@ -1,5 +1,5 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""Tokenizers built through the ``TOKENIZER`` registry from local files only."""
+"""Tokenizers built through the ``TOKENIZER`` registry, from local files."""
 import os.path as osp
 
 from xfm_mm.registry import TOKENIZER
@@ -16,8 +16,9 @@ def HFTokenizer(name_or_path: str, **kwargs):
 
     Args:
         name_or_path (str): Directory (or ``package://module/sub/dir``, see
-            :func:`xfm_mm.utils.paths.resolve_path`) holding ``tokenizer.json`` or
-            ``vocab.txt`` / ``vocab.json`` + ``merges.txt``, and optionally
+            :func:`xfm_mm.utils.paths.resolve_path`) holding
+            ``tokenizer.json`` or ``vocab.txt`` / ``vocab.json`` +
+            ``merges.txt``, and optionally
             ``tokenizer_config.json``.
         **kwargs: Passed to ``AutoTokenizer.from_pretrained``.
 

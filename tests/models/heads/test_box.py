@@ -126,7 +126,7 @@ def test_finite_under_bf16_autocast():
 
 def test_bad_input_names_the_file_and_field():
     head = _head()
-    with pytest.raises(ValueError, match='box.py.*target'):
+    with pytest.raises(ValueError, match='BoxHead.*target'):
         head.loss(torch.randn(2, 8), torch.rand(2, 3))
     with pytest.raises(ValueError, match='is_whole_image'):
         head.loss(torch.randn(2, 8), torch.rand(2, 4), torch.tensor([0, 1]))

@@ -147,7 +147,7 @@ def test_finite_under_bf16_autocast():
 def test_bad_input_names_the_file_and_field():
     head = _head()
     image_feats, text_feats = _feats(head)
-    with pytest.raises(ValueError, match='contrastive.py.*image_feats'):
+    with pytest.raises(ValueError, match='ContrastiveHead.*image_feats'):
         head.loss(image_feats[:, :4], text_feats)
     with pytest.raises(ValueError, match='batch size'):
         head.loss(image_feats[:3], text_feats)

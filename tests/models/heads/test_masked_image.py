@@ -94,7 +94,7 @@ def test_finite_under_bf16_autocast():
 def test_bad_input_names_the_file_and_field():
     head = MaskedImageHead()
     pred, target, patch_mask = _inputs()
-    with pytest.raises(ValueError, match='masked_image.py.*target'):
+    with pytest.raises(ValueError, match='MaskedImageHead.*target'):
         head.loss(pred, target[:, 1:], patch_mask)
     with pytest.raises(ValueError, match='patch_mask'):
         head.loss(pred, target, patch_mask.float())

@@ -131,7 +131,7 @@ def test_finite_under_bf16_autocast():
 
 def test_bad_input_names_the_file_and_field():
     head = _head()
-    with pytest.raises(ValueError, match='matching.py.*sim_t2i'):
+    with pytest.raises(ValueError, match='MatchingHead.*sim_t2i'):
         head.sample_negatives(torch.zeros(3, 3), torch.zeros(3, 2))
     with pytest.raises(ValueError, match='image_ids'):
         head.sample_negatives(

@@ -11,7 +11,7 @@ from xfm_mm.registry import DATASETS
 from ..pretrain_datasets import build_pipeline
 from .vqa import as_ann_files, load_records, require
 
-_FILE = 'xfm_mm/datasets/downstream/refcoco.py'
+_OWNER = 'RefCOCODataset'
 
 
 class PlainDataUnpickler(pickle.Unpickler):
@@ -184,6 +184,6 @@ class RefCOCODataset(BaseDataset):
                         split=split,
                         ref_id=-1 if ref_id is None else int(ref_id)))
         if not data_list:
-            raise ValueError(f'{_FILE}: no record of {self.ann_files} is in '
+            raise ValueError(f'{_OWNER}: no record of {self.ann_files} is in '
                              f'the splits {sorted(self.splits or [])}')
         return data_list

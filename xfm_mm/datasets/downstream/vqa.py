@@ -10,7 +10,7 @@ from mmengine.dataset import BaseDataset
 from xfm_mm.registry import DATASETS
 from ..pretrain_datasets import build_pipeline
 
-_FILE = 'xfm_mm/datasets/downstream/vqa.py'
+_OWNER = 'VQAv2Dataset'
 
 
 def load_records(path: str) -> List[dict]:

@@ -14,7 +14,7 @@ from mmengine.evaluator import BaseMetric
 from xfm_mm.registry import METRICS
 from .utils import get_field, has_field, to_numpy, to_scalar
 
-_WHERE = 'xfm_mm/evaluation/metrics/glue.py'
+_OWNER = 'GLUEMetric'
 
 _ACCURACY_TASKS = ('sst2', 'mnli', 'mnli_mm', 'qnli', 'rte', 'wnli')
 _F1_TASKS = ('mrpc', 'qqp')
@@ -110,11 +110,11 @@ def glue_scores(task: str, preds: np.ndarray,
         mrpc / qqp); ``pearson``, ``spearman`` and ``corr`` (stsb).
     """
     if task not in GLUE_TASKS:
-        raise ValueError(f'{_WHERE}: task must be one of {GLUE_TASKS}, got '
+        raise ValueError(f'{_OWNER}: task must be one of {GLUE_TASKS}, got '
                          f'{task!r}')
     preds, labels = np.asarray(preds), np.asarray(labels)
     if preds.shape != labels.shape or preds.ndim != 1 or not len(preds):
-        raise ValueError(f'{_WHERE}: need equal-length 1-D predictions and '
+        raise ValueError(f'{_OWNER}: need equal-length 1-D predictions and '
                          f'labels, got {preds.shape} and {labels.shape}')
     if task == 'cola':
         return {'mcc': 100.0 * matthews_corrcoef(preds, labels)}
@@ -160,7 +160,7 @@ class GLUEMetric(BaseMetric):
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         if task not in GLUE_TASKS:
-            raise ValueError(f'{_WHERE}: task must be one of {GLUE_TASKS}, '
+            raise ValueError(f'{_OWNER}: task must be one of {GLUE_TASKS}, '
                              f'got {task!r}')
         super().__init__(
             collect_device=collect_device, prefix=prefix or f'glue_{task}')
@@ -171,26 +171,26 @@ class GLUEMetric(BaseMetric):
         for index, sample in enumerate(data_samples):
             if self.task == 'stsb':
                 pred = to_scalar(
-                    get_field(sample, 'pred_score', _WHERE, index), _WHERE,
+                    get_field(sample, 'pred_score', _OWNER, index), _OWNER,
                     'pred_score')
                 gold_key = 'gt_score' if has_field(sample,
                                                    'gt_score') else 'gt_label'
                 gold = to_scalar(
-                    get_field(sample, gold_key, _WHERE, index), _WHERE,
+                    get_field(sample, gold_key, _OWNER, index), _OWNER,
                     gold_key)
             else:
                 if has_field(sample, 'pred_label'):
                     pred = int(
                         to_scalar(
-                            get_field(sample, 'pred_label', _WHERE, index),
-                            _WHERE, 'pred_label'))
+                            get_field(sample, 'pred_label', _OWNER, index),
+                            _OWNER, 'pred_label'))
                 else:
                     scores = to_numpy(
-                        get_field(sample, 'pred_score', _WHERE, index))
+                        get_field(sample, 'pred_score', _OWNER, index))
                     pred = int(np.argmax(scores.reshape(-1)))
                 gold = int(
                     to_scalar(
-                        get_field(sample, 'gt_label', _WHERE, index), _WHERE,
+                        get_field(sample, 'gt_label', _OWNER, index), _OWNER,
                         'gt_label'))
             self.results.append((pred, gold))
 

@@ -31,7 +31,7 @@ from mmengine.evaluator import BaseMetric
 from xfm_mm.registry import METRICS
 from .utils import get_field, has_field, to_numpy
 
-_WHERE = 'xfm_mm/evaluation/metrics/retrieval.py'
+_OWNER = 'ImageTextRetrievalMetric'
 TIE_MODES = ('pessimistic', 'optimistic')
 
 
@@ -41,12 +41,12 @@ def _gt_mask(num_queries: int, num_candidates: int,
     mask = np.zeros((num_queries, num_candidates), dtype=bool)
     lengths = [len(ids) for ids in gt_ids]
     if min(lengths, default=1) == 0:
-        raise ValueError(f'{_WHERE}: a query has no ground truth')
+        raise ValueError(f'{_OWNER}: a query has no ground truth')
     rows = np.repeat(np.arange(num_queries), lengths)
     cols = np.concatenate([np.asarray(ids, dtype=np.int64) for ids in gt_ids])
     if cols.size and (cols.min() < 0 or cols.max() >= num_candidates):
         raise ValueError(
-            f'{_WHERE}: ground-truth ids must lie in [0, {num_candidates}), '
+            f'{_OWNER}: ground-truth ids must lie in [0, {num_candidates}), '
             f'got ids in [{cols.min()}, {cols.max()}]')
     mask[rows, cols] = True
     return mask
@@ -72,16 +72,16 @@ def best_gt_ranks(scores: np.ndarray,
         np.ndarray: ``(Q,)`` int64 ranks; 0 means a GT is ranked first.
     """
     if tie_mode not in TIE_MODES:
-        raise ValueError(f'{_WHERE}: tie_mode must be one of {TIE_MODES}, '
+        raise ValueError(f'{_OWNER}: tie_mode must be one of {TIE_MODES}, '
                          f'got {tie_mode!r}')
     scores = np.asarray(scores)
     if scores.ndim != 2 or scores.shape[0] != len(gt_ids):
         raise ValueError(
-            f'{_WHERE}: scores must be (num_queries, num_candidates) with one '
+            f'{_OWNER}: scores must be (num_queries, num_candidates) with one '
             f'ground-truth list per row; got scores {scores.shape} and '
             f'{len(gt_ids)} ground-truth lists')
     if np.isnan(scores).any():
-        raise ValueError(f'{_WHERE}: retrieval scores contain NaN')
+        raise ValueError(f'{_OWNER}: retrieval scores contain NaN')
     ranks = np.empty(scores.shape[0], dtype=np.int64)
     for start in range(0, scores.shape[0], chunk_size):
         block = scores[start:start + chunk_size]
@@ -129,12 +129,12 @@ def retrieval_recall(
     result: Dict[str, float] = {}
     if i2t_scores is not None:
         if img2txt is None:
-            raise ValueError(f'{_WHERE}: i2t_scores needs img2txt')
+            raise ValueError(f'{_OWNER}: i2t_scores needs img2txt')
         ranks = best_gt_ranks(i2t_scores, img2txt, tie_mode)
         result.update(_recall_dict('txt', ranks, topk))
     if t2i_scores is not None:
         if txt2img is None:
-            raise ValueError(f'{_WHERE}: t2i_scores needs txt2img')
+            raise ValueError(f'{_OWNER}: t2i_scores needs txt2img')
         single = [[int(i)] for i in np.asarray(txt2img).reshape(-1)]
         ranks = best_gt_ranks(t2i_scores, single, tie_mode)
         result.update(_recall_dict('img', ranks, topk))
@@ -194,10 +194,10 @@ class ImageTextRetrievalMetric(BaseMetric):
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if tie_mode not in TIE_MODES:
-            raise ValueError(f'{_WHERE}: tie_mode must be one of '
+            raise ValueError(f'{_OWNER}: tie_mode must be one of '
                              f'{TIE_MODES}, got {tie_mode!r}')
         if not topk or any(int(k) < 1 for k in topk):
-            raise ValueError(f'{_WHERE}: topk must be positive, got {topk}')
+            raise ValueError(f'{_OWNER}: topk must be positive, got {topk}')
         self.topk = tuple(int(k) for k in topk)
         self.tie_mode = tie_mode
 
@@ -206,21 +206,21 @@ class ImageTextRetrievalMetric(BaseMetric):
         for index, sample in enumerate(data_samples):
             result = {}
             if has_field(sample, 'i2t_scores'):
-                gts = get_field(sample, 'gt_text_ids', _WHERE, index)
+                gts = get_field(sample, 'gt_text_ids', _OWNER, index)
                 result['i2t'] = self._rows(
-                    get_field(sample, 'i2t_scores', _WHERE, index),
+                    get_field(sample, 'i2t_scores', _OWNER, index),
                     gts,
                     many_gts=True,
                     field='i2t_scores')
             if has_field(sample, 't2i_scores'):
-                gts = get_field(sample, 'gt_image_id', _WHERE, index)
+                gts = get_field(sample, 'gt_image_id', _OWNER, index)
                 result['t2i'] = self._rows(
-                    get_field(sample, 't2i_scores', _WHERE, index),
+                    get_field(sample, 't2i_scores', _OWNER, index),
                     gts,
                     many_gts=False,
                     field='t2i_scores')
             if not result:
-                raise KeyError(f'{_WHERE}: data sample {index} has neither '
+                raise KeyError(f'{_OWNER}: data sample {index} has neither '
                                '`i2t_scores` nor `t2i_scores`')
             self.results.append(result)
 
@@ -231,7 +231,7 @@ class ImageTextRetrievalMetric(BaseMetric):
         if scores.ndim == 1:
             scores, gts = scores[None], [gts]
         elif scores.ndim != 2:
-            raise ValueError(f'{_WHERE}: `{field}` must be 1-D or 2-D, got '
+            raise ValueError(f'{_OWNER}: `{field}` must be 1-D or 2-D, got '
                              f'shape {scores.shape}')
         if many_gts:
             gt_list = [to_numpy(g).astype(np.int64).reshape(-1) for g in gts]
@@ -242,7 +242,7 @@ class ImageTextRetrievalMetric(BaseMetric):
             ]
         if len(gt_list) != scores.shape[0]:
             raise ValueError(
-                f'{_WHERE}: `{field}` has {scores.shape[0]} rows but '
+                f'{_OWNER}: `{field}` has {scores.shape[0]} rows but '
                 f'{len(gt_list)} ground truths were given')
         return scores, gt_list
 
@@ -256,7 +256,7 @@ class ImageTextRetrievalMetric(BaseMetric):
             widths = {scores.shape[1] for scores, _ in blocks}
             if len(widths) != 1:
                 raise ValueError(
-                    f'{_WHERE}: `{direction}_scores` rows have different '
+                    f'{_OWNER}: `{direction}_scores` rows have different '
                     f'numbers of candidates: {sorted(widths)}')
             ranks = np.concatenate([
                 best_gt_ranks(scores, gts, self.tie_mode)
@@ -264,7 +264,7 @@ class ImageTextRetrievalMetric(BaseMetric):
             ])
             metrics.update(_recall_dict(name, ranks, self.topk))
         if not metrics:
-            raise ValueError(f'{_WHERE}: no retrieval results to evaluate')
+            raise ValueError(f'{_OWNER}: no retrieval results to evaluate')
         if 'txt_r_mean' in metrics and 'img_r_mean' in metrics:
             metrics['r_mean'] = (metrics['txt_r_mean'] +
                                  metrics['img_r_mean']) / 2

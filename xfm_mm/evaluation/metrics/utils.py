@@ -31,7 +31,7 @@ def get_field(sample: Any,
     Args:
         sample (dict | BaseDataElement): One data sample.
         key (str): The field name.
-        where (str): The metric file, used in the error message.
+        where (str): The metric's name, used in the error message.
         index (int): Position of the sample in its batch, for the message.
         default (Any): Returned when the field is absent. Without it, a
             missing field raises ``KeyError``.

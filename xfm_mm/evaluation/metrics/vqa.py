@@ -26,7 +26,7 @@ from mmengine.utils import mkdir_or_exist
 from xfm_mm.registry import METRICS
 from .utils import get_field, has_field, to_scalar
 
-_WHERE = 'xfm_mm/evaluation/metrics/vqa.py'
+_OWNER = 'VQAAccuracy'
 
 # The normalisation tables of the official tool (facts, written out).
 NUMBER_WORDS = {
@@ -145,7 +145,7 @@ def vqa_question_accuracy(pred_answer: str,
         float: Mean over left-out answers of ``min(1, matches / 3)``.
     """
     if len(gt_answers) == 0:
-        raise ValueError(f'{_WHERE}: a question has no ground-truth answers')
+        raise ValueError(f'{_OWNER}: a question has no ground-truth answers')
     pred = normalize_answer(pred_answer)
     gts = list(gt_answers)
     if len(set(gts)) > 1:
@@ -179,9 +179,9 @@ def _as_question_id(value, index: int) -> int:
     try:
         if isinstance(value, (str, int)):
             return int(value)
-        return int(to_scalar(value, _WHERE, 'question_id'))
+        return int(to_scalar(value, _OWNER, 'question_id'))
     except ValueError as error:
-        raise ValueError(f'{_WHERE}: `question_id` of sample {index} must '
+        raise ValueError(f'{_OWNER}: `question_id` of sample {index} must '
                          f'be one integer, got {value!r}') from error
 
 
@@ -212,27 +212,27 @@ class VQAAccuracy(BaseMetric):
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if dump_results is not None and not dump_results.endswith('.json'):
-            raise ValueError(f'{_WHERE}: dump_results must be a .json path, '
+            raise ValueError(f'{_OWNER}: dump_results must be a .json path, '
                              f'got {dump_results!r}')
         self.dump_results = dump_results
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         """Keep the answer strings, question id and answer type."""
         for index, sample in enumerate(data_samples):
-            pred = get_field(sample, 'pred_answer', _WHERE, index)
+            pred = get_field(sample, 'pred_answer', _OWNER, index)
             if not isinstance(pred, str):
-                raise TypeError(f'{_WHERE}: `pred_answer` of sample {index} '
+                raise TypeError(f'{_OWNER}: `pred_answer` of sample {index} '
                                 f'must be a str, got {type(pred).__name__}')
             result = {'pred_answer': pred}
-            gt = get_field(sample, 'gt_answer', _WHERE, index, default=None)
+            gt = get_field(sample, 'gt_answer', _OWNER, index, default=None)
             if gt is not None:
                 result['gt_answer'] = [gt] if isinstance(gt, str) else list(gt)
             if self.dump_results is not None or has_field(
                     sample, 'question_id'):
-                qid = get_field(sample, 'question_id', _WHERE, index)
+                qid = get_field(sample, 'question_id', _OWNER, index)
                 result['question_id'] = _as_question_id(qid, index)
             answer_type = get_field(
-                sample, 'answer_type', _WHERE, index, default=None)
+                sample, 'answer_type', _OWNER, index, default=None)
             if answer_type is not None:
                 result['answer_type'] = str(answer_type)
             self.results.append(result)

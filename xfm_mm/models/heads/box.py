@@ -11,7 +11,7 @@ from ..layers import build_mlp
 from ..utils import (aligned_generalized_box_iou, box_cxcywh_to_xyxy,
                      is_degenerate)
 
-_FILE = 'xfm_mm/models/heads/box.py'
+_OWNER = 'BoxHead'
 
 
 @MODELS.register_module()
@@ -54,7 +54,7 @@ class BoxHead(BaseModule):
         """Return ``(B, 4)`` float32 normalised ``(cx, cy, w, h)`` boxes."""
         if cls_feats.dim() != 2 or cls_feats.size(1) != self.embed_dims:
             raise ValueError(
-                f'{_FILE}: fusion features must have shape '
+                f'{_OWNER}: fusion features must have shape '
                 f'(B, {self.embed_dims}), got {tuple(cls_feats.shape)}')
         return self.bbox_head(cls_feats).float().sigmoid()
 
@@ -98,7 +98,7 @@ class BoxHead(BaseModule):
         if pred.dim() != 2 or pred.size(1) != 4 or \
                 target.shape != pred.shape:
             raise ValueError(
-                f'{_FILE}: predicted and target boxes must both have shape '
+                f'{_OWNER}: predicted and target boxes must both have shape '
                 f'(B, 4), got {tuple(pred.shape)} and '
                 f'{tuple(target.shape)}')
         pred = pred.float()
@@ -109,7 +109,7 @@ class BoxHead(BaseModule):
             if is_whole_image.shape != (pred.size(0), ) or \
                     is_whole_image.dtype != torch.bool:
                 raise ValueError(
-                    f'{_FILE}: `is_whole_image` must be a bool tensor of '
+                    f'{_OWNER}: `is_whole_image` must be a bool tensor of '
                     f'shape ({pred.size(0)},), got {is_whole_image.dtype} '
                     f'{tuple(is_whole_image.shape)}')
             kept = ~is_whole_image.to(pred.device)

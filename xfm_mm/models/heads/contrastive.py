@@ -10,7 +10,7 @@ from mmengine.model import BaseModule
 from xfm_mm.registry import MODELS
 from ..utils import all_gather_no_grad, all_gather_with_grad
 
-_FILE = 'xfm_mm/models/heads/contrastive.py'
+_OWNER = 'ContrastiveHead'
 
 
 @MODELS.register_module()
@@ -51,7 +51,7 @@ class ContrastiveHead(BaseModule):
         low, high = temperature_range
         if not 0 < low <= temperature <= high:
             raise ValueError(
-                f'{_FILE}: need 0 < temperature_range[0] <= temperature <= '
+                f'{_OWNER}: need 0 < temperature_range[0] <= temperature <= '
                 f'temperature_range[1], got temperature={temperature}, '
                 f'temperature_range={temperature_range}')
         self.embed_dims = embed_dims
@@ -121,7 +121,7 @@ class ContrastiveHead(BaseModule):
         self._check_feats('text_feats', text_feats)
         if image_feats.size(0) != text_feats.size(0):
             raise ValueError(
-                f'{_FILE}: `image_feats` and `text_feats` must have the '
+                f'{_OWNER}: `image_feats` and `text_feats` must have the '
                 f'same batch size, got {image_feats.size(0)} and '
                 f'{text_feats.size(0)}')
         image_all = all_gather_with_grad(image_feats)
@@ -132,7 +132,7 @@ class ContrastiveHead(BaseModule):
             targets = torch.arange(logits.size(0), device=logits.device)
         else:
             if image_ids.shape != (image_feats.size(0), ):
-                raise ValueError(f'{_FILE}: `image_ids` must have shape '
+                raise ValueError(f'{_OWNER}: `image_ids` must have shape '
                                  f'({image_feats.size(0)},), got '
                                  f'{tuple(image_ids.shape)}')
             ids = all_gather_no_grad(image_ids.to(logits.device))
@@ -155,5 +155,5 @@ class ContrastiveHead(BaseModule):
     def _check_feats(self, name: str, feats: torch.Tensor) -> None:
         if feats.dim() != 2 or feats.size(1) != self.embed_dims:
             raise ValueError(
-                f'{_FILE}: `{name}` must have shape (B, {self.embed_dims}) '
+                f'{_OWNER}: `{name}` must have shape (B, {self.embed_dims}) '
                 f'(projected features), got {tuple(feats.shape)}')

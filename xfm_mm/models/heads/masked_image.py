@@ -8,7 +8,7 @@ from mmengine.model import BaseModule
 
 from xfm_mm.registry import MODELS
 
-_FILE = 'xfm_mm/models/heads/masked_image.py'
+_OWNER = 'MaskedImageHead'
 
 
 @MODELS.register_module()
@@ -52,14 +52,14 @@ class MaskedImageHead(BaseModule):
         """
         if pred.dim() != 3 or pred.shape != target.shape:
             raise ValueError(
-                f'{_FILE}: `pred` and `target` must have the same shape '
+                f'{_OWNER}: `pred` and `target` must have the same shape '
                 f'(B, 1 + N, D), got {tuple(pred.shape)} and '
                 f'{tuple(target.shape)}')
         batch, num_tokens, dims = pred.shape
         if patch_mask.shape != (batch, num_tokens - 1) or \
                 patch_mask.dtype != torch.bool:
             raise ValueError(
-                f'{_FILE}: `patch_mask` must be a bool tensor of shape '
+                f'{_OWNER}: `patch_mask` must be a bool tensor of shape '
                 f'({batch}, {num_tokens - 1}), got {patch_mask.dtype} '
                 f'{tuple(patch_mask.shape)}')
         sq_error = (pred.float() - target.detach().float()).square()

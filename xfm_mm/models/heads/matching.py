@@ -10,7 +10,7 @@ from mmengine.model import BaseModule
 from xfm_mm.registry import MODELS
 from ..layers import build_mlp
 
-_FILE = 'xfm_mm/models/heads/matching.py'
+_OWNER = 'MatchingHead'
 
 
 @MODELS.register_module()
@@ -73,7 +73,7 @@ class MatchingHead(BaseModule):
         for name, sim in (('sim_i2t', sim_i2t), ('sim_t2i', sim_t2i)):
             if sim.shape != (size, size):
                 raise ValueError(
-                    f'{_FILE}: `{name}` must have shape ({size}, {size}), '
+                    f'{_OWNER}: `{name}` must have shape ({size}, {size}), '
                     f'got {tuple(sim.shape)}')
         device = sim_i2t.device
         if image_ids is None:
@@ -81,7 +81,7 @@ class MatchingHead(BaseModule):
         else:
             if image_ids.shape != (size, ):
                 raise ValueError(
-                    f'{_FILE}: `image_ids` must have shape ({size},), got '
+                    f'{_OWNER}: `image_ids` must have shape ({size},), got '
                     f'{tuple(image_ids.shape)}')
             image_ids = image_ids.to(device)
             positives = image_ids[:, None] == image_ids[None, :]
@@ -104,7 +104,7 @@ class MatchingHead(BaseModule):
         """Return ``(B, 2)`` logits (index 1 = matched)."""
         if cls_feats.dim() != 2 or cls_feats.size(1) != self.embed_dims:
             raise ValueError(
-                f'{_FILE}: fusion features must have shape '
+                f'{_OWNER}: fusion features must have shape '
                 f'(B, {self.embed_dims}), got {tuple(cls_feats.shape)}')
         return self.classifier(cls_feats)
 
@@ -159,7 +159,7 @@ class MatchingHead(BaseModule):
         else:
             if neg_valid.shape != (num_neg, ):
                 raise ValueError(
-                    f'{_FILE}: `neg_valid` must have shape ({num_neg},), '
+                    f'{_OWNER}: `neg_valid` must have shape ({num_neg},), '
                     f'got {tuple(neg_valid.shape)}')
             weights = torch.cat(
                 [logits.new_ones(num_pos),

@@ -1,5 +1,5 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""Multi-head attention on ``torch.nn.functional.scaled_dot_product_attention``.
+"""Multi-head attention on ``F.scaled_dot_product_attention`` (SDPA).
 
 One module serves every tower: self-attention (fused ``qkv`` projection) and
 cross-attention (``q`` from the queries, fused ``kv`` from the context).
