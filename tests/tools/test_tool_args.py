@@ -27,7 +27,7 @@ def train_tool():
 
 
 @pytest.fixture(scope='module')
-def test_tool():
+def eval_tool():
     return _load_tool('test')
 
 
@@ -126,10 +126,10 @@ def test_cpu_distributed_setup(monkeypatch):
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'
 
 
-def test_test_args(test_tool, monkeypatch):
-    args = _parse(test_tool, monkeypatch, CONFIG, 'ckpt.pth', '--out',
+def test_test_args(eval_tool, monkeypatch):
+    args = _parse(eval_tool, monkeypatch, CONFIG, 'ckpt.pth', '--out',
                   'preds.pkl', '--amp', '--launcher', 'pytorch')
-    cfg = test_tool.merge_args(_config(), args)
+    cfg = eval_tool.merge_args(_config(), args)
     assert cfg.load_from == 'ckpt.pth'
     assert cfg.launcher == 'pytorch'
     assert cfg.test_cfg.fp16 is True
@@ -137,7 +137,7 @@ def test_test_args(test_tool, monkeypatch):
             for m in cfg.test_evaluator] == ['ToyMSEMetric', 'DumpResults']
     assert cfg.test_evaluator[1].out_file_path == 'preds.pkl'
 
-    args = _parse(test_tool, monkeypatch, CONFIG, 'ckpt.pth', '--out',
+    args = _parse(eval_tool, monkeypatch, CONFIG, 'ckpt.pth', '--out',
                   'preds.json')
     with pytest.raises(ValueError, match='.pkl'):
-        test_tool.merge_args(_config(), args)
+        eval_tool.merge_args(_config(), args)
