@@ -11,6 +11,9 @@ Output (under ``--out``, image paths in records are relative to it)::
     image_text/train.jsonl        {"image", "caption", "image_id", "source"}
     image_text/test.jsonl         held-out pairs, same schema
     image_text/test_retrieval.json  [{"image", "caption": [..], "image_id"}]
+    image_text/train_retrieval.json [{"image", "caption", "image_id"}] (the
+                                  train pairs in the retrieval fine-tuning
+                                  format)
     region/train.jsonl            {"image", "caption", "elems": [{"caption",
                                   "bb": [x, y, w, h]}]}
     text/train.jsonl              {"desc", "label"}
@@ -42,7 +45,7 @@ from PIL import Image, ImageChops
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 INSTALL_HINT = ('run `bash tools/data/install_demo_assets.sh` (or pass '
                 '--assets / set XFM_DEMO_ASSETS to where it installed them)')
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 EMOJI_PACKAGE = 'emoji-datasource-google'
 EMOJI_VERSION = '16.0.0'
@@ -518,6 +521,13 @@ def prepare_demo_data(out_dir: str,
         with open(osp.join(stage, 'image_text', 'test_retrieval.json'), 'w',
                   encoding='utf-8') as f:
             json.dump(retrieval, f, ensure_ascii=False, indent=0)
+        train_retrieval = [
+            dict(image=r['image'], caption=r['caption'], image_id=r['image_id'])
+            for r in train
+        ]
+        with open(osp.join(stage, 'image_text', 'train_retrieval.json'), 'w',
+                  encoding='utf-8') as f:
+            json.dump(train_retrieval, f, ensure_ascii=False, indent=0)
         licenses = _copy_licenses(src, stage)
         manifest = _manifest(src, options, fingerprint, shards, licenses,
                              stage)
