@@ -12,6 +12,10 @@ that unpickle with ``weights_only=True`` plus a small allowlist of exactly
 what mmengine and xfm_mm write. Anything else is refused with
 :class:`UnsafeCheckpointError`, before any of it is executed.
 
+Config texts that mmengine stores in a checkpoint and later executes
+(``meta['config']`` on resume, ``meta['cfg']`` in inferencers) are reduced to
+literal assignments on every load (:mod:`xfm_mm.utils.config_text`).
+
 A file the user trusts can be opted in with the ``XFM_MM_TRUST_CHECKPOINT``
 environment variable (``1`` for every file, or a list of paths separated by
 ``os.pathsep``). See ``docs/en/checkpoints.md`` for the policy.
@@ -31,6 +35,8 @@ from mmengine.dist import get_dist_info
 from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner import checkpoint as mm_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
+
+from .config_text import sanitize_checkpoint_configs
 
 __all__ = [
     'TRUST_ENV_VAR', 'UnsafeCheckpointError', 'checkpoint_safe_globals',
@@ -210,13 +216,16 @@ def safe_torch_load(file: PathOrFile,
             'unpickling (weights_only=False); the file can run code.',
             logger='current',
             level=logging.WARNING)
-        return torch.load(file, map_location=map_location, weights_only=False)
-    with _allowlisted():
-        try:
-            return torch.load(
-                file, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as error:
-            raise _unsafe_error(source, file, error) from None
+        checkpoint = torch.load(
+            file, map_location=map_location, weights_only=False)
+    else:
+        with _allowlisted():
+            try:
+                checkpoint = torch.load(
+                    file, map_location=map_location, weights_only=True)
+            except pickle.UnpicklingError as error:
+                raise _unsafe_error(source, file, error) from None
+    return sanitize_checkpoint_configs(checkpoint, source)
 
 
 def _load_safetensors(filename: str, map_location: Any) -> dict:
@@ -253,7 +262,7 @@ def _download_and_load(url: str, map_location: Any,
     trusted = _is_trusted(url)
     with _allowlisted():
         try:
-            return torch.hub.load_state_dict_from_url(
+            checkpoint = torch.hub.load_state_dict_from_url(
                 url,
                 model_dir=model_dir,
                 map_location=map_location,
@@ -264,6 +273,7 @@ def _download_and_load(url: str, map_location: Any,
                                               'checkpoints')
             cached = osp.join(cache_dir, osp.basename(urlparse(url).path))
             raise _unsafe_error(url, cached, error) from None
+    return sanitize_checkpoint_configs(checkpoint, url)
 
 
 def load_from_safe_http(filename: str,
@@ -346,11 +356,12 @@ def _with_allowlist(loader: Callable) -> Callable:
     def safe_loader(filename: str, map_location: Any = None) -> Any:
         with _allowlisted():
             try:
-                return loader(filename, map_location)
+                checkpoint = loader(filename, map_location)
             except UnsafeCheckpointError:
                 raise
             except pickle.UnpicklingError as error:
                 raise _unsafe_error(filename, filename, error) from None
+        return sanitize_checkpoint_configs(checkpoint, filename)
 
     safe_loader._xfm_mm_safe = True
     return safe_loader
