@@ -167,8 +167,9 @@ def test_image_text_pipeline(shards, tokenizer_cfg):
     with DefaultScope.overwrite_default_scope('xfm_mm'):
         dataset = DATASETS.build(
             dict(
-                type='ImageTextDataset',
+                type='JsonlDataset',
                 ann_file='pairs.jsonl',
+                parser=dict(type='ImageTextParser'),
                 data_root=str(shards),
                 data_prefix=dict(img_path='img'),
                 pipeline=pipeline))
@@ -214,10 +215,10 @@ def test_region_pipeline(shards, tokenizer_cfg):
     ]
     dataset = DATASETS.build(
         dict(
-            type='RegionTextStreamDataset',
+            type='JsonlStreamDataset',
             ann_file='regions.jsonl.gz',
+            parser=dict(type='RegionTextParser', image_format='base64'),
             data_root=str(shards),
-            image_format='base64',
             infinite=False,
             rank=0,
             world_size=1,
@@ -248,8 +249,9 @@ def test_text_and_image_pipelines(shards, tokenizer_cfg):
     np.random.seed(2)
     texts = DATASETS.build(
         dict(
-            type='TextDataset',
+            type='JsonlDataset',
             ann_file=str(shards / 'text.jsonl'),
+            parser=dict(type='TextParser'),
             pipeline=text_pipeline(
                 tokenizer_cfg, 128, 0.15, 20, clean=False, whole_word=True) +
             [dict(type='PackXFMInputs')]))
@@ -262,9 +264,9 @@ def test_text_and_image_pipelines(shards, tokenizer_cfg):
 
     images = DATASETS.build(
         dict(
-            type='ImageStreamDataset',
+            type='JsonlStreamDataset',
             ann_file=str(shards / 'imagenet.jsonl'),
-            image_format='base64',
+            parser=dict(type='ImageParser', image_format='base64'),
             infinite=False,
             rank=0,
             world_size=1,

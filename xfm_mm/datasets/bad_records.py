@@ -2,13 +2,33 @@
 """Counting, logging and policing the bad records of JSON-lines shards."""
 import logging
 from collections import Counter
-from typing import Dict, Optional
+from typing import Callable, Iterator, Optional, Tuple
 
 from mmengine.logging import print_log
+
+from .readers import BadRecordError, iter_shard_lines, parse_json_line
 
 
 class BadShardError(RuntimeError):
     """Raised when most records of one shard are bad."""
+
+
+class ShardStats:
+    """Records read and found bad in one shard (for the bad-shard rule).
+
+    Args:
+        path (str): The shard.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.num_seen = 0
+        self.reasons: Counter = Counter()
+
+    @property
+    def num_bad(self) -> int:
+        """int: Bad records of the shard so far."""
+        return sum(self.reasons.values())
 
 
 class BadRecordCounter:
@@ -17,11 +37,12 @@ class BadRecordCounter:
     Two kinds of counts are kept: ``counts`` are *skipped records* per
     reason (these decide whether a shard is bad), ``dropped`` are parts of a
     record that were left out while the record itself was used (e.g. one
-    region box outside the image). Each dataloader worker keeps its own
-    counter; counts are logged through mmengine's current logger.
+    region box outside the image).
+    Each dataloader worker keeps its own counter; counts are logged through
+    mmengine's current logger.
 
     Args:
-        name (str): Dataset name used in log lines.
+        name (str): Dataset name used in log lines and errors.
         max_bad_fraction (float): A shard whose fraction of bad records is
             above this stops the run. Defaults to 0.5.
         min_records (int): A shard is judged before its end only once this
@@ -69,8 +90,8 @@ class BadRecordCounter:
             where (str): ``file:line`` of the record.
             detail (str): Extra text for the log.
             seen (bool): Whether this is the first time the record is
-                judged (False when a record already counted as good at
-                load time turns out bad when served).
+                judged (False when a record already counted as good at load
+                time turns out bad when served).
         """
         self.counts[reason] += 1
         if self._warned < self.max_warnings:
@@ -119,30 +140,62 @@ class BadRecordCounter:
         if force or self.num_bad or self.dropped:
             print_log(self.summary(), logger='current', level=logging.INFO)
 
-    def check_shard(self,
-                    path: str,
-                    num_seen: int,
-                    num_bad: int,
-                    reasons: Optional[Dict[str, int]] = None,
-                    final: bool = True) -> None:
+    def check_shard(self, stats: ShardStats, final: bool = True) -> None:
         """Stop the run if most records of one shard are bad.
 
         Args:
-            path (str): The shard.
-            num_seen (int): Its records seen so far (or all of them).
-            num_bad (int): How many of those were bad.
-            reasons (dict, optional): Its bad counts per reason, for the
-                message.
-            final (bool): True when ``num_seen`` is the whole shard; if
-                False the shard is only judged after ``min_records``.
+            stats (ShardStats): The shard's counts so far.
+            final (bool): True when the whole shard was seen; if False the
+                shard is only judged after ``min_records``.
 
         Raises:
             BadShardError: Naming the file.
         """
+        num_seen, num_bad = stats.num_seen, stats.num_bad
         if num_seen == 0 or (not final and num_seen < self.min_records):
             return
         if num_bad > self.max_bad_fraction * num_seen:
             raise BadShardError(
                 f'{self.name}: {num_bad} of {num_seen} records of shard '
-                f'{path} are bad (more than {self.max_bad_fraction:.0%}); '
-                f'reasons: {dict(reasons or {})}. Fix or remove this file.')
+                f'{stats.path} are bad (more than '
+                f'{self.max_bad_fraction:.0%}); reasons: '
+                f'{dict(stats.reasons)}. Fix or remove this file.')
+
+    def read_shard(self,
+                   stats: ShardStats,
+                   convert: Callable[[dict], dict],
+                   stride: int = 1,
+                   offset: int = 0,
+                   judge_early: bool = False) -> Iterator[Tuple[int, dict]]:
+        """Convert the records of a shard, skipping and counting bad ones.
+
+        Args:
+            stats (ShardStats): The shard's counts, updated here.
+            convert (Callable): ``record -> item``; raises
+                :class:`BadRecordError` for a record to skip.
+            stride (int): See :func:`iter_shard_lines`.
+            offset (int): See :func:`iter_shard_lines`.
+            judge_early (bool): Apply the bad-shard rule after each bad
+                record (once ``min_records`` were seen), not only at the
+                end of the shard.
+
+        Yields:
+            tuple[int, dict]: The line number and ``convert(record)``.
+
+        Raises:
+            BadShardError: For a mostly bad shard.
+        """
+        path = stats.path
+        for line_no, raw in iter_shard_lines(path, stride, offset):
+            stats.num_seen += 1
+            try:
+                item = convert(parse_json_line(raw))
+            except BadRecordError as e:
+                stats.reasons[e.reason] += 1
+                self.add_bad(e.reason, f'{path}:{line_no}', e.detail)
+                if judge_early:
+                    self.check_shard(stats, final=False)
+                continue
+            self.add_good()
+            yield line_no, item
+        self.check_shard(stats, final=True)

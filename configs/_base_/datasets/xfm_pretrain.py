@@ -77,7 +77,7 @@ text_pipeline = [
 ]
 
 
-def _stream(dataset_type, folder, batch_size, pipeline, **fields):
+def _stream(parser, folder, batch_size, pipeline):
     return dict(
         batch_size=batch_size,
         num_workers=8,
@@ -86,22 +86,22 @@ def _stream(dataset_type, folder, batch_size, pipeline, **fields):
         sampler=None,  # streams shard by rank and worker themselves
         collate_fn=dict(type='pseudo_collate'),
         dataset=dict(
-            type=dataset_type,
+            type='JsonlStreamDataset',
             data_root=data_root,
             ann_file=folder,
-            pipeline=pipeline,
-            **fields))
+            parser=parser,
+            pipeline=pipeline))
 
 
 train_dataloader = dict(
-    text=_stream('TextStreamDataset', 'text', 256, text_pipeline,
-                 text_key='desc'),
+    text=_stream(dict(type='TextParser', text_key='desc'), 'text', 256,
+                 text_pipeline),
     # 80 images per batch; the data preprocessor keeps 96 of their texts.
-    region=_stream('RegionTextStreamDataset', 'region', 80, region_pipeline,
-                   image_format='base64'),
-    image=_stream('ImageStreamDataset', 'image', 96, image_pipeline,
-                  image_format='base64'),
-    image_text=_stream('ImageTextStreamDataset', 'image_text', 96,
-                       image_text_pipeline, image_format='base64',
-                       caption_key='desc'),
+    region=_stream(dict(type='RegionTextParser', image_format='base64'),
+                   'region', 80, region_pipeline),
+    image=_stream(dict(type='ImageParser', image_format='base64'), 'image',
+                  96, image_pipeline),
+    image_text=_stream(
+        dict(type='ImageTextParser', image_format='base64',
+             caption_key='desc'), 'image_text', 96, image_text_pipeline),
 )

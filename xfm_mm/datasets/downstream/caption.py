@@ -7,7 +7,7 @@ from typing import Callable, List, Sequence, Union
 from mmengine.dataset import BaseDataset
 
 from xfm_mm.registry import DATASETS
-from ..pretrain_datasets import build_pipeline
+from ..builder import build_pipeline
 from ..readers import stable_id
 from .vqa import as_ann_files, load_records, require
 

@@ -9,7 +9,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
 from xfm_mm.registry import DATASETS
-from ..pretrain_datasets import build_pipeline
+from ..builder import build_pipeline
 
 # GLUE rows can be longer than csv's default field limit (131072).
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))

@@ -8,7 +8,7 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 
 from xfm_mm.registry import DATASETS
-from ..pretrain_datasets import build_pipeline
+from ..builder import build_pipeline
 from .vqa import as_ann_files, load_records, require
 
 _OWNER = 'RefCOCODataset'

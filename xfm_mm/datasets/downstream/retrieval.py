@@ -7,7 +7,7 @@ import mmengine
 from mmengine.dataset import BaseDataset
 
 from xfm_mm.registry import DATASETS
-from ..pretrain_datasets import build_pipeline
+from ..builder import build_pipeline
 
 #: Karpathy ``split`` values read for each requested split (COCO's
 #: ``restval`` images are training images, as in ALBEF / X-VLM).

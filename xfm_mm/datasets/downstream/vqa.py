@@ -8,7 +8,7 @@ from typing import Callable, List, Sequence, Union
 from mmengine.dataset import BaseDataset
 
 from xfm_mm.registry import DATASETS
-from ..pretrain_datasets import build_pipeline
+from ..builder import build_pipeline
 
 _OWNER = 'VQAv2Dataset'
 
