@@ -11,6 +11,7 @@ _base_ = [
     '../_base_/models/xfm_base.py',
     '../_base_/schedules/xfm_pretrain.py',
     '../_base_/default_runtime.py',
+    '../_base_/datasets/xfm_fields.py',  # the fields each pipeline packs
 ]
 
 data_root = 'data/demo'
@@ -91,7 +92,7 @@ train_dataloader = dict(
                 mask_prob=0.15,
                 max_masks=5,
                 whole_word=True),
-            dict(type='PackXFMInputs'),
+            {{_base_.pack_text}},
         ]),
     region=_loader(
         dict(type='RegionTextParser'), 'region/train.jsonl', 8, [
@@ -102,15 +103,14 @@ train_dataloader = dict(
                 max_regions=3),
             *caption_text,
             dict(type='RegionTargets', patch_size=16),
-            dict(type='PackXFMInputs'),
+            {{_base_.pack_region}},
         ]),
     image=_loader(
         dict(type='ImageParser'), 'image/train.jsonl', 16,
-        image_aug + [block_mask, dict(type='PackXFMInputs')]),
+        image_aug + [block_mask, {{_base_.pack_image}}]),
     image_text=_loader(
         dict(type='ImageTextParser'), 'image_text/train.jsonl', 32,
-        image_aug + caption_text +
-        [block_mask, dict(type='PackXFMInputs')]),
+        image_aug + caption_text + [block_mask, {{_base_.pack_image_text}}]),
 )
 
 max_iters = 200

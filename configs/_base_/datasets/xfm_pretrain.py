@@ -9,6 +9,8 @@
 #       COCO / VG objects and regions, boxes [x, y, w, h] in pixels
 #   data/xfm_pretrain/image/*.jsonl       {"binary": <base64>}   ImageNet images
 #   data/xfm_pretrain/text/*.jsonl        {"desc": sentence}     text corpus
+_base_ = ['./xfm_fields.py']  # the fields each pipeline packs
+
 data_root = 'data/xfm_pretrain'
 tokenizer = dict(type='HFTokenizer', name_or_path='data/roberta-base')
 img_size = 224
@@ -57,7 +59,7 @@ caption_text = [
 ]
 
 image_text_pipeline = image_aug + caption_text + [
-    block_mask, dict(type='PackXFMInputs')]
+    block_mask, {{_base_.pack_image_text}}]
 region_pipeline = [
     dict(type='RegionRandomCrop', scale=img_size, min_area_in_crop=0.5,
          max_regions=5, careful_hflip=True),
@@ -65,15 +67,15 @@ region_pipeline = [
          num_policies=2, magnitude_level=7),
 ] + caption_text + [
     dict(type='RegionTargets', patch_size=16),
-    dict(type='PackXFMInputs'),
+    {{_base_.pack_region}},
 ]
-image_pipeline = image_aug + [block_mask, dict(type='PackXFMInputs')]
+image_pipeline = image_aug + [block_mask, {{_base_.pack_image}}]
 text_pipeline = [
     dict(type='TokenizeText', tokenizer=tokenizer, max_tokens=128),
     # Text MLM: 15%, <= 20 masks (whole-word is a no-op for BPE).
     dict(type='MaskText', tokenizer=tokenizer, mask_prob=0.15, max_masks=20,
          skipgram_prb=0.2, skipgram_size=3, whole_word=True),
-    dict(type='PackXFMInputs'),
+    {{_base_.pack_text}},
 ]
 
 
