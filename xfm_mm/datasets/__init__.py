@@ -5,14 +5,15 @@ from .downstream import *  # noqa: F401,F403
 from .jsonl_dataset import JsonlDataset
 from .jsonl_stream_dataset import JsonlStreamDataset, split_shards
 from .parsers import *  # noqa: F401,F403
-from .readers import (BadRecordError, decode_image, iter_shard_lines,
-                      list_shards, parse_json_line, stable_id)
+from .readers import (BadRecordError, ShardReadError, decode_image,
+                      iter_shard_lines, list_shards, parse_json_line,
+                      stable_id)
 from .samplers import ResumableInfiniteSampler, SeededSampleMixin
 from .transforms import *  # noqa: F401,F403
 
 __all__ = [
     'BadRecordCounter', 'BadShardError', 'ShardStats', 'BadRecordError',
-    'JsonlDataset', 'JsonlStreamDataset', 'build_parser',
+    'ShardReadError', 'JsonlDataset', 'JsonlStreamDataset', 'build_parser',
     'build_pipeline', 'split_shards', 'list_shards', 'iter_shard_lines',
     'parse_json_line', 'decode_image', 'stable_id',
     'ResumableInfiniteSampler', 'SeededSampleMixin'

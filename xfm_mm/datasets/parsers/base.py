@@ -1,5 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """The base of the record parsers, and helpers every parser may use."""
+import math
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -12,6 +13,18 @@ def choice(items: Sequence):
     """A random element, drawn with NumPy's global generator (which the
     dataloader workers and ``ResumableInfiniteSampler`` seed)."""
     return items[np.random.randint(len(items))]
+
+
+def is_finite_number(value) -> bool:
+    """Whether ``value`` is an int or float (not a bool) that is finite as a
+    float; JSON integers of any size (``10**400``) give False, not an
+    ``OverflowError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def texts_of(value, field: str, language: Optional[str] = None) -> List[str]:

@@ -8,6 +8,7 @@ from ..readers import (BadRecordError, decode_image, read_image_bytes,
 from .base import RecordParser, choice, texts_of
 
 DEFAULT_IMAGE_KEYS = dict(path='image', base64='binary')
+MAX_IMAGE_ID = 2**63 - 1  # image ids are batched as int64
 # XFM: a record holding a list of images yields one of them with a caption
 # prefixed by one of these phrases.
 MULTI_IMAGE_PREFIXES = ('A image of ', 'The image contains ', 'We can see ',
@@ -28,7 +29,8 @@ class ImageParser(RecordParser):
             ``'binary'`` for base64 when None.
         image_format (str): ``'path'`` or ``'base64'``.
         image_id_key (str, optional): Field with an image id: a
-            non-negative int is used as is, another value is hashed; records without it get a hash of the image field, so
+            non-negative int below 2**63 is used as is, another value is
+            hashed; records without it get a hash of the image field, so
             records sharing an image path share an id.
         source (str, optional): See :class:`RecordParser`. Defaults to
             ``'image'``.
@@ -70,6 +72,9 @@ class ImageParser(RecordParser):
         value = record.get(key) if key else None
         if isinstance(value, int) and not isinstance(value, bool) \
                 and value >= 0:
+            if value > MAX_IMAGE_ID:
+                raise BadRecordError(
+                    'bad_field', f'{key!r} {value} does not fit in int64')
             return value
         if value is not None:
             return stable_id(str(value))

@@ -1,6 +1,5 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """Parser of region-text records (objects and regions of Visual Genome)."""
-import math
 from collections import Counter
 from typing import Optional
 
@@ -8,7 +7,7 @@ import numpy as np
 
 from xfm_mm.registry import RECORD_PARSERS
 from ..readers import BadRecordError
-from .base import choice, texts_of
+from .base import choice, is_finite_number, texts_of
 from .image import ImageParser
 
 
@@ -67,8 +66,7 @@ class RegionTextParser(ImageParser):
             raise BadRecordError('missing_field')
         box = elem[self.box_key]
         if not isinstance(box, (list, tuple)) or len(box) != 4 \
-                or not all(isinstance(v, (int, float)) and not isinstance(
-                    v, bool) and math.isfinite(v) for v in box):
+                or not all(is_finite_number(v) for v in box):
             raise BadRecordError('bad_box')
         box = [float(v) for v in box]
         if box[2] <= 0 or box[3] <= 0:
