@@ -12,14 +12,14 @@ from .downstream_vl import (AddPrompt, CarefulRandomFlip, PackVLInputs,
 from .formatting import PackMultiSourceInputs
 from .masking import BlockMask, BlockMaskGenerator
 from .region import RegionRandomCrop, RegionTargets, boxes_to_patch_mask
-from .text import (MaskText, PreCaption, TokenizeText, build_tokenizer,
+from .text import (MaskText, PreCaption, TokenizeText,
                    choose_masked_positions, pre_caption)
 
 __all__ = [
     'PackMultiSourceInputs', 'BlockMask', 'BlockMaskGenerator',
     'RegionRandomCrop', 'RegionTargets', 'boxes_to_patch_mask', 'MaskText',
-    'PreCaption', 'TokenizeText', 'build_tokenizer', 'choose_masked_positions',
-    'pre_caption', 'PackRetrievalInputs', 'PackTextClassificationInputs',
+    'PreCaption', 'TokenizeText', 'choose_masked_positions', 'pre_caption',
+    'PackRetrievalInputs', 'PackTextClassificationInputs',
     'TokenizeSentencePair', 'AddPrompt', 'CarefulRandomFlip', 'PackVLInputs',
     'RefBoxTarget', 'TokenizeAnswers'
 ]

@@ -7,9 +7,9 @@ import torch
 from mmcv.transforms import BaseTransform
 from mmpretrain.structures import DataSample
 
+from xfm_mm.models.tokenizers import build_tokenizer
 from xfm_mm.registry import TRANSFORMS
 from .formatting import image_to_tensor
-from .text import build_tokenizer
 
 
 def _set_tensor(sample: DataSample, value, name: str, dtype) -> None:
