@@ -49,9 +49,10 @@ class MultiSourceDataPreprocessor(BaseDataPreprocessor):
             (per sample).
         multi_text_sources (Sequence[str]): Sources whose samples hold
             several texts per image. Defaults to ``('region',)``.
-        pair_fields (Sequence[str]): Per-image fields repeated for every
-            text of a flattened batch. Defaults to ``('image_id',)``: the
-            texts of one image are positives of each other in ITC.
+        pair_fields (Sequence[str], optional): Per-image fields repeated for
+            every text of a flattened batch. Defaults to ``image_id`` when
+            it is a per-image field: the texts of one image are positives of
+            each other in ITC.
         max_region_pairs (int, optional): Keep at most this many (text,
             image) pairs of a flattened batch, drawn at random, as upstream
             draws 96 pairs from the texts of up to 80 images. None keeps
@@ -69,11 +70,13 @@ class MultiSourceDataPreprocessor(BaseDataPreprocessor):
                      'is_whole_image'),
                  per_image_fields: Sequence[str] = ('image_mask', 'image_id'),
                  multi_text_sources: Sequence[str] = ('region', ),
-                 pair_fields: Sequence[str] = ('image_id', ),
+                 pair_fields: Optional[Sequence[str]] = None,
                  max_region_pairs: Optional[int] = None,
                  non_blocking: bool = False):
         super().__init__(non_blocking)
         name = type(self).__name__
+        if pair_fields is None:
+            pair_fields = [k for k in ('image_id', ) if k in per_image_fields]
         for arg, keys in (('per_text_fields', per_text_fields),
                           ('per_image_fields', per_image_fields),
                           ('multi_text_sources', multi_text_sources),
