@@ -1,6 +1,6 @@
 # X-FM pre-training data: four sources, each its own stream of JSON-lines
 # shards (docs/en/data_formats.md). Batch sizes per GPU, token lengths and
-# masking ratios from configs/xfm-pt/Pretrain_XBrain_base_4m.yaml (§2.2, §2.5).
+# masking ratios from upstream configs/xfm-pt/Pretrain_XBrain_base_4m.yaml.
 #
 # Expected layout (shards may be gzipped; any number of files per folder):
 #   data/xfm_pretrain/image_text/*.jsonl  {"binary": <base64>, "desc": caption}
