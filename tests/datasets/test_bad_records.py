@@ -15,8 +15,8 @@ from mmengine.logging import MMLogger
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from xfm_mm.datasets import (JsonlDataset, JsonlStreamDataset,
-                             ShardReadError, decode_image, iter_shard_lines)
+from xfm_mm.datasets import (JsonlDataset, JsonlStreamDataset, ShardReadError,
+                             decode_image, iter_shard_lines)
 from xfm_mm.datasets import bad_records as bad_records_module
 from xfm_mm.registry import MODELS
 
@@ -41,8 +41,11 @@ def logged(monkeypatch):
 
 def test_deeply_nested_json_is_a_bad_record(tmp_path, write_jsonl):
     nested = '{"desc": "x", "extra": ' + '[' * 100000 + ']' * 100000 + '}'
-    path = write_jsonl(tmp_path / 'nested.jsonl',
-                       [{'desc': 'one'}, nested, {'desc': 'two'}])
+    path = write_jsonl(tmp_path / 'nested.jsonl', [{
+        'desc': 'one'
+    }, nested, {
+        'desc': 'two'
+    }])
     texts = JsonlDataset(path, TEXT)
     assert [texts[i]['text'] for i in range(len(texts))] == ['one', 'two']
     assert texts.counter.counts == {'bad_json': 1}
@@ -81,9 +84,21 @@ def test_image_id_beyond_int64_is_skipped_naming_file_line_field(
         tmp_path, make_image, write_jsonl, logged):
     (tmp_path / 'a.png').write_bytes(make_image())
     path = write_jsonl(tmp_path / 'ids.jsonl', [
-        {'image': 'a.png', 'caption': 'small id', 'image_id': 2**63 - 1},
-        {'image': 'a.png', 'caption': 'huge id', 'image_id': 2**70},
-        {'image': 'a.png', 'caption': 'string id', 'image_id': 'x'},
+        {
+            'image': 'a.png',
+            'caption': 'small id',
+            'image_id': 2**63 - 1
+        },
+        {
+            'image': 'a.png',
+            'caption': 'huge id',
+            'image_id': 2**70
+        },
+        {
+            'image': 'a.png',
+            'caption': 'string id',
+            'image_id': 'x'
+        },
     ])
     pack = dict(type='PackMultiSourceInputs', fields=['image_id'])
     dataset = JsonlDataset(
@@ -118,8 +133,9 @@ def test_truncated_gzip_shard_keeps_its_lines_and_the_stream_goes_on(
     cut = _truncated_gzip(tmp_path / 'shards' / 'a-cut.jsonl.gz', lines)
     with pytest.raises(ShardReadError, match='a-cut.jsonl.gz'):
         list(iter_shard_lines(cut))
-    write_jsonl(tmp_path / 'shards' / 'b-whole.jsonl',
-                [{'desc': f'whole-{i}'} for i in range(10)])
+    write_jsonl(tmp_path / 'shards' / 'b-whole.jsonl', [{
+        'desc': f'whole-{i}'
+    } for i in range(10)])
 
     stream = _stream(str(tmp_path / 'shards'), TEXT, shuffle_buffer=0)
     texts = [s['text'] for s in itertools.islice(iter(stream), 400)]
@@ -166,7 +182,9 @@ def test_float_image_is_refused_with_a_counted_reason(tmp_path, write_jsonl):
         'image': 'ok.png'
     }])
     stream = _stream(
-        path, dict(type='ImageParser'), data_root=str(tmp_path),
+        path,
+        dict(type='ImageParser'),
+        data_root=str(tmp_path),
         infinite=False)
     assert len(list(stream)) == 1
     assert stream.counter.counts == {'unsupported_image_mode': 1}
@@ -182,14 +200,18 @@ def test_records_found_bad_when_served_reach_the_training_log(
     path = write_jsonl(tmp_path / 'served.jsonl', records)
     log_file = tmp_path / 'train.log'
     logger = MMLogger.get_instance(
-        'test_served_bad_records', log_file=str(log_file),
+        'test_served_bad_records',
+        log_file=str(log_file),
         log_level=logging.INFO)
     try:
         dataset = JsonlDataset(path, PAIRS, data_root=str(tmp_path))
         gone = len(dataset) - 1
         # served by a dataloader worker, as in training
         loader = DataLoader(
-            dataset, sampler=[gone], batch_size=None, num_workers=1,
+            dataset,
+            sampler=[gone],
+            batch_size=None,
+            num_workers=1,
             collate_fn=lambda sample: sample)
         served = next(iter(loader))
         assert served['sample_idx'] != gone
@@ -219,4 +241,3 @@ def test_max_bad_fraction_outside_0_1_is_an_error(tmp_path, write_jsonl,
         assert repr(fraction) in str(e.value)
     for fraction in (0, 1, 0.5):
         assert len(JsonlDataset(path, TEXT, max_bad_fraction=fraction)) == 1
-

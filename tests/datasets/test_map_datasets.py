@@ -7,6 +7,7 @@ from xfm_mm.registry import DATASETS
 
 PAIRS = dict(type='ImageTextParser')
 
+
 @pytest.fixture
 def image_text_root(tmp_path, make_image, write_jsonl):
     img_dir = tmp_path / 'images'

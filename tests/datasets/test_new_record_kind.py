@@ -55,10 +55,14 @@ def _dataset_cfg(kind, root, **kwargs):
         data_root=str(root),
         parser=dict(type='LabelledImageParser'),
         pipeline=[
-            dict(type='BlockMask', input_size=2, num_masking_patches=1,
-                 min_num_patches=1),
-            dict(type='PackMultiSourceInputs',
-                 fields=dict(gt_label='long', image_mask='bool')),
+            dict(
+                type='BlockMask',
+                input_size=2,
+                num_masking_patches=1,
+                min_num_patches=1),
+            dict(
+                type='PackMultiSourceInputs',
+                fields=dict(gt_label='long', image_mask='bool')),
         ],
         max_bad_fraction=0.2,
         **kwargs)
@@ -90,8 +94,12 @@ def test_new_record_kind_needs_only_a_parser(labelled_images):
             dict(type='ResumableInfiniteSampler', dataset=mapped, seed=0))
         stream = DATASETS.build(
             _dataset_cfg(
-                'JsonlStreamDataset', labelled_images, infinite=False,
-                rank=0, world_size=1, shuffle_buffer=4))
+                'JsonlStreamDataset',
+                labelled_images,
+                infinite=False,
+                rank=0,
+                world_size=1,
+                shuffle_buffer=4))
     assert len(mapped) == 9 and mapped.metainfo['source'] == 'labelled_image'
     assert mapped.counter.counts == {'bad_label': 1}
 

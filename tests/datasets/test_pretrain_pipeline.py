@@ -170,9 +170,8 @@ def _check_text_fields(ds, lead, max_tokens, max_masks):
 
 def test_image_text_pipeline(shards, tokenizer_cfg):
     np.random.seed(0)
-    pipeline = image_pipeline() + text_pipeline(tokenizer_cfg, 30, 0.5, 15) + [
-        BLOCK_MASK, FIELDS.pack_image_text
-    ]
+    pipeline = image_pipeline() + text_pipeline(
+        tokenizer_cfg, 30, 0.5, 15) + [BLOCK_MASK, FIELDS.pack_image_text]
     with DefaultScope.overwrite_default_scope('xfm_mm'):
         dataset = DATASETS.build(
             dict(
@@ -279,8 +278,7 @@ def test_text_and_image_pipelines(shards, tokenizer_cfg):
             infinite=False,
             rank=0,
             world_size=1,
-            pipeline=image_pipeline() +
-            [BLOCK_MASK, FIELDS.pack_image]))
+            pipeline=image_pipeline() + [BLOCK_MASK, FIELDS.pack_image]))
     for sample in images:
         assert sample['inputs'].shape == (3, 224, 224)
         ds = sample['data_samples']

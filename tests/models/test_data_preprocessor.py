@@ -53,9 +53,11 @@ def test_fields_come_from_the_config():
     """A new source declares its own fields; undeclared ones stay in the
     data samples only."""
     per_sample = [
-        dict(gt_label=torch.tensor(i), caption_ids=torch.ones(2, 5) * i,
-             frame_mask=torch.zeros(8, dtype=torch.bool), note=f'n{i}')
-        for i in range(3)
+        dict(
+            gt_label=torch.tensor(i),
+            caption_ids=torch.ones(2, 5) * i,
+            frame_mask=torch.zeros(8, dtype=torch.bool),
+            note=f'n{i}') for i in range(3)
     ]
     preprocessor = MultiSourceDataPreprocessor(
         per_text_fields=['caption_ids'],
@@ -103,10 +105,11 @@ def test_text_batch_has_no_images():
 
 def test_errors_name_what_is_wrong():
     with pytest.raises(ValueError, match='one source'):
-        MultiSourceDataPreprocessor()(dict(
-            inputs=[None, None],
-            data_samples=_samples('text', [{}])['data_samples'] +
-            _samples('image', [{}])['data_samples']))
+        MultiSourceDataPreprocessor()(
+            dict(
+                inputs=[None, None],
+                data_samples=_samples('text', [{}])['data_samples'] +
+                _samples('image', [{}])['data_samples']))
     with pytest.raises(TypeError, match='per_text_fields must be a list'):
         MultiSourceDataPreprocessor(per_text_fields='text_ids')
     with pytest.raises(ValueError, match=r"\['image_id'\] are in both"):

@@ -130,8 +130,11 @@ class JsonlStreamDataset(IterableDataset):
         img_root = data_prefix.get('img_path', '') or ''
         if data_root and not osp.isabs(img_root):
             img_root = osp.join(data_root, img_root)
-        self.parser = build_parser(parser, type(self).__name__).bind(
-            img_root=img_root, backend_args=backend_args, counter=self.counter)
+        self.parser = build_parser(parser,
+                                   type(self).__name__).bind(
+                                       img_root=img_root,
+                                       backend_args=backend_args,
+                                       counter=self.counter)
 
     @property
     def metainfo(self) -> dict:
@@ -185,8 +188,7 @@ class JsonlStreamDataset(IterableDataset):
             for file_idx, stride, offset in order:
                 stats = ShardStats(self.shards[file_idx])
                 for _, sample in self.counter.read_shard(
-                        stats, self._sample, stride, offset,
-                        judge_early=True):
+                        stats, self._sample, stride, offset, judge_early=True):
                     num_read += 1
                     if len(buffer) < size:
                         buffer.append(sample)

@@ -111,11 +111,12 @@ def list_shards(ann_file: Union[str, Sequence[str]],
         else:
             found = []
         if not found:
-            raise FileNotFoundError(
-                f'ann_file entry {entry!r} matches no JSON-lines shard')
+            raise FileNotFoundError(f'list_shards: ann_file entry {entry!r} '
+                                    'matches no JSON-lines shard')
         shards.extend(found)
     if not shards:
-        raise FileNotFoundError(f'ann_file {ann_file!r} names no shard')
+        raise FileNotFoundError(
+            f'list_shards: ann_file {ann_file!r} names no shard')
     return list(dict.fromkeys(shards))
 
 

@@ -64,10 +64,12 @@ class MultiSourceDataPreprocessor(BaseDataPreprocessor):
                  mean: Sequence[float] = CLIP_MEAN,
                  std: Sequence[float] = CLIP_STD,
                  to_rgb: bool = True,
-                 per_text_fields: Sequence[str] = (
-                     'text_ids', 'text_mask', 'masked_text_ids', 'masked_pos',
-                     'masked_labels', 'boxes', 'region_patch_mask',
-                     'is_whole_image'),
+                 per_text_fields: Sequence[str] = ('text_ids', 'text_mask',
+                                                   'masked_text_ids',
+                                                   'masked_pos',
+                                                   'masked_labels', 'boxes',
+                                                   'region_patch_mask',
+                                                   'is_whole_image'),
                  per_image_fields: Sequence[str] = ('image_mask', 'image_id'),
                  multi_text_sources: Sequence[str] = ('region', ),
                  pair_fields: Optional[Sequence[str]] = None,
@@ -79,8 +81,8 @@ class MultiSourceDataPreprocessor(BaseDataPreprocessor):
             pair_fields = [k for k in ('image_id', ) if k in per_image_fields]
         for arg, keys in (('per_text_fields', per_text_fields),
                           ('per_image_fields', per_image_fields),
-                          ('multi_text_sources', multi_text_sources),
-                          ('pair_fields', pair_fields)):
+                          ('multi_text_sources',
+                           multi_text_sources), ('pair_fields', pair_fields)):
             if isinstance(keys, str):
                 raise TypeError(f'{name}: {arg} must be a list of names, '
                                 f'got the string {keys!r}')
@@ -98,8 +100,7 @@ class MultiSourceDataPreprocessor(BaseDataPreprocessor):
         self.multi_text_sources = tuple(multi_text_sources)
         self.pair_fields = tuple(pair_fields)
         self.max_region_pairs = max_region_pairs
-        self.register_buffer('mean',
-                             torch.tensor(mean).view(-1, 1, 1), False)
+        self.register_buffer('mean', torch.tensor(mean).view(-1, 1, 1), False)
         self.register_buffer('std', torch.tensor(std).view(-1, 1, 1), False)
 
     def forward(self, data: dict, training: bool = False) -> dict:
@@ -159,9 +160,8 @@ class MultiSourceDataPreprocessor(BaseDataPreprocessor):
         }
         present = [key for key in self.per_text_fields if key in first]
         if not present or first.get('source') not in self.multi_text_sources:
-            out.update(
-                (key, self._stack(samples, key, concat=False))
-                for key in present)
+            out.update((key, self._stack(samples, key, concat=False))
+                       for key in present)
             return out
         # sample i holds R_i texts; flatten to sum(R_i) pairs.
         counts = torch.tensor([len(s.get(present[0])) for s in samples])

@@ -97,8 +97,8 @@ def test_every_patch_can_be_masked_unlike_mmpretrain():
     coverage = {}
     for name, draw in [
         ('ours', BlockMaskGenerator(14, 75, 16)),
-        ('mmpretrain', lambda gen=BEiTMaskGenerator(14, 75, 16): gen(
-            dict())['mask'].astype(bool)),
+        ('mmpretrain', lambda gen=BEiTMaskGenerator(14, 75, 16): gen(dict())[
+            'mask'].astype(bool)),
     ]:
         np.random.seed(3)
         masks = np.stack([draw() for _ in range(200)])

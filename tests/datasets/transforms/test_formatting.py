@@ -35,8 +35,7 @@ def test_list_fields_get_inferred_dtypes():
     assert inputs[2, 1, 3] == _region_results()['img'][1, 3, 2]
     assert ds.text_ids.dtype == torch.long
     assert ds.boxes.dtype == torch.float32  # float64 arrays -> float32
-    torch.testing.assert_close(ds.boxes[1],
-                               torch.tensor([.2, .3, .1, .1]))
+    torch.testing.assert_close(ds.boxes[1], torch.tensor([.2, .3, .1, .1]))
     assert ds.region_patch_mask.dtype == torch.bool
     assert ds.image_id == 7 and isinstance(ds.image_id, int)
     assert 'unlisted' not in ds
@@ -53,8 +52,7 @@ def test_dict_fields_set_dtypes_images_and_plain_values():
         meta_keys=(),
         inputs_key='codebook_img')
     results = _region_results()
-    results.update(
-        codebook_img=np.ones((2, 3, 3), np.uint8), words=['a', 'b'])
+    results.update(codebook_img=np.ones((2, 3, 3), np.uint8), words=['a', 'b'])
     out = pack(results)
     ds = out['data_samples']
     assert ds.text_ids.dtype == torch.int32
@@ -81,8 +79,9 @@ def test_errors_name_the_field_and_source():
         pack(dict(source='region', text_ids=np.zeros((2, 3))))
     assert "PackMultiSourceInputs: a 'region' sample needs ['boxes']" in \
         str(e.value)
-    with pytest.raises(ValueError, match=r"fields\['boxes'\] must be a "
-                       "torch dtype name"):
+    with pytest.raises(
+            ValueError, match=r"fields\['boxes'\] must be a "
+            "torch dtype name"):
         PackMultiSourceInputs(fields=dict(boxes='floaty'))
     with pytest.raises(TypeError, match='fields must be a list'):
         PackMultiSourceInputs(fields='text_ids')

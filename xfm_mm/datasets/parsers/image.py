@@ -73,8 +73,8 @@ class ImageParser(RecordParser):
         if isinstance(value, int) and not isinstance(value, bool) \
                 and value >= 0:
             if value > MAX_IMAGE_ID:
-                raise BadRecordError(
-                    'bad_field', f'{key!r} {value} does not fit in int64')
+                raise BadRecordError('bad_field',
+                                     f'{key!r} {value} does not fit in int64')
             return value
         if value is not None:
             return stable_id(str(value))
@@ -114,28 +114,23 @@ class ImageTextParser(ImageParser):
     gives plus ``text``.
 
     Args:
-        image_key (str, optional): See :class:`ImageParser`.
-        image_format (str): ``'path'`` or ``'base64'``.
         caption_key (str): Caption field (``'caption'`` or ``'desc'``).
         language (str, optional): Key of a ``{language: caption}`` dict;
             one of the values drawn at random when None.
-        image_id_key (str, optional): See :class:`ImageParser`.
         multi_image_prefixes (Sequence[str]): Caption prefixes used when the
             image field is a list (XFM).
-        source (str, optional): Defaults to ``'image_text'``.
+        **kwargs: ``image_key``, ``image_format``, ``image_id_key`` and
+            ``source`` (default ``'image_text'``) of :class:`ImageParser`.
     """
 
     source = 'image_text'
 
     def __init__(self,
-                 image_key: Optional[str] = None,
-                 image_format: str = 'path',
                  caption_key: str = 'caption',
                  language: Optional[str] = None,
-                 image_id_key: Optional[str] = 'image_id',
                  multi_image_prefixes: Sequence[str] = MULTI_IMAGE_PREFIXES,
-                 source: Optional[str] = None) -> None:
-        super().__init__(image_key, image_format, image_id_key, source)
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
         self.caption_key = caption_key
         self.language = language
         self.multi_image_prefixes = tuple(multi_image_prefixes)

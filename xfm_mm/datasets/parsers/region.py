@@ -1,7 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """Parser of region-text records (objects and regions of Visual Genome)."""
 from collections import Counter
-from typing import Optional
 
 import numpy as np
 
@@ -26,39 +25,37 @@ class RegionTextParser(ImageParser):
     whole-image caption or None), ``image_id`` and ``source``.
 
     Args:
-        image_key (str, optional): See :class:`ImageParser`.
-        image_format (str): ``'path'`` or ``'base64'``.
         caption_key (str): Optional whole-image caption field.
         elems_key (str): The element list field.
         box_key (str): The box field of an element.
         region_caption_key (str): The caption field of an element.
         attribute_key (str): The optional attribute field of an element.
-        box_tolerance (float): Pixels a box may stick out of the image
-            before it counts as outside.
-        image_id_key (str, optional): See :class:`ImageParser`.
-        source (str, optional): Defaults to ``'region'``.
+        box_tolerance (float): Pixels (>= 0) a box may stick out of the
+            image before it counts as outside.
+        **kwargs: ``image_key``, ``image_format``, ``image_id_key`` and
+            ``source`` (default ``'region'``) of :class:`ImageParser`.
     """
 
     source = 'region'
 
     def __init__(self,
-                 image_key: Optional[str] = None,
-                 image_format: str = 'path',
                  caption_key: str = 'caption',
                  elems_key: str = 'elems',
                  box_key: str = 'bb',
                  region_caption_key: str = 'caption',
                  attribute_key: str = 'attributes',
                  box_tolerance: float = 1.0,
-                 image_id_key: Optional[str] = 'image_id',
-                 source: Optional[str] = None) -> None:
-        super().__init__(image_key, image_format, image_id_key, source)
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not is_finite_number(box_tolerance) or box_tolerance < 0:
+            raise ValueError(f'{type(self).__name__}: box_tolerance must be '
+                             f'a number >= 0, got {box_tolerance!r}')
         self.caption_key = caption_key
         self.elems_key = elems_key
         self.box_key = box_key
         self.region_caption_key = region_caption_key
         self.attribute_key = attribute_key
-        self.box_tolerance = box_tolerance
+        self.box_tolerance = float(box_tolerance)
 
     def _parse_elem(self, elem) -> dict:
         if not isinstance(elem, dict) or self.box_key not in elem \

@@ -12,8 +12,8 @@ from .downstream_vl import (AddPrompt, CarefulRandomFlip, PackVLInputs,
 from .formatting import PackMultiSourceInputs
 from .masking import BlockMask, BlockMaskGenerator
 from .region import RegionRandomCrop, RegionTargets, boxes_to_patch_mask
-from .text import (MaskText, PreCaption, TokenizeText,
-                   choose_masked_positions, pre_caption)
+from .text import (MaskText, PreCaption, TokenizeText, choose_masked_positions,
+                   pre_caption)
 
 __all__ = [
     'PackMultiSourceInputs', 'BlockMask', 'BlockMaskGenerator',

@@ -97,7 +97,8 @@ class TokenizeSentencePair(BaseTransform):
                  key: str = 'text',
                  pair_key: str = 'text_pair') -> None:
         if max_tokens < 4:
-            raise ValueError(f'max_tokens must be >= 4, got {max_tokens}')
+            raise ValueError(f'{type(self).__name__}: max_tokens must be '
+                             f'>= 4, got {max_tokens}')
         self.tokenizer = build_tokenizer(tokenizer)
         self.max_tokens = max_tokens
         self.key = key

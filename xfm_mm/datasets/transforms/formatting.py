@@ -33,12 +33,15 @@ def _infer_dtype(value) -> Optional[torch.dtype]:
     if value is None or isinstance(value, (bool, int, float, str)):
         return None
     kind = np.asarray(value).dtype.kind
-    return {'b': torch.bool, 'i': torch.long, 'u': torch.long,
-            'f': torch.float32}.get(kind)
+    return {
+        'b': torch.bool,
+        'i': torch.long,
+        'u': torch.long,
+        'f': torch.float32
+    }.get(kind)
 
 
-def _parse_dtype(owner: str, key: str, dtype) -> Union[torch.dtype, str,
-                                                        None]:
+def _parse_dtype(owner: str, key: str, dtype) -> Union[torch.dtype, str, None]:
     if dtype is None or dtype == IMAGE or isinstance(dtype, torch.dtype):
         return dtype
     resolved = getattr(torch, dtype, None) if isinstance(dtype, str) else None
@@ -76,13 +79,11 @@ class PackMultiSourceInputs(BaseTransform):
             ``'img'``.
     """
 
-    def __init__(
-        self,
-        fields: FieldSpec,
-        meta_keys: Sequence[str] = ('sample_idx', 'img_path', 'ori_shape',
-                                    'img_shape', 'flip'),
-        inputs_key: str = 'img'
-    ) -> None:
+    def __init__(self,
+                 fields: FieldSpec,
+                 meta_keys: Sequence[str] = ('sample_idx', 'img_path',
+                                             'ori_shape', 'img_shape', 'flip'),
+                 inputs_key: str = 'img') -> None:
         owner = type(self).__name__
         if isinstance(fields, str) or not isinstance(fields,
                                                      (Mapping, Sequence)):
@@ -90,11 +91,11 @@ class PackMultiSourceInputs(BaseTransform):
                             f'dict of name: dtype, got {fields!r}')
         if not isinstance(fields, Mapping):
             fields = dict.fromkeys(fields, 'infer')
-        self.fields: Dict[str, object] = {
-            key: dtype if dtype == 'infer' else _parse_dtype(owner, key,
-                                                             dtype)
-            for key, dtype in fields.items()
-        }
+        self.fields: Dict[str, object] = {}
+        for key, dtype in fields.items():
+            if dtype != 'infer':
+                dtype = _parse_dtype(owner, key, dtype)
+            self.fields[key] = dtype
         self.meta_keys = tuple(meta_keys)
         self.inputs_key = inputs_key
 
@@ -134,8 +135,10 @@ class PackMultiSourceInputs(BaseTransform):
         return dict(inputs=inputs, data_samples=sample)
 
     def __repr__(self) -> str:
-        fields = {k: str(v).replace('torch.', '') for k, v in
-                  self.fields.items()}
+        fields = {
+            k: str(v).replace('torch.', '')
+            for k, v in self.fields.items()
+        }
         return (f'{type(self).__name__}(fields={fields}, '
                 f'meta_keys={self.meta_keys}, '
                 f'inputs_key={self.inputs_key!r})')

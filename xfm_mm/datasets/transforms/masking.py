@@ -68,8 +68,9 @@ class BlockMaskGenerator:
             input_size = (input_size, input_size)
         self.height, self.width = input_size
         if not 0 < num_masking_patches <= self.height * self.width:
-            raise ValueError(f'num_masking_patches={num_masking_patches} '
-                             f'does not fit a {input_size} grid')
+            raise ValueError(f'{type(self).__name__}: num_masking_patches='
+                             f'{num_masking_patches} does not fit a '
+                             f'{input_size} grid')
         self.num_masking_patches = num_masking_patches
         self.min_num_patches = min_num_patches
         self.max_num_patches = max_num_patches or num_masking_patches

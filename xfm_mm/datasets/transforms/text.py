@@ -107,7 +107,8 @@ class TokenizeText(BaseTransform):
                  max_tokens: int = 30,
                  key: str = 'text') -> None:
         if max_tokens < 3:
-            raise ValueError(f'max_tokens must be >= 3, got {max_tokens}')
+            raise ValueError(f'TokenizeText: max_tokens must be >= 3, got '
+                             f'{max_tokens}')
         self.tokenizer = build_tokenizer(tokenizer)
         self.max_tokens = max_tokens
         self.key = key
