@@ -2,7 +2,7 @@
 """Counting, logging and policing the bad records of JSON-lines shards."""
 import logging
 from collections import Counter
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Iterator, Tuple
 
 from mmengine.logging import print_log
 
