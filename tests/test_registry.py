@@ -38,7 +38,7 @@ def test_xfm_mm_names_resolve_from_other_scopes(package):
         print(type(backbone).__module__)
         for registry, name in [
                 (TRANSFORMS, 'BlockMask'), (METRICS, 'ImageTextRetrievalMetric'),
-                (HOOKS, 'ClampTemperatureHook'), (DATASETS, 'ImageTextDataset'),
+                (HOOKS, 'ClampTemperatureHook'), (DATASETS, 'JsonlDataset'),
                 (OPTIM_WRAPPER_CONSTRUCTORS, 'LayerDecayOptimWrapperConstructor')]:
             print(registry.get('xfm_mm.' + name).__module__)
     ''')

@@ -10,6 +10,9 @@ what lets an mmdet or mmseg config (``default_scope='mmdet'``) use
 
 ``TOKENIZER`` is a child of mmpretrain's tokenizer registry, so tokenizers
 registered there (``mmpretrain.BertTokenizer`` etc.) are reachable too.
+``RECORD_PARSERS`` (a root: neither mmengine nor mmpretrain has one) holds
+the parsers that turn one JSON-lines record into a pipeline input; a
+dataset's ``parser=dict(type=...)`` is built from it.
 """
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -44,7 +47,7 @@ __all__ = [
     'PARAM_SCHEDULERS', 'DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'MODELS',
     'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS', 'TASK_UTILS', 'METRICS',
     'EVALUATOR', 'VISUALIZERS', 'VISBACKENDS', 'INFERENCERS', 'FUNCTIONS',
-    'TOKENIZER'
+    'TOKENIZER', 'RECORD_PARSERS'
 ]
 
 
@@ -95,6 +98,8 @@ VISBACKENDS = _child('vis_backend', MMENGINE_VISBACKENDS,
 
 INFERENCERS = _child('inferencer', MMENGINE_INFERENCERS, ['xfm_mm.apis'])
 FUNCTIONS = _child('function', MMENGINE_FUNCTIONS, ['xfm_mm.datasets'])
+RECORD_PARSERS = Registry(
+    'record parser', scope='xfm_mm', locations=['xfm_mm.datasets.parsers'])
 
 
 def _tokenizer_parent() -> Registry:

@@ -11,6 +11,7 @@ _base_ = [
     '../_base_/models/xfm_base.py',
     '../_base_/schedules/xfm_pretrain.py',
     '../_base_/default_runtime.py',
+    '../_base_/datasets/xfm_fields.py',  # the fields each pipeline packs
 ]
 
 data_root = 'data/demo'
@@ -67,23 +68,23 @@ caption_text = [
 ]
 
 
-def _loader(dataset_type, ann_file, batch_size, pipeline, **fields):
+def _loader(parser, ann_file, batch_size, pipeline):
     return dict(
         batch_size=batch_size,
         num_workers=0,
         sampler=dict(type='ResumableInfiniteSampler', shuffle=True),
         collate_fn=dict(type='pseudo_collate'),
         dataset=dict(
-            type=dataset_type,
+            type='JsonlDataset',
             data_root=data_root,
             ann_file=ann_file,
-            pipeline=pipeline,
-            **fields))
+            parser=parser,
+            pipeline=pipeline))
 
 
 train_dataloader = dict(
     text=_loader(
-        'TextDataset', 'text/train.jsonl', 16, [
+        dict(type='TextParser', text_key='desc'), 'text/train.jsonl', 16, [
             dict(type='TokenizeText', tokenizer=tokenizer, max_tokens=32),
             dict(
                 type='MaskText',
@@ -91,11 +92,10 @@ train_dataloader = dict(
                 mask_prob=0.15,
                 max_masks=5,
                 whole_word=True),
-            dict(type='PackXFMInputs'),
-        ],
-        text_key='desc'),
+            {{_base_.pack_text}},
+        ]),
     region=_loader(
-        'RegionTextDataset', 'region/train.jsonl', 8, [
+        dict(type='RegionTextParser'), 'region/train.jsonl', 8, [
             dict(
                 type='RegionRandomCrop',
                 scale=img_size,
@@ -103,14 +103,14 @@ train_dataloader = dict(
                 max_regions=3),
             *caption_text,
             dict(type='RegionTargets', patch_size=16),
-            dict(type='PackXFMInputs'),
+            {{_base_.pack_region}},
         ]),
-    image=_loader('ImageDataset', 'image/train.jsonl', 16,
-                  image_aug + [block_mask, dict(type='PackXFMInputs')]),
+    image=_loader(
+        dict(type='ImageParser'), 'image/train.jsonl', 16,
+        image_aug + [block_mask, {{_base_.pack_image}}]),
     image_text=_loader(
-        'ImageTextDataset', 'image_text/train.jsonl', 32,
-        image_aug + caption_text +
-        [block_mask, dict(type='PackXFMInputs')]),
+        dict(type='ImageTextParser'), 'image_text/train.jsonl', 32,
+        image_aug + caption_text + [block_mask, {{_base_.pack_image_text}}]),
 )
 
 max_iters = 200

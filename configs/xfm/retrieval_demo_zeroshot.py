@@ -8,7 +8,7 @@ _base_ = ['./pretrain_demo.py']
 model = dict(
     _delete_=True,
     type='XFMRetrieval',
-    data_preprocessor=dict(type='XFMDataPreprocessor'),
+    data_preprocessor=dict(type='MultiSourceDataPreprocessor'),
     text_encoder={{_base_.model.text_encoder}},
     vision_encoder={{_base_.model.vision_encoder}},
     fusion_encoder={{_base_.model.fusion_encoder}},

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from xfm_mm.datasets import (BadShardError, ImageDataset, ImageTextDataset,
-                             RegionTextDataset, TextDataset)
+from xfm_mm.datasets import BadShardError, ImageTextParser, JsonlDataset
 from xfm_mm.registry import DATASETS
+
+PAIRS = dict(type='ImageTextParser')
 
 
 @pytest.fixture
@@ -90,11 +91,13 @@ def image_text_root(tmp_path, make_image, write_jsonl):
 def test_image_text_dataset_good_and_bad(image_text_root):
     dataset = DATASETS.build(
         dict(
-            type='ImageTextDataset',
+            type='JsonlDataset',
             ann_file='ann',
+            parser=dict(type='ImageTextParser'),
             data_root=str(image_text_root),
             data_prefix=dict(img_path='images')))
-    assert isinstance(dataset, ImageTextDataset)
+    assert isinstance(dataset, JsonlDataset)
+    assert isinstance(dataset.parser, ImageTextParser)
     assert dataset.metainfo['source'] == 'image_text'
     assert len(dataset) == 10
     assert dict(dataset.counter.counts) == dict(
@@ -139,8 +142,10 @@ def test_base64_images_and_caption_key(tmp_path, b64_image, write_jsonl):
             'desc': 'red jpeg'
         },
     ])
-    dataset = ImageTextDataset(
-        str(tmp_path / 'b64.jsonl'), image_format='base64', caption_key='desc')
+    dataset = JsonlDataset(
+        str(tmp_path / 'b64.jsonl'),
+        parser=dict(
+            type='ImageTextParser', image_format='base64', caption_key='desc'))
     assert len(dataset) == 3
     sample = dataset.prepare_data(0)
     assert sample['img'][..., 1].min() > 240 and 'img_path' not in sample
@@ -156,10 +161,9 @@ def test_multi_image_record_gets_prefix(tmp_path, b64_image, write_jsonl):
             'desc': 'x'
         },
     ])
-    dataset = ImageTextDataset(
+    dataset = JsonlDataset(
         str(tmp_path / 'multi.jsonl'),
-        image_format='base64',
-        caption_key='desc')
+        parser=ImageTextParser(image_format='base64', caption_key='desc'))
     text = dataset.prepare_data(0)['text']
     assert text.endswith('x') and text[:-1] in dataset.parser.\
         multi_image_prefixes
@@ -181,7 +185,7 @@ def test_mostly_bad_shard_stops_at_load(tmp_path, write_jsonl):
         'garbage',
     ])
     with pytest.raises(BadShardError, match='bad_shard.jsonl') as e:
-        ImageTextDataset(path)
+        JsonlDataset(path, parser=PAIRS)
     assert '3 of 4' in str(e.value)
     # exactly half bad is tolerated
     write_jsonl(tmp_path / 'half.jsonl', [
@@ -193,7 +197,7 @@ def test_mostly_bad_shard_stops_at_load(tmp_path, write_jsonl):
             'image': 'a.png'
         },
     ])
-    assert len(ImageTextDataset(str(tmp_path / 'half.jsonl'))) == 1
+    assert len(JsonlDataset(str(tmp_path / 'half.jsonl'), PAIRS)) == 1
 
 
 def test_mostly_bad_shard_found_when_serving(tmp_path, make_image,
@@ -213,7 +217,7 @@ def test_mostly_bad_shard_found_when_serving(tmp_path, make_image,
             'caption': 'missing'
         },
     ])
-    dataset = ImageTextDataset(path, data_root=str(tmp_path))
+    dataset = JsonlDataset(path, PAIRS, data_root=str(tmp_path))
     assert dataset.prepare_data(1) is None  # 1 of 3 bad: tolerated
     assert dataset.prepare_data(1) is None  # remembered, not recounted
     assert dataset.counter.counts['image_not_found'] == 1
@@ -276,8 +280,11 @@ def test_region_text_dataset(tmp_path, make_image, write_jsonl):
             'elems': elems[5:]
         },
     ])
-    dataset = RegionTextDataset(
-        'regions.jsonl', data_root=str(tmp_path), max_bad_fraction=0.8)
+    dataset = JsonlDataset(
+        'regions.jsonl',
+        parser=dict(type='RegionTextParser'),
+        data_root=str(tmp_path),
+        max_bad_fraction=0.8)
     assert len(dataset) == 2
     assert dict(dataset.counter.counts) == dict(
         missing_field=2)  # empty elems; only malformed elements
@@ -314,7 +321,8 @@ def test_text_and_image_datasets(tmp_path, b64_image, write_jsonl):
     }, {
         'desc': 'and more'
     }])
-    texts = TextDataset(str(tmp_path / 'text.jsonl'))
+    texts = JsonlDataset(
+        str(tmp_path / 'text.jsonl'), parser=dict(type='TextParser'))
     assert len(texts) == 4 and texts.metainfo['source'] == 'text'
     assert dict(texts.counter.counts) == dict(empty_caption=1, missing_field=1)
     assert texts[0] == dict(text='Some text.', source='text', sample_idx=0)
@@ -331,8 +339,9 @@ def test_text_and_image_datasets(tmp_path, b64_image, write_jsonl):
             'image': 'a path, not base64'
         },
     ])
-    images = ImageDataset(
-        str(tmp_path / 'images.jsonl'), image_format='base64')
+    images = JsonlDataset(
+        str(tmp_path / 'images.jsonl'),
+        parser=dict(type='ImageParser', image_format='base64'))
     assert len(images) == 2
     assert dict(images.counter.counts) == dict(missing_field=1)
     sample = images.prepare_data(1)

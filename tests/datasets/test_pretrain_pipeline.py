@@ -1,14 +1,23 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """Datasets + full pipelines -> DataSamples with the design.md fields."""
+import os.path as osp
+
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 from torch.utils.data import DataLoader
 
 from xfm_mm.registry import DATASETS, TRANSFORMS
+
+# The X-FM fields as the configs declare them.
+FIELDS = Config.fromfile(
+    osp.join(
+        osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
+        'configs', '_base_', 'datasets', 'xfm_fields.py'))
 
 # XFM's RandomAugment(2, 7) in mmpretrain terms (see data_formats.md);
 # nested RandAugment policies need the mmpretrain prefix when the default
@@ -161,14 +170,14 @@ def _check_text_fields(ds, lead, max_tokens, max_masks):
 
 def test_image_text_pipeline(shards, tokenizer_cfg):
     np.random.seed(0)
-    pipeline = image_pipeline() + text_pipeline(tokenizer_cfg, 30, 0.5, 15) + [
-        BLOCK_MASK, dict(type='PackXFMInputs')
-    ]
+    pipeline = image_pipeline() + text_pipeline(
+        tokenizer_cfg, 30, 0.5, 15) + [BLOCK_MASK, FIELDS.pack_image_text]
     with DefaultScope.overwrite_default_scope('xfm_mm'):
         dataset = DATASETS.build(
             dict(
-                type='ImageTextDataset',
+                type='JsonlDataset',
                 ann_file='pairs.jsonl',
+                parser=dict(type='ImageTextParser'),
                 data_root=str(shards),
                 data_prefix=dict(img_path='img'),
                 pipeline=pipeline))
@@ -210,14 +219,14 @@ def test_region_pipeline(shards, tokenizer_cfg):
             magnitude_level=7),
     ] + text_pipeline(tokenizer_cfg, 30, 0.5, 15) + [
         dict(type='RegionTargets', patch_size=16),
-        dict(type='PackXFMInputs'),
+        FIELDS.pack_region,
     ]
     dataset = DATASETS.build(
         dict(
-            type='RegionTextStreamDataset',
+            type='JsonlStreamDataset',
             ann_file='regions.jsonl.gz',
+            parser=dict(type='RegionTextParser', image_format='base64'),
             data_root=str(shards),
-            image_format='base64',
             infinite=False,
             rank=0,
             world_size=1,
@@ -248,11 +257,12 @@ def test_text_and_image_pipelines(shards, tokenizer_cfg):
     np.random.seed(2)
     texts = DATASETS.build(
         dict(
-            type='TextDataset',
+            type='JsonlDataset',
             ann_file=str(shards / 'text.jsonl'),
+            parser=dict(type='TextParser'),
             pipeline=text_pipeline(
                 tokenizer_cfg, 128, 0.15, 20, clean=False, whole_word=True) +
-            [dict(type='PackXFMInputs')]))
+            [FIELDS.pack_text]))
     sample = texts[0]
     assert sample['inputs'] is None
     ds = sample['data_samples']
@@ -262,32 +272,18 @@ def test_text_and_image_pipelines(shards, tokenizer_cfg):
 
     images = DATASETS.build(
         dict(
-            type='ImageStreamDataset',
+            type='JsonlStreamDataset',
             ann_file=str(shards / 'imagenet.jsonl'),
-            image_format='base64',
+            parser=dict(type='ImageParser', image_format='base64'),
             infinite=False,
             rank=0,
             world_size=1,
-            pipeline=image_pipeline() +
-            [BLOCK_MASK, dict(type='PackXFMInputs')]))
+            pipeline=image_pipeline() + [BLOCK_MASK, FIELDS.pack_image]))
     for sample in images:
         assert sample['inputs'].shape == (3, 224, 224)
         ds = sample['data_samples']
         assert ds.source == 'image' and ds.image_mask.sum() == 75
         assert 'text_ids' not in ds
-
-
-def test_pack_requires_source_fields():
-    pack = TRANSFORMS.build(dict(type='PackXFMInputs'))
-    with pytest.raises(KeyError, match='source'):
-        pack(dict(img=np.zeros((4, 4, 3), np.uint8)))
-    with pytest.raises(KeyError, match='boxes'):
-        pack(
-            dict(
-                source='region',
-                img=np.zeros((4, 4, 3), np.uint8),
-                text_ids=np.zeros((2, 3)),
-                text_mask=np.zeros((2, 3))))
 
 
 def test_randaugment_magnitudes_match_xfm():

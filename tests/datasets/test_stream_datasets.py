@@ -5,9 +5,11 @@ from collections import Counter
 import pytest
 from torch.utils.data import DataLoader
 
-from xfm_mm.datasets import (BadShardError, ImageTextStreamDataset,
-                             TextStreamDataset, split_shards)
+from xfm_mm.datasets import BadShardError, JsonlStreamDataset, split_shards
 from xfm_mm.registry import DATASETS
+
+TEXT = dict(type='TextParser')
+PAIRS = dict(type='ImageTextParser')
 
 
 def _write_text_shards(tmp_path, write_jsonl, num_files, gz_every=3):
@@ -24,8 +26,9 @@ def _write_text_shards(tmp_path, write_jsonl, num_files, gz_every=3):
 def _read_rank(ann_file, rank, world_size, num_workers=2, **kwargs):
     dataset = DATASETS.build(
         dict(
-            type='TextStreamDataset',
+            type='JsonlStreamDataset',
             ann_file=ann_file,
+            parser=TEXT,
             rank=rank,
             world_size=world_size,
             infinite=False,
@@ -73,8 +76,9 @@ def test_two_ranks_two_workers_read_each_record_once(tmp_path, write_jsonl,
 
 def test_infinite_passes_reshuffle_file_order(tmp_path, write_jsonl):
     expected = _write_text_shards(tmp_path, write_jsonl, 6)
-    dataset = TextStreamDataset(
+    dataset = JsonlStreamDataset(
         str(tmp_path / 'shards'),
+        TEXT,
         shuffle_buffer=0,
         seed=1,
         rank=0,
@@ -93,8 +97,9 @@ def test_infinite_passes_reshuffle_file_order(tmp_path, write_jsonl):
     assert len({tuple(o) for o in orders}) > 1
     # the same seed and pass give the same order
     again = iter(
-        TextStreamDataset(
+        JsonlStreamDataset(
             str(tmp_path / 'shards'),
+            TEXT,
             shuffle_buffer=0,
             seed=1,
             rank=0,
@@ -104,8 +109,9 @@ def test_infinite_passes_reshuffle_file_order(tmp_path, write_jsonl):
 
 def test_shuffle_buffer_mixes_records(tmp_path, write_jsonl):
     write_jsonl(tmp_path / 'one.jsonl', [{'desc': str(i)} for i in range(50)])
-    dataset = TextStreamDataset(
+    dataset = JsonlStreamDataset(
         str(tmp_path / 'one.jsonl'),
+        TEXT,
         shuffle_buffer=10,
         infinite=False,
         rank=0,
@@ -145,8 +151,9 @@ def test_stream_counts_bad_records(tmp_path, make_image, b64_image,
             'caption': 'four'
         },
     ])
-    dataset = ImageTextStreamDataset(
+    dataset = JsonlStreamDataset(
         'mixed.jsonl',
+        PAIRS,
         data_root=str(tmp_path),
         infinite=False,
         rank=0,
@@ -171,12 +178,13 @@ def test_stream_mostly_bad_shard_raises(tmp_path, make_image, write_jsonl):
         'image': 'x.png',
         'caption': 'gone'
     }] * 2)
-    dataset = ImageTextStreamDataset(['good.jsonl', 'rotten.jsonl'],
-                                     data_root=str(tmp_path),
-                                     infinite=False,
-                                     shuffle=False,
-                                     rank=0,
-                                     world_size=1)
+    dataset = JsonlStreamDataset(['good.jsonl', 'rotten.jsonl'],
+                                 PAIRS,
+                                 data_root=str(tmp_path),
+                                 infinite=False,
+                                 shuffle=False,
+                                 rank=0,
+                                 world_size=1)
     with pytest.raises(BadShardError, match='rotten.jsonl'):
         list(dataset)
 
@@ -188,8 +196,9 @@ def test_stream_mostly_bad_shard_raises(tmp_path, make_image, write_jsonl):
         'image': 'ok.png',
         'caption': 'fine'
     }] * 100)
-    dataset = ImageTextStreamDataset(
+    dataset = JsonlStreamDataset(
         'long.jsonl',
+        PAIRS,
         data_root=str(tmp_path),
         infinite=False,
         shuffle=False,
@@ -203,8 +212,8 @@ def test_stream_mostly_bad_shard_raises(tmp_path, make_image, write_jsonl):
 def test_infinite_stream_without_data_raises(tmp_path, write_jsonl):
     write_jsonl(tmp_path / 'one.jsonl', [{'desc': 'only'}])
     # reader 1 of 2 owns no line of the single one-line file
-    dataset = TextStreamDataset(
-        str(tmp_path / 'one.jsonl'), rank=1, world_size=2)
+    dataset = JsonlStreamDataset(
+        str(tmp_path / 'one.jsonl'), TEXT, rank=1, world_size=2)
     with pytest.raises(RuntimeError, match='no usable record'):
         next(iter(dataset))
 
@@ -223,8 +232,9 @@ def test_stream_logs_counts(tmp_path, write_jsonl, monkeypatch):
     }, {
         'x': 1
     }] * 3)
-    dataset = TextStreamDataset(
+    dataset = JsonlStreamDataset(
         str(tmp_path / 't.jsonl'),
+        TEXT,
         infinite=False,
         rank=0,
         world_size=1,

@@ -165,7 +165,7 @@ def test_published_pipelines_pack_real_images(tmp_path):
     assert ds.text_ids.shape == (12, ) and ds.text_ids[0] == 101  # [CLS]
     assert ds.image_id == train.get_data_info(0)['image_id']
 
-    model = MODELS.build(dict(type='XFMDataPreprocessor'))
+    model = MODELS.build(dict(type='MultiSourceDataPreprocessor'))
     batch = model(pseudo_collate([train[i] for i in range(4)]), True)
     assert batch['inputs']['images'].shape == (4, 3, IMAGE, IMAGE)
     assert batch['inputs']['image_id'].tolist() == [

@@ -233,13 +233,10 @@ def test_pretrain_configs_build_with_the_expected_parameter_count():
 def test_streaming_sources_train(small_demo, tmp_path):
     """The streaming datasets (pretrain_base.py's) in the multi-source loop."""
     cfg = _demo_cfg(small_demo, tmp_path, 2)
-    for source, kind in [('text', 'TextStreamDataset'),
-                         ('region', 'RegionTextStreamDataset'),
-                         ('image', 'ImageStreamDataset'),
-                         ('image_text', 'ImageTextStreamDataset')]:
+    for source in SOURCES:
         loader = cfg.train_dataloader[source]
         loader.sampler = None
-        loader.dataset.type = kind
+        loader.dataset.type = 'JsonlStreamDataset'
         loader.dataset.shuffle_buffer = 8
     runner = Runner.from_cfg(cfg)
     runner.train()

@@ -22,9 +22,9 @@ import os
 import os.path as osp
 from typing import List, Optional, Sequence
 
+from xfm_mm.datasets.downstream.base import iter_records, require
 from xfm_mm.datasets.downstream.refcoco import (load_instance_boxes,
                                                 load_refer_refs)
-from xfm_mm.datasets.downstream.vqa import load_records, require
 
 
 def convert(ann_files: Sequence[str], refs_file: str, instances_file: str,
@@ -36,26 +36,25 @@ def convert(ann_files: Sequence[str], refs_file: str, instances_file: str,
     out_dir = osp.dirname(osp.abspath(out_file))
     os.makedirs(out_dir, exist_ok=True)
     with open(out_file, 'w', encoding='utf-8') as out:
-        for path in ann_files:
-            for index, record in enumerate(load_records(path)):
-                ref_id = int(require(record, 'ref_id', path, index))
-                if ref_id not in refs:
-                    raise KeyError(f'{path}: record {index + 1}: ref_id '
-                                   f'{ref_id} is not in {refs_file}')
-                ref = refs[ref_id]
-                ann_id = int(ref['ann_id'])
-                if ann_id not in boxes:
-                    raise KeyError(f'{path}: record {index + 1}: annotation '
-                                   f'{ann_id} is not in {instances_file}')
-                out.write(
-                    json.dumps(
-                        dict(
-                            image=require(record, 'image', path, index, str),
-                            text=require(record, 'text', path, index, str),
-                            bbox=[float(v) for v in boxes[ann_id]],
-                            split=ref.get('split'),
-                            ref_id=ref_id)) + '\n')
-                count += 1
+        for where, record in iter_records(ann_files, 'convert'):
+            ref_id = int(require(record, 'ref_id', where, owner='convert'))
+            if ref_id not in refs:
+                raise KeyError(f'convert: {where}: ref_id {ref_id} is not '
+                               f'in {refs_file}')
+            ref = refs[ref_id]
+            ann_id = int(ref['ann_id'])
+            if ann_id not in boxes:
+                raise KeyError(f'convert: {where}: annotation {ann_id} is '
+                               f'not in {instances_file}')
+            out.write(
+                json.dumps(
+                    dict(
+                        image=require(record, 'image', where, str, 'convert'),
+                        text=require(record, 'text', where, str, 'convert'),
+                        bbox=[float(v) for v in boxes[ann_id]],
+                        split=ref.get('split'),
+                        ref_id=ref_id)) + '\n')
+            count += 1
     return count
 
 

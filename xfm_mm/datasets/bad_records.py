@@ -2,34 +2,58 @@
 """Counting, logging and policing the bad records of JSON-lines shards."""
 import logging
 from collections import Counter
-from typing import Dict, Optional
+from typing import Callable, Iterator, Tuple
 
 from mmengine.logging import print_log
+
+from .readers import (BadRecordError, ShardReadError, iter_shard_lines,
+                      parse_json_line)
 
 
 class BadShardError(RuntimeError):
     """Raised when most records of one shard are bad."""
 
 
+class ShardStats:
+    """Records read and found bad in one shard (for the bad-shard rule).
+
+    Args:
+        path (str): The shard.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.num_seen = 0
+        self.reasons: Counter = Counter()
+
+    @property
+    def num_bad(self) -> int:
+        """int: Bad records of the shard so far."""
+        return sum(self.reasons.values())
+
+
 class BadRecordCounter:
     """Counts skipped records per reason and stops on a mostly bad shard.
 
-    Two kinds of counts are kept: ``counts`` are *skipped records* per
+    Three kinds of counts are kept: ``counts`` are *skipped records* per
     reason (these decide whether a shard is bad), ``dropped`` are parts of a
     record that were left out while the record itself was used (e.g. one
-    region box outside the image). Each dataloader worker keeps its own
-    counter; counts are logged through mmengine's current logger.
+    region box outside the image), ``shard_errors`` are shards that could
+    not be read to their end (their lines before the failure are used).
+    Each dataloader worker keeps its own counter; counts are logged through
+    mmengine's current logger.
 
     Args:
-        name (str): Dataset name used in log lines.
+        name (str): Dataset name used in log lines and errors.
         max_bad_fraction (float): A shard whose fraction of bad records is
-            above this stops the run. Defaults to 0.5.
+            above this stops the run; in [0, 1]. Defaults to 0.5.
         min_records (int): A shard is judged before its end only once this
             many of its records were seen. Defaults to 1000.
         log_interval (int): Log a summary every this many records seen
             (0 disables periodic logs). Defaults to 10000.
         max_warnings (int): Log each of the first this many bad records
-            individually. Defaults to 10.
+            individually, and as many of those found bad only when served.
+            Defaults to 10.
     """
 
     def __init__(self,
@@ -38,6 +62,11 @@ class BadRecordCounter:
                  min_records: int = 1000,
                  log_interval: int = 10000,
                  max_warnings: int = 10) -> None:
+        if isinstance(max_bad_fraction, bool) or not isinstance(
+                max_bad_fraction, (int, float)) \
+                or not 0 <= max_bad_fraction <= 1:
+            raise ValueError(f'{name}: max_bad_fraction must be a number in '
+                             f'[0, 1], got {max_bad_fraction!r}')
         self.name = name
         self.max_bad_fraction = max_bad_fraction
         self.min_records = min_records
@@ -45,8 +74,10 @@ class BadRecordCounter:
         self.max_warnings = max_warnings
         self.counts: Counter = Counter()
         self.dropped: Counter = Counter()
+        self.shard_errors: Counter = Counter()
         self.num_seen = 0
-        self._warned = 0
+        self.num_served_bad = 0
+        self._warned = Counter()
 
     @property
     def num_bad(self) -> int:
@@ -69,21 +100,29 @@ class BadRecordCounter:
             where (str): ``file:line`` of the record.
             detail (str): Extra text for the log.
             seen (bool): Whether this is the first time the record is
-                judged (False when a record already counted as good at
-                load time turns out bad when served).
+                judged; False when a record already counted as good at load
+                time turns out bad when served. Such records have their own
+                budget of individual warnings, and a summary is logged at
+                the 1st, 2nd, 4th, 8th, ... of them, so they reach the
+                training log.
         """
         self.counts[reason] += 1
-        if self._warned < self.max_warnings:
-            self._warned += 1
-            suffix = ' (further bad records are only counted)' \
-                if self._warned == self.max_warnings else ''
+        when = 'skipped bad record' if seen else 'record found bad when served'
+        if self._warned[seen] < self.max_warnings:
+            self._warned[seen] += 1
+            suffix = ' (further ones are only counted)' \
+                if self._warned[seen] == self.max_warnings else ''
             print_log(
-                f'{self.name}: skipped bad record {where}: {reason}'
+                f'{self.name}: {when} {where}: {reason}'
                 f'{" - " + detail if detail else ""}{suffix}',
                 logger='current',
                 level=logging.WARNING)
         if seen:
             self._seen()
+            return
+        self.num_served_bad += 1
+        if self.num_served_bad & (self.num_served_bad - 1) == 0:
+            self.log_summary()
 
     def add_dropped(self, reason: str, num: int = 1) -> None:
         """Count parts of a record that were left out.
@@ -94,6 +133,19 @@ class BadRecordCounter:
         """
         self.dropped[reason] += num
 
+    def add_shard_error(self, error: ShardReadError) -> None:
+        """Count (and log) a shard that could not be read to its end.
+
+        Args:
+            error (ShardReadError): The failure, naming file and line.
+        """
+        self.shard_errors[type(error.error).__name__] += 1
+        print_log(
+            f'{self.name}: {error}; its lines so far are used, the rest '
+            'is skipped',
+            logger='current',
+            level=logging.WARNING)
+
     def _seen(self) -> None:
         self.num_seen += 1
         if self.log_interval and self.num_seen % self.log_interval == 0:
@@ -101,13 +153,17 @@ class BadRecordCounter:
 
     def summary(self) -> str:
         """str: One line with the counts per reason."""
-        parts = [
-            f'{self.num_bad} of {self.num_seen} records skipped ' +
+        skipped = f'{self.num_bad} of {self.num_seen} records skipped ' + \
             str(dict(sorted(self.counts.items())))
-        ]
+        if self.num_served_bad:
+            skipped += f' ({self.num_served_bad} found bad when served)'
+        parts = [skipped]
         if self.dropped:
             parts.append('dropped parts ' +
                          str(dict(sorted(self.dropped.items()))))
+        if self.shard_errors:
+            parts.append('shards not read to their end ' +
+                         str(dict(sorted(self.shard_errors.items()))))
         return f'{self.name}: ' + '; '.join(parts)
 
     def log_summary(self, force: bool = False) -> None:
@@ -116,33 +172,71 @@ class BadRecordCounter:
         Args:
             force (bool): Log even when nothing was skipped.
         """
-        if force or self.num_bad or self.dropped:
+        if force or self.num_bad or self.dropped or self.shard_errors:
             print_log(self.summary(), logger='current', level=logging.INFO)
 
-    def check_shard(self,
-                    path: str,
-                    num_seen: int,
-                    num_bad: int,
-                    reasons: Optional[Dict[str, int]] = None,
-                    final: bool = True) -> None:
+    def check_shard(self, stats: ShardStats, final: bool = True) -> None:
         """Stop the run if most records of one shard are bad.
 
         Args:
-            path (str): The shard.
-            num_seen (int): Its records seen so far (or all of them).
-            num_bad (int): How many of those were bad.
-            reasons (dict, optional): Its bad counts per reason, for the
-                message.
-            final (bool): True when ``num_seen`` is the whole shard; if
-                False the shard is only judged after ``min_records``.
+            stats (ShardStats): The shard's counts so far.
+            final (bool): True when the whole shard was seen; if False the
+                shard is only judged after ``min_records``.
 
         Raises:
             BadShardError: Naming the file.
         """
+        num_seen, num_bad = stats.num_seen, stats.num_bad
         if num_seen == 0 or (not final and num_seen < self.min_records):
             return
         if num_bad > self.max_bad_fraction * num_seen:
             raise BadShardError(
                 f'{self.name}: {num_bad} of {num_seen} records of shard '
-                f'{path} are bad (more than {self.max_bad_fraction:.0%}); '
-                f'reasons: {dict(reasons or {})}. Fix or remove this file.')
+                f'{stats.path} are bad (more than '
+                f'{self.max_bad_fraction:.0%}); reasons: '
+                f'{dict(stats.reasons)}. Fix or remove this file.')
+
+    def read_shard(self,
+                   stats: ShardStats,
+                   convert: Callable[[dict], dict],
+                   stride: int = 1,
+                   offset: int = 0,
+                   judge_early: bool = False) -> Iterator[Tuple[int, dict]]:
+        """Convert the records of a shard, skipping and counting bad ones.
+
+        A shard that cannot be read to its end (a truncated gzip) is
+        counted and logged, and its lines before the failure are used.
+
+        Args:
+            stats (ShardStats): The shard's counts, updated here.
+            convert (Callable): ``record -> item``; raises
+                :class:`BadRecordError` for a record to skip.
+            stride (int): See :func:`iter_shard_lines`.
+            offset (int): See :func:`iter_shard_lines`.
+            judge_early (bool): Apply the bad-shard rule after each bad
+                record (once ``min_records`` were seen), not only at the
+                end of the shard.
+
+        Yields:
+            tuple[int, dict]: The line number and ``convert(record)``.
+
+        Raises:
+            BadShardError: For a mostly bad shard.
+        """
+        path = stats.path
+        try:
+            for line_no, raw in iter_shard_lines(path, stride, offset):
+                stats.num_seen += 1
+                try:
+                    item = convert(parse_json_line(raw))
+                except BadRecordError as e:
+                    stats.reasons[e.reason] += 1
+                    self.add_bad(e.reason, f'{path}:{line_no}', e.detail)
+                    if judge_early:
+                        self.check_shard(stats, final=False)
+                    continue
+                self.add_good()
+                yield line_no, item
+        except ShardReadError as e:
+            self.add_shard_error(e)
+        self.check_shard(stats, final=True)

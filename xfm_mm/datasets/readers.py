@@ -20,6 +20,7 @@ import io
 import json
 import os
 import os.path as osp
+import zlib
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -45,6 +46,26 @@ class BadRecordError(Exception):
         super().__init__(f'{reason}: {detail}' if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class ShardReadError(RuntimeError):
+    """A shard that cannot be read to its end (e.g. a truncated gzip).
+
+    The lines before the failure have been yielded; datasets count the
+    failure and move on to the next shard.
+
+    Args:
+        path (str): The shard.
+        line_no (int): The last line read.
+        error (Exception): What the reader raised.
+    """
+
+    def __init__(self, path: str, line_no: int, error: Exception) -> None:
+        super().__init__(f'iter_shard_lines: cannot read shard {path} after '
+                         f'line {line_no}: {type(error).__name__}: {error}')
+        self.path = path
+        self.line_no = line_no
+        self.error = error
 
 
 def _is_shard_file(path: str) -> bool:
@@ -90,11 +111,12 @@ def list_shards(ann_file: Union[str, Sequence[str]],
         else:
             found = []
         if not found:
-            raise FileNotFoundError(
-                f'ann_file entry {entry!r} matches no JSON-lines shard')
+            raise FileNotFoundError(f'list_shards: ann_file entry {entry!r} '
+                                    'matches no JSON-lines shard')
         shards.extend(found)
     if not shards:
-        raise FileNotFoundError(f'ann_file {ann_file!r} names no shard')
+        raise FileNotFoundError(
+            f'list_shards: ann_file {ann_file!r} names no shard')
     return list(dict.fromkeys(shards))
 
 
@@ -121,8 +143,9 @@ def iter_shard_lines(path: str,
         tuple[int, bytes]: 1-based line number and the line without newline.
 
     Raises:
-        RuntimeError: If the file cannot be read (e.g. a corrupt gzip),
-            naming the file and the line reached.
+        ShardReadError: If the file cannot be read to its end (e.g. a
+            truncated or corrupt gzip), naming the file and the line
+            reached; the lines before it have been yielded.
     """
     line_no = 0
     try:
@@ -133,9 +156,8 @@ def iter_shard_lines(path: str,
                 raw = raw.strip()
                 if raw:
                     yield line_no, raw
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise RuntimeError(
-            f'cannot read shard {path} after line {line_no}: {e}') from e
+    except (OSError, EOFError, zlib.error) as e:
+        raise ShardReadError(path, line_no, e) from e
 
 
 def parse_json_line(raw: Union[bytes, str]) -> dict:
@@ -148,13 +170,15 @@ def parse_json_line(raw: Union[bytes, str]) -> dict:
         dict: The record.
 
     Raises:
-        BadRecordError: ``bad_json`` if it is not UTF-8 JSON or not an
-            object.
+        BadRecordError: ``bad_json`` if it is not UTF-8 JSON, not an
+            object, or nested deeper than Python's recursion limit.
     """
     try:
         record = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as e:
         raise BadRecordError('bad_json', str(e)[:200]) from None
+    except RecursionError:
+        raise BadRecordError('bad_json', 'nested too deeply') from None
     if not isinstance(record, dict):
         raise BadRecordError(
             'bad_json', f'a record must be an object, got '
@@ -200,10 +224,30 @@ def read_image_bytes(value: str,
         raise BadRecordError('bad_image', f'{path}: {e}') from None
 
 
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB of a PIL image of any 8- or 16-bit mode."""
+    mode = image.mode
+    # PIL keeps 16-bit grey as I;16* (or I from older PNG decoders) and its
+    # convert() clips those values at 255: scale them to 8 bits instead.
+    if mode.startswith('I;16') or (mode == 'I' and image.format == 'PNG'):
+        grey = np.asarray(image).astype(np.float32) / 257
+        grey = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if mode in ('I', 'F'):
+        raise BadRecordError(
+            'unsupported_image_mode',
+            f'{image.format} image of mode {mode!r} (32-bit integer or '
+            'float pixels have no defined range); convert it to 8 or 16 '
+            'bits')
+    return np.asarray(image.convert('RGB'))
+
+
 def decode_image(data: bytes) -> np.ndarray:
     """Decode encoded image bytes into a BGR ``uint8`` HWC array.
 
-    Any mode (grey, palette, RGBA, CMYK) is converted to 3 channels.
+    Any 8-bit mode (grey, palette, RGBA, CMYK) is converted to 3 channels;
+    16-bit grey is scaled to 8 bits (``round(v / 257)``) instead of being
+    clipped (PIL itself keeps the high byte of 16-bit colour).
     Truncated files are rejected rather than padded.
 
     Args:
@@ -213,11 +257,14 @@ def decode_image(data: bytes) -> np.ndarray:
         np.ndarray: ``(H, W, 3)`` uint8 array in BGR order.
 
     Raises:
-        BadRecordError: ``bad_image`` if PIL cannot decode it.
+        BadRecordError: ``bad_image`` if PIL cannot decode it,
+            ``unsupported_image_mode`` for 32-bit integer or float pixels.
     """
     try:
         with Image.open(io.BytesIO(data)) as image:
-            rgb = np.asarray(image.convert('RGB'))
+            rgb = _to_rgb(image)
+    except BadRecordError:
+        raise
     except Exception as e:  # PIL raises many exception types
         raise BadRecordError('bad_image',
                              f'{type(e).__name__}: {e}'[:200]) from None

@@ -69,7 +69,7 @@ class ResumableInfiniteSampler(Sampler):
         self.dataset = dataset
         self.size = len(dataset)
         if self.size == 0:
-            raise ValueError('ResumableInfiniteSampler got an empty dataset')
+            raise ValueError(f'{type(self).__name__}: the dataset is empty')
         self.shuffle = shuffle
         self.seed = sync_random_seed() if seed is None else seed
         self.rank, self.world_size = get_dist_info()

@@ -33,7 +33,7 @@ class XFMBaseModel(BaseModel):
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
-            data_preprocessor = dict(type='XFMDataPreprocessor')
+            data_preprocessor = dict(type='MultiSourceDataPreprocessor')
         if isinstance(data_preprocessor, dict):
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(

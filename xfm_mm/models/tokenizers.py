@@ -1,9 +1,13 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """Tokenizers built through the ``TOKENIZER`` registry, from local files."""
+import json
 import os.path as osp
+from typing import Dict, Union
 
 from xfm_mm.registry import TOKENIZER
 from xfm_mm.utils.paths import resolve_path
+
+_BUILT: Dict[str, object] = {}
 
 
 @TOKENIZER.register_module()
@@ -33,3 +37,25 @@ def HFTokenizer(name_or_path: str, **kwargs):
             'exist; xfm_mm loads tokenizers from local files only')
     return AutoTokenizer.from_pretrained(
         name_or_path, local_files_only=True, **kwargs)
+
+
+def build_tokenizer(tokenizer: Union[dict, object]):
+    """Build a tokenizer from ``TOKENIZER``, once per process and config.
+
+    Transforms (in every dataloader worker) and models ask for the same
+    tokenizer many times; the first build is kept and shared.
+
+    Args:
+        tokenizer (dict | object): A config such as
+            ``dict(type='HFTokenizer', name_or_path=<local dir>)`` or a
+            built tokenizer, returned as is.
+
+    Returns:
+        The tokenizer (a ``transformers`` tokenizer for ``HFTokenizer``).
+    """
+    if not isinstance(tokenizer, dict):
+        return tokenizer
+    key = json.dumps(tokenizer, sort_keys=True, default=str)
+    if key not in _BUILT:
+        _BUILT[key] = TOKENIZER.build(dict(tokenizer))
+    return _BUILT[key]

@@ -1,6 +1,6 @@
 # X-FM pre-training data: four sources, each its own stream of JSON-lines
 # shards (docs/en/data_formats.md). Batch sizes per GPU, token lengths and
-# masking ratios from configs/xfm-pt/Pretrain_XBrain_base_4m.yaml (§2.2, §2.5).
+# masking ratios from upstream configs/xfm-pt/Pretrain_XBrain_base_4m.yaml.
 #
 # Expected layout (shards may be gzipped; any number of files per folder):
 #   data/xfm_pretrain/image_text/*.jsonl  {"binary": <base64>, "desc": caption}
@@ -9,6 +9,8 @@
 #       COCO / VG objects and regions, boxes [x, y, w, h] in pixels
 #   data/xfm_pretrain/image/*.jsonl       {"binary": <base64>}   ImageNet images
 #   data/xfm_pretrain/text/*.jsonl        {"desc": sentence}     text corpus
+_base_ = ['./xfm_fields.py']  # the fields each pipeline packs
+
 data_root = 'data/xfm_pretrain'
 tokenizer = dict(type='HFTokenizer', name_or_path='data/roberta-base')
 img_size = 224
@@ -57,7 +59,7 @@ caption_text = [
 ]
 
 image_text_pipeline = image_aug + caption_text + [
-    block_mask, dict(type='PackXFMInputs')]
+    block_mask, {{_base_.pack_image_text}}]
 region_pipeline = [
     dict(type='RegionRandomCrop', scale=img_size, min_area_in_crop=0.5,
          max_regions=5, careful_hflip=True),
@@ -65,19 +67,19 @@ region_pipeline = [
          num_policies=2, magnitude_level=7),
 ] + caption_text + [
     dict(type='RegionTargets', patch_size=16),
-    dict(type='PackXFMInputs'),
+    {{_base_.pack_region}},
 ]
-image_pipeline = image_aug + [block_mask, dict(type='PackXFMInputs')]
+image_pipeline = image_aug + [block_mask, {{_base_.pack_image}}]
 text_pipeline = [
     dict(type='TokenizeText', tokenizer=tokenizer, max_tokens=128),
     # Text MLM: 15%, <= 20 masks (whole-word is a no-op for BPE).
     dict(type='MaskText', tokenizer=tokenizer, mask_prob=0.15, max_masks=20,
          skipgram_prb=0.2, skipgram_size=3, whole_word=True),
-    dict(type='PackXFMInputs'),
+    {{_base_.pack_text}},
 ]
 
 
-def _stream(dataset_type, folder, batch_size, pipeline, **fields):
+def _stream(parser, folder, batch_size, pipeline):
     return dict(
         batch_size=batch_size,
         num_workers=8,
@@ -86,22 +88,22 @@ def _stream(dataset_type, folder, batch_size, pipeline, **fields):
         sampler=None,  # streams shard by rank and worker themselves
         collate_fn=dict(type='pseudo_collate'),
         dataset=dict(
-            type=dataset_type,
+            type='JsonlStreamDataset',
             data_root=data_root,
             ann_file=folder,
-            pipeline=pipeline,
-            **fields))
+            parser=parser,
+            pipeline=pipeline))
 
 
 train_dataloader = dict(
-    text=_stream('TextStreamDataset', 'text', 256, text_pipeline,
-                 text_key='desc'),
+    text=_stream(dict(type='TextParser', text_key='desc'), 'text', 256,
+                 text_pipeline),
     # 80 images per batch; the data preprocessor keeps 96 of their texts.
-    region=_stream('RegionTextStreamDataset', 'region', 80, region_pipeline,
-                   image_format='base64'),
-    image=_stream('ImageStreamDataset', 'image', 96, image_pipeline,
-                  image_format='base64'),
-    image_text=_stream('ImageTextStreamDataset', 'image_text', 96,
-                       image_text_pipeline, image_format='base64',
-                       caption_key='desc'),
+    region=_stream(dict(type='RegionTextParser', image_format='base64'),
+                   'region', 80, region_pipeline),
+    image=_stream(dict(type='ImageParser', image_format='base64'), 'image',
+                  96, image_pipeline),
+    image_text=_stream(
+        dict(type='ImageTextParser', image_format='base64',
+             caption_key='desc'), 'image_text', 96, image_text_pipeline),
 )

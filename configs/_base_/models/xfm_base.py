@@ -8,9 +8,21 @@ vocab_size = 50265
 
 model = dict(
     type='XFM',
-    # CLIP mean/std; a region batch of <= 80 images gives 96 (text, box)
-    # pairs (regions.batch_size / max_images in the upstream config).
-    data_preprocessor=dict(type='XFMDataPreprocessor', max_region_pairs=96),
+    # CLIP mean/std and the X-FM batch (configs/_base_/datasets/
+    # xfm_fields.py): region samples hold several texts per image,
+    # flattened into (text, image) pairs that share the image's id; a
+    # region batch of <= 80 images gives 96 pairs (regions.batch_size /
+    # max_images in the upstream config).
+    data_preprocessor=dict(
+        type='MultiSourceDataPreprocessor',
+        per_text_fields=[
+            'text_ids', 'text_mask', 'masked_text_ids', 'masked_pos',
+            'masked_labels', 'boxes', 'region_patch_mask', 'is_whole_image'
+        ],
+        per_image_fields=['image_mask', 'image_id'],
+        multi_text_sources=['region'],
+        pair_fields=['image_id'],
+        max_region_pairs=96),
     text_encoder=dict(
         type='TextEncoder',
         vocab_size=vocab_size,

@@ -9,7 +9,8 @@ _base_ = ['./xfm_base.py']
 model = dict(
     _delete_=True,
     type='XFMRetrieval',
-    data_preprocessor=dict(type='XFMDataPreprocessor'),  # CLIP mean / std
+    # CLIP mean / std
+    data_preprocessor=dict(type='MultiSourceDataPreprocessor'),
     text_encoder={{_base_.model.text_encoder}},
     vision_encoder={{_base_.model.vision_encoder}},
     fusion_encoder={{_base_.model.fusion_encoder}},

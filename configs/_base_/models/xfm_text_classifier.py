@@ -7,7 +7,7 @@ _base_ = ['./xfm_base.py']
 model = dict(
     _delete_=True,
     type='XFMTextClassifier',
-    data_preprocessor=dict(type='XFMDataPreprocessor'),
+    data_preprocessor=dict(type='MultiSourceDataPreprocessor'),
     text_encoder={{_base_.model.text_encoder}},
     num_classes=2,
 )

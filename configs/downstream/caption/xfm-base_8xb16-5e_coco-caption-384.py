@@ -32,7 +32,8 @@ warmup_epochs = 0.25  # 5% of the steps
 model = dict(
     _delete_=True,
     type='XFMCaptioner',
-    data_preprocessor=dict(type='XFMDataPreprocessor'),  # CLIP mean / std
+    # CLIP mean / std
+    data_preprocessor=dict(type='MultiSourceDataPreprocessor'),
     vision_encoder=dict(
         _base_.model.vision_encoder, img_size=384, with_mask_token=False),
     # Cross-attends to the 768-d image tokens, like the fusion layers it

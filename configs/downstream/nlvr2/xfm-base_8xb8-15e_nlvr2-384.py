@@ -28,7 +28,8 @@ warmup_epochs = 1.5  # 10% of the steps
 model = dict(
     _delete_=True,
     type='XFMNLVR',
-    data_preprocessor=dict(type='XFMDataPreprocessor'),  # CLIP mean / std
+    # CLIP mean / std
+    data_preprocessor=dict(type='MultiSourceDataPreprocessor'),
     text_encoder=_base_.model.text_encoder,
     vision_encoder=dict(
         _base_.model.vision_encoder, img_size=384, with_mask_token=False),

@@ -174,7 +174,7 @@ def test_base_config_has_the_published_parameter_count():
 
 def test_region_pairs_are_subsampled_to_the_configured_number():
     model = build(data_preprocessor=dict(
-        type='XFMDataPreprocessor', max_region_pairs=4))
+        type='MultiSourceDataPreprocessor', max_region_pairs=4))
     data = model.data_preprocessor(make_batch('region', batch_size=3), True)
     inputs = data['inputs']
     assert len(inputs['text_ids']) == 4

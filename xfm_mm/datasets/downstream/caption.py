@@ -2,14 +2,11 @@
 """COCO captions, Karpathy split, in the ALBEF / BLIP / X-VLM JSON format."""
 import os.path as osp
 import re
-from typing import Callable, List, Sequence, Union
-
-from mmengine.dataset import BaseDataset
+from typing import List
 
 from xfm_mm.registry import DATASETS
-from ..pretrain_datasets import build_pipeline
 from ..readers import stable_id
-from .vqa import as_ann_files, load_records, require
+from .base import AnnotationDataset
 
 _TRAILING_NUMBER = re.compile(r'(\d+)\D*$')
 
@@ -32,7 +29,7 @@ def image_id_of(record: dict, image: str) -> int:
 
 
 @DATASETS.register_module()
-class COCOCaptionDataset(BaseDataset):
+class COCOCaptionDataset(AnnotationDataset):
     """COCO Karpathy captions (``coco_karpathy_{train,val,test}.json``).
 
     Training files hold one caption per record, evaluation files every
@@ -53,59 +50,35 @@ class COCOCaptionDataset(BaseDataset):
     its references; records of the same image are merged) and
     ``image_id``.
 
-    Args:
-        ann_file (str | Sequence[str]): Annotation files, relative to
-            ``data_root``.
-        pipeline (Sequence[dict | Callable]): Transforms.
-        data_root (str): Root of the files and images.
-        data_prefix (dict): ``img_path``: image folder.
-        test_mode (bool): Evaluation layout. Defaults to False.
-        **kwargs: Other :class:`~mmengine.dataset.BaseDataset` arguments.
+    Args: see :class:`AnnotationDataset`; ``test_mode=True`` gives the
+    evaluation layout.
     """
 
     METAINFO = dict(task='caption')
-
-    def __init__(self,
-                 ann_file: Union[str, Sequence[str]],
-                 pipeline: Sequence[Union[dict, Callable]] = (),
-                 data_root: str = '',
-                 data_prefix: dict = dict(img_path=''),
-                 test_mode: bool = False,
-                 **kwargs) -> None:
-        self.ann_files = as_ann_files(ann_file, data_root)
-        super().__init__(
-            ann_file='',
-            data_root=data_root,
-            data_prefix=data_prefix,
-            pipeline=build_pipeline(pipeline),
-            test_mode=test_mode,
-            **kwargs)
 
     def load_data_list(self) -> List[dict]:
         """Per-caption items for training, per-image items for testing."""
         root = self.data_prefix.get('img_path', '')
         items, by_image = [], {}
-        for path in self.ann_files:
-            for index, record in enumerate(load_records(path)):
-                image = require(record, 'image', path, index, str)
-                caption = require(record, 'caption', path, index, (str, list))
-                captions = [caption] if isinstance(caption, str) else caption
-                if not captions or not all(
-                        isinstance(c, str) for c in captions):
-                    raise TypeError(
-                        f'{path}: record {index + 1}: field "caption" must '
-                        'be a string or a non-empty list of strings')
-                image_id = image_id_of(record, image)
-                img_path = osp.join(root, image)
-                if not self.test_mode:
-                    items.extend(
-                        dict(img_path=img_path, text=c, image_id=image_id)
-                        for c in captions)
-                elif img_path in by_image:
-                    by_image[img_path]['gt_caption'].extend(captions)
-                else:
-                    by_image[img_path] = dict(
-                        img_path=img_path,
-                        gt_caption=list(captions),
-                        image_id=image_id)
+        for where, record in self.iter_records():
+            image = self.require(record, 'image', where, str)
+            caption = self.require(record, 'caption', where, (str, list))
+            captions = [caption] if isinstance(caption, str) else caption
+            if not captions or not all(isinstance(c, str) for c in captions):
+                raise TypeError(f'{type(self).__name__}: {where}: field '
+                                '"caption" must be a string or a non-empty '
+                                'list of strings')
+            image_id = image_id_of(record, image)
+            img_path = osp.join(root, image)
+            if not self.test_mode:
+                items.extend(
+                    dict(img_path=img_path, text=c, image_id=image_id)
+                    for c in captions)
+            elif img_path in by_image:
+                by_image[img_path]['gt_caption'].extend(captions)
+            else:
+                by_image[img_path] = dict(
+                    img_path=img_path,
+                    gt_caption=list(captions),
+                    image_id=image_id)
         return items if not self.test_mode else list(by_image.values())

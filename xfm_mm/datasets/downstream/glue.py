@@ -3,13 +3,14 @@
 import csv
 import os.path as osp
 import sys
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
 from xfm_mm.registry import DATASETS
-from ..pretrain_datasets import build_pipeline
+from ..builder import build_pipeline
 
 # GLUE rows can be longer than csv's default field limit (131072).
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -18,6 +19,7 @@ NLI_LABELS = ('entailment', 'not_entailment')
 MNLI_LABELS = ('entailment', 'neutral', 'contradiction')
 
 
+@dataclass(frozen=True)
 class TaskSpec:
     """Where a task lives and how its rows read.
 
@@ -33,19 +35,12 @@ class TaskSpec:
             when they differ (CoLA's test file has a header).
     """
 
-    def __init__(self,
-                 folder: str,
-                 text_columns: tuple,
-                 label_column,
-                 labels: Optional[tuple] = None,
-                 has_header: bool = True,
-                 test_text_columns: Optional[tuple] = None):
-        self.folder = folder
-        self.text_columns = text_columns
-        self.label_column = label_column
-        self.labels = labels
-        self.has_header = has_header
-        self.test_text_columns = test_text_columns
+    folder: str
+    text_columns: tuple
+    label_column: Union[str, int]
+    labels: Optional[tuple] = None
+    has_header: bool = True
+    test_text_columns: Optional[tuple] = None
 
 
 #: Official GLUE layouts (``download_glue_data.py``); label ids follow the
@@ -133,8 +128,8 @@ class GLUEDataset(BaseDataset):
             names = spec.test_text_columns
         missing = [n for n in names if n not in header]
         if missing:
-            raise ValueError(f'{path}: header has no column(s) {missing} '
-                             f'(header: {header})')
+            raise ValueError(f'{type(self).__name__}: {path}: header has '
+                             f'no column(s) {missing} (header: {header})')
         label = header.index(spec.label_column) \
             if spec.label_column in header else None
         return [header.index(n) for n in names], label
@@ -169,7 +164,8 @@ class GLUEDataset(BaseDataset):
                         self._parse_row(row, width, text_cols, label_col))
                 except (ValueError, IndexError) as e:
                     if not self.skip_bad_rows:
-                        raise ValueError(f'{path}:{line}: {e}') from e
+                        raise ValueError(f'{type(self).__name__}: '
+                                         f'{path}:{line}: {e}') from e
                     bad += 1
         if bad:
             print_log(

@@ -1,17 +1,14 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """RefCOCO / RefCOCO+ / RefCOCOg referring-expression grounding."""
+import json
 import os.path as osp
 import pickle
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
-from mmengine.dataset import BaseDataset
 
 from xfm_mm.registry import DATASETS
-from ..pretrain_datasets import build_pipeline
-from .vqa import as_ann_files, load_records, require
-
-_OWNER = 'RefCOCODataset'
+from .base import AnnotationDataset
 
 
 class PlainDataUnpickler(pickle.Unpickler):
@@ -39,46 +36,49 @@ def load_refer_refs(refs_file: str) -> Dict[int, dict]:
         ``split``, ``sentences``, ...).
     """
     if not osp.isfile(refs_file):
-        raise FileNotFoundError(f'refs file not found: {refs_file}')
+        raise FileNotFoundError(f'load_refer_refs: refs file {refs_file} '
+                                'does not exist')
     with open(refs_file, 'rb') as file:
         try:
             refs = PlainDataUnpickler(file, encoding='utf-8').load()
         except (pickle.UnpicklingError, EOFError, ValueError) as err:
-            raise ValueError(f'{refs_file}: cannot read as a plain-data '
-                             f'pickle: {err}') from None
+            raise ValueError(f'load_refer_refs: {refs_file}: cannot read as '
+                             f'a plain-data pickle: {err}') from None
     if not isinstance(refs, list) or not all(
             isinstance(r, dict) and 'ref_id' in r and 'ann_id' in r
             for r in refs):
-        raise ValueError(f'{refs_file}: expected a list of refs with '
-                         '"ref_id" and "ann_id"')
+        raise ValueError(f'load_refer_refs: {refs_file}: expected a list of '
+                         'refs with "ref_id" and "ann_id"')
     return {int(r['ref_id']): r for r in refs}
 
 
 def load_instance_boxes(instances_file: str) -> Dict[int, list]:
     """``ann_id -> [x, y, w, h]`` from the refer toolkit's instances.json."""
-    import json
     if not osp.isfile(instances_file):
-        raise FileNotFoundError(f'instances file not found: {instances_file}')
+        raise FileNotFoundError(f'load_instance_boxes: instances file '
+                                f'{instances_file} does not exist')
     with open(instances_file, encoding='utf-8') as file:
         instances = json.load(file)
     if 'annotations' not in instances:
-        raise KeyError(f'{instances_file}: no "annotations" field')
+        raise KeyError(f'load_instance_boxes: {instances_file} has no '
+                       '"annotations" field')
     return {int(a['id']): a['bbox'] for a in instances['annotations']}
 
 
-def xywh_to_xyxy(box, where: str) -> np.ndarray:
-    """``[x, y, w, h]`` -> ``(1, 4)`` float32 xyxy, checked."""
+def xywh_to_xyxy(box, where: str, owner: str = 'xywh_to_xyxy') -> np.ndarray:
+    """``[x, y, w, h]`` -> ``(1, 4)`` float32 xyxy, checked; errors start
+    with ``owner`` and ``where`` (file and record)."""
     if not isinstance(box, (list, tuple)) or len(box) != 4:
-        raise ValueError(f'{where}: "bbox" must be [x, y, w, h], got '
-                         f'{box!r}')
+        raise ValueError(f'{owner}: {where}: "bbox" must be [x, y, w, h], '
+                         f'got {box!r}')
     x, y, w, h = (float(v) for v in box)
     if w <= 0 or h <= 0:
-        raise ValueError(f'{where}: "bbox" {box} has no area')
+        raise ValueError(f'{owner}: {where}: "bbox" {box} has no area')
     return np.array([[x, y, x + w, y + h]], dtype=np.float32)
 
 
 @DATASETS.register_module()
-class RefCOCODataset(BaseDataset):
+class RefCOCODataset(AnnotationDataset):
     """Referring expressions with one target box each.
 
     Two record formats (JSON array or JSON lines), mixable:
@@ -98,15 +98,15 @@ class RefCOCODataset(BaseDataset):
 
     Args:
         ann_file (str | Sequence[str]): Annotation files, relative to
-            ``data_root``.
+            ``data_root`` (as every file here).
         pipeline (Sequence[dict | Callable]): Transforms.
-        data_root (str): Root of every file and of the images.
+        data_root (str): Root of the files and images.
         data_prefix (dict): ``img_path``: image folder.
         refs_file (str, optional): ``refs(unc).p`` for ``ref_id`` records.
         instances_file (str, optional): ``instances.json`` for them.
         split (str | Sequence[str], optional): Keep only these splits
             (e.g. ``'val'`` or ``('testA', 'testB')``). Defaults to all.
-        **kwargs: Other :class:`~mmengine.dataset.BaseDataset` arguments.
+        **kwargs: Other :class:`AnnotationDataset` arguments.
     """
 
     METAINFO = dict(task='grounding')
@@ -120,7 +120,6 @@ class RefCOCODataset(BaseDataset):
                  instances_file: Optional[str] = None,
                  split: Optional[Union[str, Sequence[str]]] = None,
                  **kwargs) -> None:
-        self.ann_files = as_ann_files(ann_file, data_root)
         join = (lambda p: p
                 if p is None or osp.isabs(p) or not data_root else osp.join(
                     data_root, p))
@@ -129,61 +128,56 @@ class RefCOCODataset(BaseDataset):
         self.splits = None if split is None else (
             {split} if isinstance(split, str) else set(split))
         self._refs = self._boxes = None
-        super().__init__(
-            ann_file='',
-            data_root=data_root,
-            data_prefix=data_prefix,
-            pipeline=build_pipeline(pipeline),
-            **kwargs)
+        super().__init__(ann_file, pipeline, data_root, data_prefix, **kwargs)
 
     def _ref_box(self, ref_id: int, where: str) -> tuple:
+        name = type(self).__name__
         if self.refs_file is None or self.instances_file is None:
-            raise ValueError(f'{where}: a "ref_id" record needs refs_file '
-                             'and instances_file (or give "bbox")')
+            raise ValueError(f'{name}: {where}: a "ref_id" record needs '
+                             'refs_file and instances_file (or give "bbox")')
         if self._refs is None:
             self._refs = load_refer_refs(self.refs_file)
             self._boxes = load_instance_boxes(self.instances_file)
         if ref_id not in self._refs:
-            raise KeyError(f'{where}: ref_id {ref_id} is not in '
+            raise KeyError(f'{name}: {where}: ref_id {ref_id} is not in '
                            f'{self.refs_file}')
         ref = self._refs[ref_id]
         ann_id = int(ref['ann_id'])
         if ann_id not in self._boxes:
-            raise KeyError(f'{where}: annotation {ann_id} of ref {ref_id} '
-                           f'is not in {self.instances_file}')
+            raise KeyError(f'{name}: {where}: annotation {ann_id} of ref '
+                           f'{ref_id} is not in {self.instances_file}')
         return self._boxes[ann_id], ref.get('split')
 
     def load_data_list(self) -> List[dict]:
         """Parse the records, resolve boxes and filter by split."""
         root = self.data_prefix.get('img_path', '')
         data_list = []
-        for path in self.ann_files:
-            for index, record in enumerate(load_records(path)):
-                where = f'{path}: record {index + 1}'
-                image = require(record, 'image', path, index, str)
-                text = require(record, 'text', path, index, str)
-                ref_id = record.get('ref_id')
-                if 'bbox' in record:
-                    box, split = record['bbox'], record.get('split')
-                elif ref_id is not None:
-                    box, split = self._ref_box(int(ref_id), where)
-                else:
-                    raise KeyError(f'{where} has neither "bbox" nor '
-                                   '"ref_id"')
-                if self.splits is not None and split not in self.splits:
-                    continue
-                gt = xywh_to_xyxy(box, where)
-                data_list.append(
-                    dict(
-                        img_path=osp.join(root, image),
-                        text=text,
-                        gt_bboxes=gt,
-                        region_bboxes=gt.copy(),
-                        region_texts=[text],
-                        image_text=None,
-                        split=split,
-                        ref_id=-1 if ref_id is None else int(ref_id)))
+        name = type(self).__name__
+        for where, record in self.iter_records():
+            image = self.require(record, 'image', where, str)
+            text = self.require(record, 'text', where, str)
+            ref_id = record.get('ref_id')
+            if 'bbox' in record:
+                box, split = record['bbox'], record.get('split')
+            elif ref_id is not None:
+                box, split = self._ref_box(int(ref_id), where)
+            else:
+                raise KeyError(f'{name}: {where} has neither "bbox" nor '
+                               '"ref_id"')
+            if self.splits is not None and split not in self.splits:
+                continue
+            gt = xywh_to_xyxy(box, where, name)
+            data_list.append(
+                dict(
+                    img_path=osp.join(root, image),
+                    text=text,
+                    gt_bboxes=gt,
+                    region_bboxes=gt.copy(),
+                    region_texts=[text],
+                    image_text=None,
+                    split=split,
+                    ref_id=-1 if ref_id is None else int(ref_id)))
         if not data_list:
-            raise ValueError(f'{_OWNER}: no record of {self.ann_files} is in '
+            raise ValueError(f'{name}: no record of {self.ann_files} is in '
                              f'the splits {sorted(self.splits or [])}')
         return data_list

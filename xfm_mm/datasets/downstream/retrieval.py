@@ -7,7 +7,7 @@ import mmengine
 from mmengine.dataset import BaseDataset
 
 from xfm_mm.registry import DATASETS
-from ..pretrain_datasets import build_pipeline
+from ..builder import build_pipeline
 
 #: Karpathy ``split`` values read for each requested split (COCO's
 #: ``restval`` images are training images, as in ALBEF / X-VLM).
@@ -20,8 +20,9 @@ def _captions(value, where: str) -> List[str]:
     captions = [value] if isinstance(value, str) else value
     if not isinstance(captions, (list, tuple)) or not captions or \
             not all(isinstance(c, str) for c in captions):
-        raise ValueError(f'{where}: "caption" must be a string or a non-empty '
-                         f'list of strings, got {value!r:.80}')
+        raise ValueError(f'ImageTextRetrievalDataset: {where}: "caption" '
+                         'must be a string or a non-empty list of strings, '
+                         f'got {value!r:.80}')
     return list(captions)
 
 
@@ -105,16 +106,19 @@ class ImageTextRetrievalDataset(BaseDataset):
         if isinstance(content, dict) and 'images' in content:
             return self._read_karpathy(content, path)
         if not isinstance(content, list):
-            raise ValueError(f'{path}: expected a list of records or a '
-                             'Karpathy {"images": [...]} file')
+            raise ValueError(f'{type(self).__name__}: {path}: expected a '
+                             'list of records or a Karpathy {"images": '
+                             '[...]} file')
         records = []
         for index, record in enumerate(content):
             where = f'{path}: record {index}'
             if not isinstance(record, dict) or not isinstance(
                     record.get('image'), str):
-                raise ValueError(f'{where}: needs an "image" path string')
+                raise ValueError(f'{type(self).__name__}: {where}: needs an '
+                                 '"image" path string')
             if 'caption' not in record:
-                raise ValueError(f'{where}: has no "caption"')
+                raise ValueError(f'{type(self).__name__}: {where}: has no '
+                                 '"caption"')
             records.append(
                 dict(
                     image=record['image'],
@@ -124,8 +128,9 @@ class ImageTextRetrievalDataset(BaseDataset):
 
     def _read_karpathy(self, content: dict, path: str) -> List[Dict]:
         if self.split is None:
-            raise ValueError(f'{path} is a Karpathy dataset file: give '
-                             "split='train', 'val' or 'test'")
+            raise ValueError(f'{type(self).__name__}: {path} is a Karpathy '
+                             "dataset file: give split='train', 'val' or "
+                             "'test'")
         keep = KARPATHY_SPLITS[self.split]
         records = []
         for index, image in enumerate(content['images']):
@@ -136,7 +141,8 @@ class ImageTextRetrievalDataset(BaseDataset):
                 name = osp.join(image.get('filepath', ''), image['filename'])
                 captions = [s['raw'] for s in image['sentences']]
             except (KeyError, TypeError) as e:
-                raise ValueError(f'{where}: missing field {e}') from e
+                raise ValueError(f'{type(self).__name__}: {where}: missing '
+                                 f'field {e}') from e
             records.append(
                 dict(
                     image=name,

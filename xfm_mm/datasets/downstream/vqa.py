@@ -1,82 +1,11 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """VQA v2 (+ Visual Genome QA) in the ALBEF / X-VLM JSON format."""
-import json
 import os.path as osp
 from collections import OrderedDict
 from typing import Callable, List, Sequence, Union
 
-from mmengine.dataset import BaseDataset
-
 from xfm_mm.registry import DATASETS
-from ..pretrain_datasets import build_pipeline
-
-_OWNER = 'VQAv2Dataset'
-
-
-def load_records(path: str) -> List[dict]:
-    """Read a JSON array or JSON-lines annotation file.
-
-    Args:
-        path (str): The file; a first non-blank character ``[`` means a
-            JSON array (the ALBEF / X-VLM files), anything else JSON lines.
-
-    Returns:
-        list[dict]: The records.
-
-    Raises:
-        FileNotFoundError: The file does not exist.
-        ValueError: It is not valid JSON or a record is not an object
-            (the message names the file and line / index).
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'annotation file not found: {path}')
-    with open(path, encoding='utf-8') as file:
-        text = file.read()
-    if text.lstrip().startswith('['):
-        try:
-            records = json.loads(text)
-        except ValueError as err:
-            raise ValueError(f'{path}: not valid JSON: {err}') from None
-        where = 'record'
-    else:
-        records = []
-        for line_no, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except ValueError as err:
-                raise ValueError(
-                    f'{path}:{line_no}: not valid JSON: {err}') from None
-        where = 'line'
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise ValueError(f'{path}: {where} {index + 1} must be a JSON '
-                             f'object, got {type(record).__name__}')
-    return records
-
-
-def require(record: dict, key: str, path: str, index: int, types=None):
-    """``record[key]``, with an error naming the file, record and field."""
-    if key not in record or record[key] is None:
-        raise KeyError(f'{path}: record {index + 1} has no field "{key}"')
-    value = record[key]
-    if types is not None and not isinstance(value, types):
-        raise TypeError(f'{path}: record {index + 1}: field "{key}" must be '
-                        f'{types}, got {type(value).__name__}')
-    return value
-
-
-def as_ann_files(ann_file: Union[str, Sequence[str]],
-                 data_root: str) -> List[str]:
-    """One or several annotation files, joined to ``data_root``."""
-    files = [ann_file] if isinstance(ann_file, str) else list(ann_file)
-    if not files:
-        raise ValueError('ann_file names no file')
-    return [
-        f if osp.isabs(f) or not data_root else osp.join(data_root, f)
-        for f in files
-    ]
+from .base import AnnotationDataset
 
 
 def answer_weights(answers: Sequence[str]) -> OrderedDict:
@@ -98,7 +27,7 @@ def answer_weights(answers: Sequence[str]) -> OrderedDict:
 
 
 @DATASETS.register_module()
-class VQAv2Dataset(BaseDataset):
+class VQAv2Dataset(AnnotationDataset):
     """VQA v2 questions, optionally with Visual Genome QA, ALBEF format.
 
     Each file is a JSON array (or JSON lines) of::
@@ -129,7 +58,7 @@ class VQAv2Dataset(BaseDataset):
         vg_answer_weight (float): Weight of a Visual Genome answer.
             Defaults to 0.5 (upstream).
         test_mode (bool): Evaluation dataset (answers optional).
-        **kwargs: Other :class:`~mmengine.dataset.BaseDataset` arguments.
+        **kwargs: Other :class:`AnnotationDataset` arguments.
     """
 
     METAINFO = dict(task='vqa')
@@ -142,16 +71,15 @@ class VQAv2Dataset(BaseDataset):
                  vg_answer_weight: float = 0.5,
                  test_mode: bool = False,
                  **kwargs) -> None:
-        self.ann_files = as_ann_files(ann_file, data_root)
         self.vg_answer_weight = vg_answer_weight
         data_prefix = dict(data_prefix)
         data_prefix.setdefault('img_path', '')
         data_prefix.setdefault('vg_img_path', data_prefix['img_path'])
         super().__init__(
-            ann_file='',
-            data_root=data_root,
-            data_prefix=data_prefix,
-            pipeline=build_pipeline(pipeline),
+            ann_file,
+            pipeline,
+            data_root,
+            data_prefix,
             test_mode=test_mode,
             **kwargs)
 
@@ -162,34 +90,33 @@ class VQAv2Dataset(BaseDataset):
             vqa=self.data_prefix['img_path'],
             vg=self.data_prefix['vg_img_path'],
             gqa='')
-        for path in self.ann_files:
-            for index, record in enumerate(load_records(path)):
-                image = require(record, 'image', path, index, str)
-                question = require(record, 'question', path, index, str)
-                source = record.get('dataset', 'vqa')
-                if source not in roots:
-                    raise ValueError(
-                        f'{path}: record {index + 1}: field "dataset" must '
-                        f'be one of {sorted(roots)}, got {source!r}')
-                info = dict(
-                    img_path=osp.join(roots[source], image),
-                    question=question,
-                    question_id=int(record.get('question_id', len(data_list))),
-                    dataset=source)
-                answer = record.get('answer')
-                if answer is None and not self.test_mode:
-                    raise KeyError(f'{path}: record {index + 1} has no '
-                                   'field "answer" (needed for training)')
-                if answer is not None:
-                    self._add_answers(info, answer, path, index)
-                data_list.append(info)
+        name = type(self).__name__
+        for where, record in self.iter_records():
+            image = self.require(record, 'image', where, str)
+            question = self.require(record, 'question', where, str)
+            source = record.get('dataset', 'vqa')
+            if source not in roots:
+                raise ValueError(f'{name}: {where}: field "dataset" must be '
+                                 f'one of {sorted(roots)}, got {source!r}')
+            info = dict(
+                img_path=osp.join(roots[source], image),
+                question=question,
+                question_id=int(record.get('question_id', len(data_list))),
+                dataset=source)
+            answer = record.get('answer')
+            if answer is None and not self.test_mode:
+                raise KeyError(f'{name}: {where} has no field "answer" '
+                               '(needed for training)')
+            if answer is not None:
+                self._add_answers(info, answer, where)
+            data_list.append(info)
         return data_list
 
-    def _add_answers(self, info: dict, answer, path: str, index: int) -> None:
+    def _add_answers(self, info: dict, answer, where: str) -> None:
         answers = [answer] if isinstance(answer, str) else answer
         if not isinstance(answers, list) or not answers or \
                 not all(isinstance(a, str) for a in answers):
-            raise TypeError(f'{path}: record {index + 1}: field "answer" '
+            raise TypeError(f'{type(self).__name__}: {where}: field "answer" '
                             'must be a string or a non-empty list of '
                             'strings')
         info['gt_answer'] = list(answers)

@@ -9,17 +9,17 @@ from .downstream_text import (PackRetrievalInputs,
                               TokenizeSentencePair)
 from .downstream_vl import (AddPrompt, CarefulRandomFlip, PackVLInputs,
                             RefBoxTarget, TokenizeAnswers)
-from .formatting import PackXFMInputs
+from .formatting import PackMultiSourceInputs
 from .masking import BlockMask, BlockMaskGenerator
 from .region import RegionRandomCrop, RegionTargets, boxes_to_patch_mask
-from .text import (MaskText, PreCaption, TokenizeText, build_tokenizer,
-                   choose_masked_positions, pre_caption)
+from .text import (MaskText, PreCaption, TokenizeText, choose_masked_positions,
+                   pre_caption)
 
 __all__ = [
-    'PackXFMInputs', 'BlockMask', 'BlockMaskGenerator', 'RegionRandomCrop',
-    'RegionTargets', 'boxes_to_patch_mask', 'MaskText', 'PreCaption',
-    'TokenizeText', 'build_tokenizer', 'choose_masked_positions',
-    'pre_caption', 'PackRetrievalInputs', 'PackTextClassificationInputs',
+    'PackMultiSourceInputs', 'BlockMask', 'BlockMaskGenerator',
+    'RegionRandomCrop', 'RegionTargets', 'boxes_to_patch_mask', 'MaskText',
+    'PreCaption', 'TokenizeText', 'choose_masked_positions', 'pre_caption',
+    'PackRetrievalInputs', 'PackTextClassificationInputs',
     'TokenizeSentencePair', 'AddPrompt', 'CarefulRandomFlip', 'PackVLInputs',
     'RefBoxTarget', 'TokenizeAnswers'
 ]

@@ -7,9 +7,9 @@ import torch
 from mmcv.transforms import BaseTransform
 from mmpretrain.structures import DataSample
 
+from xfm_mm.models.tokenizers import build_tokenizer
 from xfm_mm.registry import TRANSFORMS
 from .formatting import image_to_tensor
-from .text import build_tokenizer
 
 
 def _set_tensor(sample: DataSample, value, name: str, dtype) -> None:
@@ -97,7 +97,8 @@ class TokenizeSentencePair(BaseTransform):
                  key: str = 'text',
                  pair_key: str = 'text_pair') -> None:
         if max_tokens < 4:
-            raise ValueError(f'max_tokens must be >= 4, got {max_tokens}')
+            raise ValueError(f'{type(self).__name__}: max_tokens must be '
+                             f'>= 4, got {max_tokens}')
         self.tokenizer = build_tokenizer(tokenizer)
         self.max_tokens = max_tokens
         self.key = key

@@ -19,8 +19,27 @@ class BlockMaskGenerator:
     missing (overlap with earlier blocks allowed, as in BEiT). When no
     rectangle fits the last few missing patches in ``max_attempts`` tries,
     unmasked patches bordering the mask are added one by one, so every
-    connected masked region keeps at least ``min_num_patches`` patches (XFM
-    tops up with isolated random patches instead).
+    connected masked region keeps at least ``min_num_patches`` patches.
+
+    This is the algorithm of BEiT's ``MaskingGenerator`` (used by XFM
+    ``models/masking_generator.py``, FLAVA and mmpretrain's
+    ``BEiTMaskGenerator``), with these differences:
+
+    - mmpretrain draws the block corner with ``np.random.randint(0, H - h)``
+      (exclusive bound, where BEiT's ``random.randint`` is inclusive), so
+      its masks never touch the last row or column of the grid; here every
+      position can be drawn. This is why mmpretrain's generator is not used
+      (the test of this module shows the difference), and switching would
+      also change the demo's random draws.
+    - Exactly ``num_masking_patches``: BEiT stops when a round adds
+      nothing and may mask fewer; XFM then adds isolated random patches (or
+      removes extra ones); mmpretrain retries without end. Here the mask
+      grows at its border, keeping the blocks' minimum size.
+    - A block may span the whole side of the grid (BEiT requires
+      ``h < H`` and ``w < W``), and a block whose rounded size breaks the
+      area or aspect bounds is rejected (BEiT bounds only the drawn values).
+    - NumPy's global generator (not Python's ``random``), so the per-draw
+      seeds of ``ResumableInfiniteSampler`` cover it.
 
     After each call, ``last_blocks`` lists the ``(top, left, h, w)``
     rectangles placed and ``last_grown`` the patches added at the border.
@@ -49,8 +68,9 @@ class BlockMaskGenerator:
             input_size = (input_size, input_size)
         self.height, self.width = input_size
         if not 0 < num_masking_patches <= self.height * self.width:
-            raise ValueError(f'num_masking_patches={num_masking_patches} '
-                             f'does not fit a {input_size} grid')
+            raise ValueError(f'{type(self).__name__}: num_masking_patches='
+                             f'{num_masking_patches} does not fit a '
+                             f'{input_size} grid')
         self.num_masking_patches = num_masking_patches
         self.min_num_patches = min_num_patches
         self.max_num_patches = max_num_patches or num_masking_patches

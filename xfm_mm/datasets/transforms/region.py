@@ -59,14 +59,15 @@ class RegionRandomCrop(BaseTransform):
                  interpolation: str = 'bicubic',
                  backend: str = 'cv2') -> None:
         if max_regions < 1:
-            raise ValueError(f'max_regions must be >= 1, got {max_regions}')
+            raise ValueError(f'{type(self).__name__}: max_regions must be '
+                             f'>= 1, got {max_regions}')
         self.scale = scale
         self.min_area_in_crop = min_area_in_crop
         self.max_regions = max_regions
         self.flip_prob = flip_prob
         self.careful_hflip = careful_hflip
-        self.interpolation = interpolation
-        self.backend = backend
+        # the arguments of mmcv.imresize
+        self.resize_args = dict(interpolation=interpolation, backend=backend)
 
     @staticmethod
     def random_crop_around(box: np.ndarray, width: int,
@@ -130,8 +131,7 @@ class RegionRandomCrop(BaseTransform):
             region_boxes[:, [0, 2]] = crop_w - region_boxes[:, [2, 0]]
         img = mmcv.imresize(
             np.ascontiguousarray(img), (self.scale, self.scale),
-            interpolation=self.interpolation,
-            backend=self.backend)
+            **self.resize_args)
         region_boxes *= np.array(
             [self.scale / crop_w, self.scale / crop_h] * 2, dtype=np.float32)
 

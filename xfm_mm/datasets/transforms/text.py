@@ -4,19 +4,18 @@
 Text keys hold one string (``text_ids`` of shape ``(L,)``) or a list of
 strings, as for the ``R`` texts of a region sample (``(R, L)``).
 """
-import json
 import re
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmcv.transforms import BaseTransform
 
-from xfm_mm.registry import TOKENIZER, TRANSFORMS
+from xfm_mm.models.tokenizers import build_tokenizer
+from xfm_mm.registry import TRANSFORMS
 from ..readers import BadRecordError
 
 _PUNCTUATION = re.compile(r"[,.'!?\"()*#:;~]")
 _SPACES = re.compile(r'\s+')
-_TOKENIZERS: Dict[str, object] = {}
 
 MASKED_LABEL_PAD = -100
 
@@ -40,25 +39,6 @@ def pre_caption(caption: str, max_words: int) -> str:
     caption = caption.replace('<person>', 'person')
     words = _SPACES.sub(' ', caption).strip().split(' ')
     return ' '.join(words[:max_words])
-
-
-def build_tokenizer(tokenizer: Union[dict, object]):
-    """Build (once per process) a tokenizer from xfm_mm's ``TOKENIZER``.
-
-    Args:
-        tokenizer (dict | object): A config such as
-            ``dict(type='HFTokenizer', name_or_path=<local dir>)`` or a
-            built tokenizer, returned as is.
-
-    Returns:
-        The tokenizer (a ``transformers`` tokenizer).
-    """
-    if not isinstance(tokenizer, dict):
-        return tokenizer
-    key = json.dumps(tokenizer, sort_keys=True, default=str)
-    if key not in _TOKENIZERS:
-        _TOKENIZERS[key] = TOKENIZER.build(dict(tokenizer))
-    return _TOKENIZERS[key]
 
 
 def _as_list(value) -> Tuple[List[str], bool]:
@@ -127,7 +107,8 @@ class TokenizeText(BaseTransform):
                  max_tokens: int = 30,
                  key: str = 'text') -> None:
         if max_tokens < 3:
-            raise ValueError(f'max_tokens must be >= 3, got {max_tokens}')
+            raise ValueError(f'TokenizeText: max_tokens must be >= 3, got '
+                             f'{max_tokens}')
         self.tokenizer = build_tokenizer(tokenizer)
         self.max_tokens = max_tokens
         self.key = key

@@ -5,13 +5,7 @@ from typing import Sequence
 
 import torch
 
-from xfm_mm.registry import TOKENIZER
-
-
-def build_tokenizer(tokenizer):
-    """A tokenizer from a ``TOKENIZER`` config, or the object itself."""
-    return TOKENIZER.build(dict(tokenizer)) if isinstance(tokenizer,
-                                                          dict) else tokenizer
+from ..tokenizers import build_tokenizer  # noqa: F401
 
 
 def stack_field(data_samples: Sequence, key: str,

@@ -1,5 +1,5 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""Streaming pre-training datasets: JSON-lines shards read by many readers.
+"""The streaming dataset: JSON-lines shards read by many readers.
 
 A *reader* is one dataloader worker of one rank; there are ``world_size x
 num_workers`` of them and each reads data no other reader reads:
@@ -17,7 +17,6 @@ Use ``sampler=None`` in the dataloader config.
 """
 import logging
 import os.path as osp
-from collections import Counter
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -27,12 +26,10 @@ from mmengine.logging import print_log
 from torch.utils.data import IterableDataset, get_worker_info
 
 from xfm_mm.registry import DATASETS
-from .bad_records import BadRecordCounter
-from .pretrain_datasets import build_pipeline
-from .readers import (BadRecordError, iter_shard_lines, list_shards,
-                      parse_json_line)
-from .record_parsers import (ImageParser, ImageTextParser, RegionTextParser,
-                             TextParser)
+from .bad_records import BadRecordCounter, ShardStats
+from .builder import build_parser, build_pipeline
+from .parsers import RecordParser
+from .readers import BadRecordError, list_shards
 
 ReadUnit = Tuple[int, int, int]  # (file index, line stride, line offset)
 
@@ -55,19 +52,28 @@ def split_shards(num_files: int,
         the lines ``i`` of the file with ``i % stride == offset``.
     """
     if not 0 <= reader_id < num_readers:
-        raise ValueError(f'reader_id {reader_id} not in [0, {num_readers})')
+        raise ValueError(f'split_shards: reader_id {reader_id} not in '
+                         f'[0, {num_readers})')
     if num_files >= num_readers:
         order = np.random.default_rng(seed).permutation(num_files)
         return [(int(f), 1, 0) for f in order[reader_id::num_readers]]
     return [(f, num_readers, reader_id) for f in range(num_files)]
 
 
+@DATASETS.register_module()
 class JsonlStreamDataset(IterableDataset):
-    """Base of the streaming JSON-lines datasets.
+    """JSON-lines records of any kind, streaming; ``parser`` reads them.
+
+    ``dataset=dict(type='JsonlStreamDataset', ann_file='data/cc3m',
+    parser=dict(type='ImageTextParser', image_format='base64',
+    caption_key='desc'), pipeline=[...])``; use ``sampler=None`` in the
+    dataloader config. Records are validated while streaming.
 
     Args:
         ann_file (str | Sequence[str]): Shard files, folders or globs,
             relative to ``data_root``.
+        parser (dict | RecordParser): A ``RECORD_PARSERS`` config, e.g.
+            ``dict(type='TextParser', text_key='desc')``.
         pipeline (Sequence[dict | Callable]): Transforms.
         data_root (str): Root of ``ann_file`` and ``data_prefix``.
         data_prefix (dict): ``img_path``: folder of relative image paths.
@@ -81,20 +87,17 @@ class JsonlStreamDataset(IterableDataset):
             ``mmengine.dist.get_dist_info`` when None.
         world_size (int, optional): Number of ranks; likewise.
         max_bad_fraction (float): A shard with more bad records than this
-            fraction stops the run with an error naming it.
+            fraction (in [0, 1]) stops the run with an error naming it.
         bad_check_min_records (int): A shard is judged before its end once
             this many of its records were read.
         log_interval (int): Log the bad-record counts every this many
             records read by a reader.
         backend_args (dict, optional): mmengine file backend for images.
-        **parser_kwargs: Field names etc., see the parser of the subclass.
     """
-
-    PARSER: type = None
-    USES_IMAGES: bool = True
 
     def __init__(self,
                  ann_file: Union[str, Sequence[str]],
+                 parser: Union[dict, RecordParser],
                  pipeline: Sequence[Union[dict, Callable]] = (),
                  data_root: str = '',
                  data_prefix: dict = dict(img_path=''),
@@ -107,9 +110,13 @@ class JsonlStreamDataset(IterableDataset):
                  max_bad_fraction: float = 0.5,
                  bad_check_min_records: int = 1000,
                  log_interval: int = 10000,
-                 backend_args: Optional[dict] = None,
-                 **parser_kwargs) -> None:
+                 backend_args: Optional[dict] = None) -> None:
         super().__init__()
+        self.counter = BadRecordCounter(
+            type(self).__name__,
+            max_bad_fraction,
+            min_records=bad_check_min_records,
+            log_interval=log_interval)
         self.shards = list_shards(ann_file, data_root)
         dist_rank, dist_world = get_dist_info()
         self.rank = dist_rank if rank is None else rank
@@ -120,23 +127,19 @@ class JsonlStreamDataset(IterableDataset):
         self.infinite = infinite
         self.epoch = 0
         self.pipeline = Compose(build_pipeline(pipeline))
-        self.counter = BadRecordCounter(
-            type(self).__name__,
-            max_bad_fraction,
-            min_records=bad_check_min_records,
-            log_interval=log_interval)
-        kwargs = dict(parser_kwargs, counter=self.counter)
-        if self.USES_IMAGES:
-            img_root = data_prefix.get('img_path', '') or ''
-            if data_root and not osp.isabs(img_root):
-                img_root = osp.join(data_root, img_root)
-            kwargs.update(img_root=img_root, backend_args=backend_args)
-        self.parser = self.PARSER(**kwargs)
+        img_root = data_prefix.get('img_path', '') or ''
+        if data_root and not osp.isabs(img_root):
+            img_root = osp.join(data_root, img_root)
+        self.parser = build_parser(parser,
+                                   type(self).__name__).bind(
+                                       img_root=img_root,
+                                       backend_args=backend_args,
+                                       counter=self.counter)
 
     @property
     def metainfo(self) -> dict:
-        """dict: ``source`` of the samples."""
-        return dict(source=self.PARSER.source)
+        """dict: ``source`` of the samples (the parser's)."""
+        return dict(source=self.parser.source)
 
     def set_epoch(self, epoch: int) -> None:
         """Start the next iteration at pass ``epoch`` (its file order).
@@ -153,26 +156,11 @@ class JsonlStreamDataset(IterableDataset):
         return (self.rank * num_workers + worker_id,
                 self.world_size * num_workers)
 
-    def _read_shard(self, path: str, stride: int,
-                    offset: int) -> Iterator[dict]:
-        num, bad, reasons = 0, 0, Counter()
-        for line_no, raw in iter_shard_lines(path, stride, offset):
-            num += 1
-            try:
-                results = self.parser.load(
-                    self.parser.parse(parse_json_line(raw)))
-                sample = self.pipeline(results)
-                if sample is None:
-                    raise BadRecordError('rejected_by_pipeline')
-            except BadRecordError as e:
-                bad += 1
-                reasons[e.reason] += 1
-                self.counter.add_bad(e.reason, f'{path}:{line_no}', e.detail)
-                self.counter.check_shard(path, num, bad, reasons, final=False)
-                continue
-            self.counter.add_good()
-            yield sample
-        self.counter.check_shard(path, num, bad, reasons, final=True)
+    def _sample(self, record: dict) -> dict:
+        sample = self.pipeline(self.parser.load(self.parser.parse(record)))
+        if sample is None:
+            raise BadRecordError('rejected_by_pipeline')
+        return sample
 
     def __iter__(self) -> Iterator[dict]:
         reader_id, num_readers = self._reader()
@@ -198,8 +186,9 @@ class JsonlStreamDataset(IterableDataset):
                 order = [units[i] for i in perm]
             num_read = 0
             for file_idx, stride, offset in order:
-                for sample in self._read_shard(self.shards[file_idx], stride,
-                                               offset):
+                stats = ShardStats(self.shards[file_idx])
+                for _, sample in self.counter.read_shard(
+                        stats, self._sample, stride, offset, judge_early=True):
                     num_read += 1
                     if len(buffer) < size:
                         buffer.append(sample)
@@ -219,32 +208,3 @@ class JsonlStreamDataset(IterableDataset):
             pass_idx += 1
         buffer_rng.shuffle(buffer)
         yield from buffer
-
-
-@DATASETS.register_module()
-class ImageTextStreamDataset(JsonlStreamDataset):
-    """Image-text pairs, streaming. Fields: see :class:`ImageTextParser`."""
-
-    PARSER = ImageTextParser
-
-
-@DATASETS.register_module()
-class RegionTextStreamDataset(JsonlStreamDataset):
-    """Region-text records, streaming. See :class:`RegionTextParser`."""
-
-    PARSER = RegionTextParser
-
-
-@DATASETS.register_module()
-class TextStreamDataset(JsonlStreamDataset):
-    """Text-only records, streaming. Fields: see :class:`TextParser`."""
-
-    PARSER = TextParser
-    USES_IMAGES = False
-
-
-@DATASETS.register_module()
-class ImageStreamDataset(JsonlStreamDataset):
-    """Image-only records, streaming. Fields: see :class:`ImageParser`."""
-
-    PARSER = ImageParser

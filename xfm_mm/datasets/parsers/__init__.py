@@ -1,0 +1,11 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""Record parsers (``RECORD_PARSERS``): one JSON-lines record kind each."""
+from .base import RecordParser, choice, is_finite_number, texts_of
+from .image import ImageParser, ImageTextParser
+from .region import RegionTextParser
+from .text import TextParser
+
+__all__ = [
+    'RecordParser', 'ImageParser', 'ImageTextParser', 'RegionTextParser',
+    'TextParser', 'choice', 'is_finite_number', 'texts_of'
+]
