@@ -5,10 +5,10 @@ from typing import Dict, Optional, Sequence
 
 import torch
 from mmpretrain.structures import DataSample
+from torchvision.ops import box_convert
 
 from xfm_mm.registry import MODELS
 from ..base import XFMBaseModel
-from ..utils import box_cxcywh_to_xyxy
 
 
 def boxes_to_original(boxes: torch.Tensor, input_size: Sequence[int],
@@ -43,7 +43,7 @@ def boxes_to_original(boxes: torch.Tensor, input_size: Sequence[int],
         scales.append((w_scale, h_scale, w_scale, h_scale))
     scale = torch.tensor(scales, dtype=torch.float32, device=boxes.device)
     size = boxes.new_tensor([width, height, width, height])
-    return box_cxcywh_to_xyxy(boxes.float()) * size / scale
+    return box_convert(boxes.float(), 'cxcywh', 'xyxy') * size / scale
 
 
 @MODELS.register_module()
