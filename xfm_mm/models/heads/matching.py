@@ -1,41 +1,62 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""Image(region/video)-text matching head (ITM) with in-batch hard
-negatives, as in X-VLM / X2-VLM / X-FM."""
+"""Image(region/video)-text matching head (ITM): in-batch hard negatives
+(X-VLM / X2-VLM / X-FM) or match labels given by the data (FLAVA)."""
 from typing import Dict, Optional, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from xfm_mm.registry import MODELS
 from ..layers import build_mlp
 
-_OWNER = 'MatchingHead'
+
+def build_pooler_classifier(embed_dims: int) -> nn.Sequential:
+    """FLAVA's ITM classifier: BERT pooler (Linear + tanh) then
+    ``Linear(embed_dims, 2)``; HF ``itm_head.pooler.dense`` is index 0 and
+    ``itm_head.seq_relationship`` index 2."""
+    return nn.Sequential(
+        nn.Linear(embed_dims, embed_dims), nn.Tanh(), nn.Linear(embed_dims, 2))
 
 
 @MODELS.register_module()
 class MatchingHead(BaseModule):
     """Binary matched / not-matched classifier on the fusion token 0.
 
-    Negatives are drawn per rank (not gathered) by :meth:`sample_negatives`
-    from the ITC similarities: one negative image per text and one negative
-    text per image, with probability ``softmax(sim) + 1e-5`` and every
-    positive excluded.
+    Two ways to get labelled pairs:
+
+    - hard negatives (X-VLM family, :meth:`loss`): drawn per rank (not
+      gathered) by :meth:`sample_negatives` from the ITC similarities, one
+      negative image per text and one negative text per image, with
+      probability ``softmax(sim) + 1e-5`` and every positive excluded;
+    - labels given by the data (FLAVA swaps 10% of the captions,
+      :meth:`loss_by_labels`).
 
     Args:
         embed_dims (int): Width of the fusion features. Defaults to 768.
+        classifier (str): ``'mlp'``: ``build_mlp(embed_dims, 2)`` (X-VLM
+            family); ``'pooler'``: :func:`build_pooler_classifier` (FLAVA).
+            Defaults to ``'mlp'``.
         loss_weight (float): Multiplier of ``loss_itm``. Defaults to 1.0.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
     def __init__(self,
                  embed_dims: int = 768,
+                 classifier: str = 'mlp',
                  loss_weight: float = 1.0,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        if classifier == 'mlp':
+            self.classifier = build_mlp(embed_dims, 2)
+        elif classifier == 'pooler':
+            self.classifier = build_pooler_classifier(embed_dims)
+        else:
+            raise ValueError(f"{type(self).__name__}: classifier must be "
+                             f"'mlp' or 'pooler', got {classifier!r}")
         self.embed_dims = embed_dims
         self.loss_weight = loss_weight
-        self.classifier = build_mlp(embed_dims, 2)
 
     @torch.no_grad()
     def sample_negatives(
@@ -73,16 +94,16 @@ class MatchingHead(BaseModule):
         for name, sim in (('sim_i2t', sim_i2t), ('sim_t2i', sim_t2i)):
             if sim.shape != (size, size):
                 raise ValueError(
-                    f'{_OWNER}: `{name}` must have shape ({size}, {size}), '
-                    f'got {tuple(sim.shape)}')
+                    f'{type(self).__name__}: `{name}` must have shape '
+                    f'({size}, {size}), got {tuple(sim.shape)}')
         device = sim_i2t.device
         if image_ids is None:
             positives = torch.eye(size, dtype=torch.bool, device=device)
         else:
             if image_ids.shape != (size, ):
                 raise ValueError(
-                    f'{_OWNER}: `image_ids` must have shape ({size},), got '
-                    f'{tuple(image_ids.shape)}')
+                    f'{type(self).__name__}: `image_ids` must have shape '
+                    f'({size},), got {tuple(image_ids.shape)}')
             image_ids = image_ids.to(device)
             positives = image_ids[:, None] == image_ids[None, :]
         valid = ~positives.all(dim=1)
@@ -104,7 +125,7 @@ class MatchingHead(BaseModule):
         """Return ``(B, 2)`` logits (index 1 = matched)."""
         if cls_feats.dim() != 2 or cls_feats.size(1) != self.embed_dims:
             raise ValueError(
-                f'{_OWNER}: fusion features must have shape '
+                f'{type(self).__name__}: fusion features must have shape '
                 f'(B, {self.embed_dims}), got {tuple(cls_feats.shape)}')
         return self.classifier(cls_feats)
 
@@ -148,22 +169,52 @@ class MatchingHead(BaseModule):
             dict[str, torch.Tensor]: ``loss_itm`` (scalar), the mean over
             the positives and the valid negatives.
         """
-        logits = self(torch.cat([pos_cls, neg_cls], dim=0)).float()
         num_pos, num_neg = pos_cls.size(0), neg_cls.size(0)
         labels = torch.cat([
-            logits.new_ones(num_pos, dtype=torch.long),
-            logits.new_zeros(num_neg, dtype=torch.long)
+            pos_cls.new_ones(num_pos, dtype=torch.long),
+            pos_cls.new_zeros(num_neg, dtype=torch.long)
         ])
-        if neg_valid is None:
-            loss = F.cross_entropy(logits, labels)
-        else:
+        weights = None
+        if neg_valid is not None:
             if neg_valid.shape != (num_neg, ):
                 raise ValueError(
-                    f'{_OWNER}: `neg_valid` must have shape ({num_neg},), '
-                    f'got {tuple(neg_valid.shape)}')
-            weights = torch.cat(
-                [logits.new_ones(num_pos),
-                 neg_valid.to(logits)])
+                    f'{type(self).__name__}: `neg_valid` must have shape '
+                    f'({num_neg},), got {tuple(neg_valid.shape)}')
+            weights = torch.cat([
+                pos_cls.new_ones(num_pos, dtype=torch.float32),
+                neg_valid.float()
+            ])
+        return self.loss_by_labels(
+            torch.cat([pos_cls, neg_cls], dim=0), labels, weights)
+
+    def loss_by_labels(
+            self,
+            cls_feats: torch.Tensor,
+            labels: torch.Tensor,
+            weights: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Two-way cross-entropy of pairs whose match labels are given.
+
+        Args:
+            cls_feats (torch.Tensor): ``(N, embed_dims)`` fusion token 0.
+            labels (torch.Tensor): ``(N,)`` long, 1 = matched, 0 = not.
+            weights (torch.Tensor, optional): ``(N,)`` float per-pair
+                weights; the loss is their weighted mean. None: the plain
+                mean.
+
+        Returns:
+            dict[str, torch.Tensor]: ``loss_itm`` (scalar).
+        """
+        num = cls_feats.size(0)
+        if labels.shape != (num, ):
+            raise ValueError(
+                f'{type(self).__name__}: `labels` must have shape ({num},), '
+                f'got {tuple(labels.shape)}')
+        logits = self(cls_feats).float()
+        labels = labels.to(logits.device, torch.long)
+        if weights is None:
+            loss = F.cross_entropy(logits, labels)
+        else:
+            weights = weights.to(logits)
             per_sample = F.cross_entropy(logits, labels, reduction='none')
             loss = (per_sample * weights).sum() / weights.sum()
         return dict(loss_itm=self.loss_weight * loss)
