@@ -201,12 +201,6 @@ class ContrastiveHead(BaseModule):
         rows = local_row_slice(image_feats) if global_grad else \
             slice(None)
         logits_i2t = self.similarity(image_all[rows], text_all, scaled=True)
-        if global_grad:
-            logits_t2i = self.similarity(
-                image_all, text_all[rows], scaled=True).t()
-        else:
-            logits_t2i = logits_i2t.t()
-
         device = logits_i2t.device
         if image_ids is None:
             targets = torch.arange(len(image_all), device=device)[rows]
@@ -215,18 +209,24 @@ class ContrastiveHead(BaseModule):
             positives = (ids[rows, None] == ids[None, :]).float()
             # The positive set is symmetric, so the same targets serve t2i.
             targets = positives / positives.sum(dim=1, keepdim=True)
-        if row_mask is None:
-            loss_i2t = F.cross_entropy(logits_i2t, targets)
-            loss_t2i = F.cross_entropy(logits_t2i, targets)
+        weights = None if row_mask is None else \
+            all_gather_no_grad(row_mask.to(device))[rows].float()
+
+        def cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+            if weights is None:
+                return F.cross_entropy(logits, targets)
+            per_row = F.cross_entropy(logits, targets, reduction='none')
+            return (per_row * weights).sum() / weights.sum().clamp(min=1)
+
+        loss_i2t = cross_entropy(logits_i2t)
+        # Built after the i2t term: the order in which autograd sums the two
+        # gradients fixes the last bit of the temperature's gradient.
+        if global_grad:
+            logits_t2i = self.similarity(
+                image_all, text_all[rows], scaled=True).t()
         else:
-            weights = all_gather_no_grad(row_mask.to(device))[rows].float()
-
-            def masked_mean(logits):
-                per_row = F.cross_entropy(logits, targets, reduction='none')
-                return (per_row * weights).sum() / weights.sum().clamp(min=1)
-
-            loss_i2t, loss_t2i = masked_mean(logits_i2t), masked_mean(
-                logits_t2i)
+            logits_t2i = logits_i2t.t()
+        loss_t2i = cross_entropy(logits_t2i)
         return dict(loss_itc=self.loss_weight * (loss_i2t + loss_t2i) / 2)
 
     @torch.no_grad()
