@@ -77,12 +77,12 @@ def tiny_pretrainer(**overrides) -> dict:
     cfg = dict(
         type='XFM',
         mlm_head=dict(
-            type='MaskedLMHead',
+            type='MaskedPredictionHead',
             embed_dims=WIDTH,
             vocab_size=VOCAB,
             loss_name='loss_mlm'),
         imlm_head=dict(
-            type='MaskedLMHead',
+            type='MaskedPredictionHead',
             embed_dims=WIDTH,
             vocab_size=VOCAB,
             loss_name='loss_imlm'),

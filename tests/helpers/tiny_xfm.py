@@ -45,16 +45,16 @@ def tiny_xfm_cfg(**overrides) -> dict:
             embed_dims=16),
         itm_head=dict(type='MatchingHead', embed_dims=width),
         mlm_head=dict(
-            type='MaskedLMHead',
+            type='MaskedPredictionHead',
             embed_dims=width,
             vocab_size=VOCAB,
             loss_name='loss_mlm'),
         imlm_head=dict(
-            type='MaskedLMHead',
+            type='MaskedPredictionHead',
             embed_dims=width,
             vocab_size=VOCAB,
             loss_name='loss_imlm'),
-        mim_head=dict(type='MaskedImageHead'),
+        mim_head=dict(type='FeatureRegressionMIMHead'),
         box_head=dict(type='BoxHead', embed_dims=width))
     cfg.update(overrides)
     return cfg

@@ -188,17 +188,17 @@ def tiny_xfm_cfg():
             embed_dims=EMBED),
         itm_head=dict(type='MatchingHead', embed_dims=D),
         mlm_head=dict(
-            type='MaskedLMHead',
+            type='MaskedPredictionHead',
             embed_dims=D,
             vocab_size=VOCAB,
             layer_norm_eps=1e-5),
         imlm_head=dict(
-            type='MaskedLMHead',
+            type='MaskedPredictionHead',
             embed_dims=D,
             vocab_size=VOCAB,
             layer_norm_eps=1e-5,
             loss_name='loss_imlm'),
-        mim_head=dict(type='MaskedImageHead'),
+        mim_head=dict(type='FeatureRegressionMIMHead'),
         box_head=dict(type='BoxHead', embed_dims=D))
 
 

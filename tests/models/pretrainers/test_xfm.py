@@ -102,7 +102,8 @@ def test_mim_target_carries_no_gradient():
         if g is not None:
             torch.testing.assert_close(g, d)
     # The check can fail: a target that keeps its graph changes the grads.
-    # (MaskedImageHead detaches inside, so emulate by a differentiable MSE.)
+    # (FeatureRegressionMIMHead detaches inside, so emulate by a
+    # differentiable MSE.)
     target = model.vision_encoder(images)
     patch = mask.unsqueeze(-1).float()
     undetached = ((masked - target)[:, 1:].pow(2) * patch).sum() / (
@@ -173,8 +174,8 @@ def test_base_config_has_the_published_parameter_count():
 
 
 def test_region_pairs_are_subsampled_to_the_configured_number():
-    model = build(data_preprocessor=dict(
-        type='XFMDataPreprocessor', max_region_pairs=4))
+    model = build(
+        data_preprocessor=dict(type='XFMDataPreprocessor', max_region_pairs=4))
     data = model.data_preprocessor(make_batch('region', batch_size=3), True)
     inputs = data['inputs']
     assert len(inputs['text_ids']) == 4

@@ -44,11 +44,11 @@ class XFM(XFMBaseModel):
             (``FusionEncoder``).
         itc_head (dict): ``ContrastiveHead`` config.
         itm_head (dict): ``MatchingHead`` config.
-        mlm_head (dict): ``MaskedLMHead`` config for text-only MLM; its
-            decoder is tied to the language encoder's word embeddings.
-        imlm_head (dict): ``MaskedLMHead`` config for MLM through the fusion
-            encoder.
-        mim_head (dict, optional): ``MaskedImageHead`` config.
+        mlm_head (dict): ``MaskedPredictionHead`` config for text-only MLM;
+            its decoder is tied to the language encoder's word embeddings.
+        imlm_head (dict): ``MaskedPredictionHead`` config for MLM through
+            the fusion encoder.
+        mim_head (dict, optional): ``FeatureRegressionMIMHead`` config.
         box_head (dict, optional): ``BoxHead`` config.
         stop_grad_text_to_fusion (bool): Technique (a). Defaults to True.
         mim_sources (tuple[str]): Sources trained with MIM (technique b).
