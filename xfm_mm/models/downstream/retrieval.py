@@ -7,6 +7,7 @@ from mmengine.structures import BaseDataElement
 
 from xfm_mm.registry import MODELS
 from ..base import XFMBaseModel
+from ..heads import contrastive_matching_losses
 
 _WHERE = 'XFMRetrieval'
 
@@ -121,32 +122,16 @@ class XFMRetrieval(XFMBaseModel):
             if key not in inputs:
                 raise KeyError(f'{_WHERE}.loss: the batch has no {key!r}; '
                                'pack image-text pairs (PackRetrievalInputs)')
-        image_ids = inputs.get('image_id')
-        feats = self.extract_feat(inputs['images'], inputs['text_ids'],
-                                  inputs['text_mask'])
-        image_feat, text_feat = feats['image_feat'], feats['text_feat']
-        vision, text = feats['image_embeds'], feats['text_embeds']
-        text_mask = feats['text_mask']
-        losses = self.itc_head.loss(image_feat, text_feat, image_ids)
-
-        with torch.no_grad():
-            sim_i2t = self.itc_head.similarity(
-                image_feat, text_feat, scaled=True)
-        neg_image, neg_text, valid = self.itm_head.sample_negatives(
-            sim_i2t, sim_i2t.t(), image_ids)
-        # Positives, (text, negative image), (negative text, image) in one
-        # fusion pass.
-        fused = self.fusion_encoder(
-            torch.cat([text, text, text[neg_text]]),
-            torch.cat([text_mask, text_mask, text_mask[neg_text]]),
-            torch.cat([vision, vision[neg_image], vision]))
-        num_pos = len(text)
-        losses.update(
-            self.itm_head.loss(
-                fused[:num_pos, 0],
-                fused[num_pos:, 0],
-                neg_valid=torch.cat([valid, valid])))
-        return losses
+        vision = self.vision_encoder(inputs['images'])
+        text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
+        return contrastive_matching_losses(
+            self.itc_head,
+            self.itm_head,
+            self.fusion_encoder,
+            vision,
+            text,
+            inputs['text_mask'],
+            image_ids=inputs.get('image_id'))
 
     def predict(self, inputs: dict, data_samples=None) -> list:
         """Data samples carrying their normalised ITC features

@@ -1,6 +1,7 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 from .box import BoxHead
 from .contrastive import ContrastiveHead
+from .contrastive_matching import contrastive_matching_losses
 from .feature_regression_mim import FeatureRegressionMIMHead
 from .masked_prediction import MaskedPredictionHead
 from .matching import MatchingHead
@@ -8,5 +9,6 @@ from .probe import MLPProbeHead
 
 __all__ = [
     'BoxHead', 'ContrastiveHead', 'FeatureRegressionMIMHead',
-    'MaskedPredictionHead', 'MatchingHead', 'MLPProbeHead'
+    'MaskedPredictionHead', 'MatchingHead', 'MLPProbeHead',
+    'contrastive_matching_losses'
 ]

@@ -9,6 +9,7 @@ from mmengine.structures import BaseDataElement
 
 from xfm_mm.registry import MODELS
 from ..base import XFMBaseModel
+from ..heads import contrastive_matching_losses
 
 SOURCES = ('text', 'image', 'image_text', 'region')
 
@@ -189,7 +190,6 @@ class XFM(XFMBaseModel):
         text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
         losses = self._aligned_losses(
             inputs,
-            vision_cls=vision[:, 0],
             vision=vision,
             vision_mask=None,
             text=text,
@@ -211,7 +211,6 @@ class XFM(XFMBaseModel):
         # are positives, as upstream (no image ids).
         losses = self._aligned_losses(
             inputs,
-            vision_cls=region[:, 0],
             vision=region,
             vision_mask=vision_mask,
             text=text,
@@ -225,46 +224,27 @@ class XFM(XFMBaseModel):
                                    inputs.get('is_whole_image')))
         return losses
 
-    def _aligned_losses(self, inputs: dict, vision_cls: torch.Tensor,
-                        vision: torch.Tensor,
+    def _aligned_losses(self, inputs: dict, vision: torch.Tensor,
                         vision_mask: Optional[torch.Tensor],
                         text: torch.Tensor,
                         image_ids: Optional[torch.Tensor]) -> dict:
-        """ITC, ITM and IMLM shared by image-text and region batches.
+        """ITC, ITM (:func:`contrastive_matching_losses`) and IMLM shared by
+        image-text and region batches.
 
         Texts sharing an image id are positives of each other in ITC and
         never drawn as ITM negatives.
         """
         text_mask = inputs['text_mask']
-        image_feat = self.itc_head.project_vision(vision_cls)
-        text_feat = self.itc_head.project_text(text[:, 0])
-        losses = self.itc_head.loss(image_feat, text_feat, image_ids)
-
-        # ITM: positives, (text, hard negative image), (hard negative text,
-        # image), run through the fusion encoder as one batch.
-        with torch.no_grad():
-            sim_i2t = image_feat @ text_feat.t() / self.itc_head.temp
-        neg_image, neg_text, valid = self.itm_head.sample_negatives(
-            sim_i2t, sim_i2t.t(), image_ids)
-        fusion_text = self._to_fusion(text)
-        pair_text = torch.cat(
-            [fusion_text, fusion_text, fusion_text[neg_text]])
-        pair_text_mask = torch.cat([text_mask, text_mask, text_mask[neg_text]])
-        pair_vision = torch.cat([vision, vision[neg_image], vision])
-        pair_vision_mask = None
-        if vision_mask is not None:
-            pair_vision_mask = torch.cat(
-                [vision_mask, vision_mask[neg_image], vision_mask])
-        fused = self.fusion_encoder(pair_text, pair_text_mask, pair_vision,
-                                    pair_vision_mask)
-        num_pos = len(text)
-        # Rows without any negative (a batch of one image id) are masked out
-        # of the loss rather than dropped, keeping shapes static.
-        losses.update(
-            self.itm_head.loss(
-                fused[:num_pos, 0],
-                fused[num_pos:, 0],
-                neg_valid=torch.cat([valid, valid])))
+        losses = contrastive_matching_losses(
+            self.itc_head,
+            self.itm_head,
+            self.fusion_encoder,
+            vision,
+            text,
+            text_mask,
+            vision_mask=vision_mask,
+            image_ids=image_ids,
+            detach_fusion_text=self.stop_grad_text_to_fusion)
 
         # IMLM: masked caption -> language encoder -> (detached) -> fusion.
         masked = self.text_encoder(inputs['masked_text_ids'], text_mask)
