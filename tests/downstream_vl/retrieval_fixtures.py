@@ -64,8 +64,8 @@ def tiny_towers(img_size: int = IMAGE, embed_dims: int = 16) -> dict:
 
 
 def tiny_retrieval_model(**overrides) -> dict:
-    """``XFMRetrieval`` config of :func:`tiny_towers`."""
-    cfg = dict(type='XFMRetrieval', rerank_topk=4, itm_batch_size=7)
+    """``ImageTextRetrieval`` config of :func:`tiny_towers`."""
+    cfg = dict(type='ImageTextRetrieval', rerank_topk=4, itm_batch_size=7)
     cfg.update(tiny_towers())
     cfg.update(overrides)
     return cfg

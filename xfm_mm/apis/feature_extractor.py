@@ -19,7 +19,7 @@ class FeatureExtractor(BaseInferencer):
     """Extract features with the model's ``extract_feat``.
 
     Works with any model whose ``extract_feat(images=..., text_ids=...,
-    text_mask=...)`` returns a dict of batched tensors: ``XFMRetrieval``
+    text_mask=...)`` returns a dict of batched tensors: ``ImageTextRetrieval``
     gives ``image_feat`` (normalised ITC embedding) and ``image_embeds``
     (vision tokens) for images, ``text_feat``, ``text_embeds`` and
     ``text_mask`` for texts; the ``XFM`` pretrainer gives the ITC

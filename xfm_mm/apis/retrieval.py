@@ -160,8 +160,8 @@ class _RetrievalInferencer(BaseInferencer):
 class ImageToTextRetrievalInferencer(_RetrievalInferencer):
     """Find the texts of a prototype list that match query images.
 
-    Texts are scored as in evaluation (``XFMRetrieval.retrieve``): the ITC
-    top-``rerank_topk`` re-ranked by the ITM head, or ITC alone with
+    Texts are scored as in evaluation (``ImageTextRetrieval.retrieve``): the
+    ITC top-``rerank_topk`` re-ranked by the ITM head, or ITC alone with
     ``fast_match``.
 
     Args:

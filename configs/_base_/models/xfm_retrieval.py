@@ -8,7 +8,7 @@ _base_ = ['./xfm_base.py']
 
 model = dict(
     _delete_=True,
-    type='XFMRetrieval',
+    type='ImageTextRetrieval',
     data_preprocessor=dict(type='XFMDataPreprocessor'),  # CLIP mean / std
     text_encoder={{_base_.model.text_encoder}},
     vision_encoder={{_base_.model.vision_encoder}},

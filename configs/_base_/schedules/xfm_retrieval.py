@@ -41,8 +41,8 @@ param_scheduler = [
 
 train_cfg = dict(
     type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
-val_cfg = dict(type='RetrievalValLoop')
-test_cfg = dict(type='RetrievalTestLoop')
+val_cfg = dict(type='ImageTextRetrievalValLoop')
+test_cfg = dict(type='ImageTextRetrievalTestLoop')
 
 custom_hooks = [dict(type='ClampTemperatureHook')]  # temp in [0.001, 0.5]
 default_hooks = dict(

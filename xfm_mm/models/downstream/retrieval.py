@@ -1,5 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""Image-text retrieval fine-tuning and evaluation (X-FM ``Retrieval.py``)."""
+"""Image-text retrieval fine-tuning and evaluation (X-VLM / X2-VLM / X-FM
+``Retrieval.py``)."""
 from typing import Dict, Optional
 
 import torch
@@ -9,18 +10,19 @@ from xfm_mm.registry import MODELS
 from ..base import XFMBaseModel
 from ..heads import contrastive_matching_losses
 
-_WHERE = 'XFMRetrieval'
-
 
 @MODELS.register_module()
-class XFMRetrieval(XFMBaseModel):
-    """X-FM retrieval: ITC + ITM fine-tuning, ITC top-k + ITM re-ranking.
+class ImageTextRetrieval(XFMBaseModel):
+    """Image-text retrieval with a text, a vision and a fusion encoder: ITC +
+    ITM fine-tuning, ITC top-k + ITM re-ranking (X-FM, X2-VLM).
 
-    Training loss (X-FM ``XFMForRetrieval``): ITC whose targets are uniform
-    over the samples sharing an image id (several captions of one image),
-    plus ITM on in-batch hard negatives drawn from the ITC similarities with
-    every same-image sample excluded. Unlike pre-training, the language
-    features reach the fusion encoder without a stop-gradient.
+    Training loss (X-FM ``XFMForRetrieval``,
+    :func:`~xfm_mm.models.heads.contrastive_matching_losses`): ITC whose
+    targets are uniform over the samples sharing an image id (several
+    captions of one image), plus ITM on in-batch hard negatives drawn from
+    the ITC similarities with every same-image sample excluded. Unlike X-FM
+    pre-training, the language features reach the fusion encoder without a
+    stop-gradient.
 
     Inference: for every query the ``rerank_topk`` best candidates by ITC
     similarity are scored by the ITM head's "matched" logit, which alone
@@ -61,9 +63,10 @@ class XFMRetrieval(XFMBaseModel):
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if rerank_topk < 0 or itm_batch_size < 1:
-            raise ValueError(f'{_WHERE}: need rerank_topk >= 0 and '
-                             f'itm_batch_size >= 1, got {rerank_topk} and '
-                             f'{itm_batch_size}')
+            raise ValueError(
+                f'{type(self).__name__}: need rerank_topk >= 0 and '
+                f'itm_batch_size >= 1, got {rerank_topk} and '
+                f'{itm_batch_size}')
         self.text_encoder = self.build_module(text_encoder)
         self.vision_encoder = self.build_module(vision_encoder)
         self.fusion_encoder = self.build_module(fusion_encoder)
@@ -120,8 +123,9 @@ class XFMRetrieval(XFMBaseModel):
         """
         for key in ('images', 'text_ids', 'text_mask'):
             if key not in inputs:
-                raise KeyError(f'{_WHERE}.loss: the batch has no {key!r}; '
-                               'pack image-text pairs (PackRetrievalInputs)')
+                raise KeyError(
+                    f'{type(self).__name__}.loss: the batch has no {key!r}; '
+                    'pack image-text pairs (PackRetrievalInputs)')
         vision = self.vision_encoder(inputs['images'])
         text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
         return contrastive_matching_losses(
@@ -137,7 +141,7 @@ class XFMRetrieval(XFMBaseModel):
         """Data samples carrying their normalised ITC features
         (``image_feat`` / ``text_feat``).
 
-        Gallery retrieval is ``RetrievalValLoop`` / the retrieval
+        Gallery retrieval is ``ImageTextRetrievalValLoop`` / the retrieval
         inferencers' job (:meth:`retrieve`).
         """
         feats = self.extract_feat(
@@ -179,13 +183,14 @@ class XFMRetrieval(XFMBaseModel):
             torch.Tensor: ``(Q, K)`` float32 logits.
         """
         if query not in ('image', 'text'):
-            raise ValueError(f"{_WHERE}.rerank: query must be 'image' or "
-                             f"'text', got {query!r}")
+            raise ValueError(f"{type(self).__name__}.rerank: query must be "
+                             f"'image' or 'text', got {query!r}")
         num_queries, k = candidates.shape
         expected = len(image_embeds) if query == 'image' else len(text_embeds)
         if expected != num_queries:
-            raise ValueError(f'{_WHERE}.rerank: {num_queries} candidate rows '
-                             f'for {expected} {query} queries')
+            raise ValueError(
+                f'{type(self).__name__}.rerank: {num_queries} candidate '
+                f'rows for {expected} {query} queries')
         device = self.itm_head.classifier[0].weight.device
         query_index = torch.arange(num_queries).repeat_interleave(k)
         cand_index = candidates.reshape(-1).cpu()
@@ -237,8 +242,8 @@ class XFMRetrieval(XFMBaseModel):
             sim = self.itc_head.similarity(images['image_feat'],
                                            texts['text_feat']).t()
         else:
-            raise ValueError(f"{_WHERE}.retrieve: query must be 'image' or "
-                             f"'text', got {query!r}")
+            raise ValueError(f"{type(self).__name__}.retrieve: query must "
+                             f"be 'image' or 'text', got {query!r}")
         k = self.rerank_topk if topk is None else topk
         k = min(k, sim.size(1))
         if self.fast_match or k <= 0:

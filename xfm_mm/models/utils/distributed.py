@@ -25,28 +25,24 @@ backward rules:
 from typing import List, Tuple
 
 import torch
-import torch.distributed as dist
-from mmengine.dist import get_rank, get_world_size
+from mmengine.dist import all_gather, all_reduce, get_rank, get_world_size
 
 
 def _gather_rows(tensor: torch.Tensor) -> Tuple[torch.Tensor, List[int]]:
     """All-gather along dim 0 when ranks may hold different row counts.
 
-    Rows are padded to the largest count for ``dist.all_gather`` (which
-    needs equal shapes) and the padding is cut off again.
+    Rows are padded to the largest count for ``all_gather`` (which needs
+    equal shapes) and the padding is cut off again. mmengine moves the
+    tensors to the backend's device and back (e.g. CPU rows under NCCL).
 
     Returns:
         tuple: the concatenated rows of all ranks, and each rank's count.
     """
-    tensor = tensor.contiguous()
     size = torch.tensor([tensor.size(0)], device=tensor.device)
-    sizes = [torch.empty_like(size) for _ in range(get_world_size())]
-    dist.all_gather(sizes, size)
-    sizes = [int(s) for s in sizes]
+    sizes = [int(s) for s in all_gather(size)]
     padded = tensor.new_zeros((max(sizes), ) + tensor.shape[1:])
     padded[:tensor.size(0)] = tensor
-    gathered = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(gathered, padded)
+    gathered = all_gather(padded)
     return torch.cat([g[:n] for g, n in zip(gathered, sizes)]), sizes
 
 
@@ -71,7 +67,7 @@ class _AllGatherRows(torch.autograd.Function):
     def backward(ctx, grad_output: torch.Tensor):
         if ctx.global_grad:
             grad_output = grad_output.contiguous().clone()
-            dist.all_reduce(grad_output)
+            all_reduce(grad_output, op='sum')
         return grad_output[ctx.rows], None
 
 
