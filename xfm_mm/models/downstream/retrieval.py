@@ -7,12 +7,12 @@ import torch
 from mmengine.structures import BaseDataElement
 
 from xfm_mm.registry import MODELS
-from ..base import XFMBaseModel
 from ..heads import contrastive_matching_losses
+from ..utils.vision_language import VisionLanguageModel
 
 
 @MODELS.register_module()
-class ImageTextRetrieval(XFMBaseModel):
+class ImageTextRetrieval(VisionLanguageModel):
     """Image-text retrieval with a text, a vision and a fusion encoder: ITC +
     ITM fine-tuning, ITC top-k + ITM re-ranking (X-FM, X2-VLM).
 
@@ -29,13 +29,7 @@ class ImageTextRetrieval(XFMBaseModel):
     ranks them (it is not added to the ITC score); all other candidates get
     ``-inf``. ``fast_match=True`` ranks by ITC similarity only.
 
-    Sub-module names are the X-FM pretrainer's, so a pre-training
-    checkpoint loads by name (its MLM / MIM / box heads are ignored).
-
     Args:
-        text_encoder (dict): ``TextEncoder`` config.
-        vision_encoder (dict): ``VisionEncoder`` config.
-        fusion_encoder (dict): ``FusionEncoder`` config.
         itc_head (dict): ``ContrastiveHead`` config.
         itm_head (dict): ``MatchingHead`` config.
         rerank_topk (int): Candidates re-ranked by ITM per query (X-FM
@@ -43,33 +37,24 @@ class ImageTextRetrieval(XFMBaseModel):
         fast_match (bool): Rank by ITC only. Defaults to False.
         itm_batch_size (int): (query, candidate) pairs per fusion forward
             while re-ranking. Defaults to 256.
-        data_preprocessor (dict, optional): Defaults to
-            ``XFMDataPreprocessor`` (CLIP normalisation).
-        init_cfg (dict, optional): E.g. ``dict(type='Pretrained',
-            checkpoint=...)`` for a pre-training checkpoint.
+        **kwargs: ``text_encoder``, ``vision_encoder``, ``fusion_encoder``,
+            ``data_preprocessor`` and ``init_cfg`` of
+            :class:`~xfm_mm.models.utils.vision_language.VisionLanguageModel`.
     """
 
     def __init__(self,
-                 text_encoder: dict,
-                 vision_encoder: dict,
-                 fusion_encoder: dict,
                  itc_head: dict,
                  itm_head: dict,
                  rerank_topk: int = 256,
                  fast_match: bool = False,
                  itm_batch_size: int = 256,
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
-        super().__init__(
-            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+                 **kwargs):
+        super().__init__(**kwargs)
         if rerank_topk < 0 or itm_batch_size < 1:
             raise ValueError(
                 f'{type(self).__name__}: need rerank_topk >= 0 and '
                 f'itm_batch_size >= 1, got {rerank_topk} and '
                 f'{itm_batch_size}')
-        self.text_encoder = self.build_module(text_encoder)
-        self.vision_encoder = self.build_module(vision_encoder)
-        self.fusion_encoder = self.build_module(fusion_encoder)
         self.itc_head = self.build_module(itc_head)
         self.itm_head = self.build_module(itm_head)
         self.rerank_topk = rerank_topk
