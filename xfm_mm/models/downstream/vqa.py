@@ -12,8 +12,6 @@ from .decoder_init import init_decoder_from_pretraining
 from .generation import rank_answers, tokenize_texts
 from .utils import build_tokenizer, stack_field
 
-_WHERE = 'XFMVQA'
-
 
 @MODELS.register_module()
 class XFMVQA(VisionLanguageModel):
@@ -21,7 +19,7 @@ class XFMVQA(VisionLanguageModel):
 
     question -> language encoder -> fusion encoder (cross-attending to the
     image) -> a causal decoder cross-attending to the fusion outputs
-    (X-FM §2.6, ``XFMForVQA``).
+    (upstream ``VQA.py``, ``XFMForVQA``).
 
     - Training: the summed token cross-entropy of every distinct answer of
       a question, weighted by its share of the annotators (0.5 for Visual
@@ -100,14 +98,17 @@ class XFMVQA(VisionLanguageModel):
             answers = mmengine.load(answer_list, file_format='json')
             if not isinstance(answers, list) or not all(
                     isinstance(a, str) for a in answers):
-                raise ValueError(f'{_WHERE}: {answer_list} must hold a JSON '
-                                 'list of answer strings')
+                raise ValueError(
+                    f'{type(self).__name__}: {answer_list} must hold a JSON '
+                    'list of answer strings')
         else:
             answers = list(answer_list)
         if not answers:
-            raise ValueError(f'{_WHERE}: the answer list is empty')
+            raise ValueError(
+                f'{type(self).__name__}: the answer list is empty')
         if tokenizer is None:
-            raise ValueError(f'{_WHERE}: an answer list needs a tokenizer')
+            raise ValueError(
+                f'{type(self).__name__}: an answer list needs a tokenizer')
         ids, mask = tokenize_texts(
             build_tokenizer(tokenizer), answers, max_answer_tokens)
         self.answer_list = answers
@@ -162,8 +163,9 @@ class XFMVQA(VisionLanguageModel):
         ``pred_answer_scores``, best first.
         """
         if self.answer_list is None:
-            raise RuntimeError(f'{_WHERE}: predict needs answer_list (and '
-                               'tokenizer) in the model config')
+            raise RuntimeError(
+                f'{type(self).__name__}: predict needs answer_list (and '
+                'tokenizer) in the model config')
         states = self.fuse(inputs)
         indices, scores = rank_answers(
             self.text_decoder,

@@ -78,10 +78,10 @@ class MaskedPredictionHead(TokenPredictor):
         self.pretrained = pretrained
 
     def init_weights(self) -> None:
-        """Apply ``init_cfg``, then load ``pretrained`` if given."""
-        first_time = not self._is_init
+        """Apply ``init_cfg``, then, the first time, load ``pretrained``."""
+        load = self.pretrained is not None and not self._is_init
         super().init_weights()
-        if self.pretrained is not None and first_time:
+        if load:
             self.load_pretrained(self.pretrained)
 
     def load_pretrained(self, path: str) -> None:

@@ -18,7 +18,8 @@ SOURCES = ('text', 'image', 'image_text', 'region')
 class XFM(VisionLanguageModel):
     """X-FM: a language, a vision and a fusion encoder trained jointly.
 
-    Losses per batch source (X-FM §3, upstream ``model_pretrain.py``):
+    Losses per batch source (upstream ``models/xfm.py`` and
+    ``model_pretrain.py``):
 
     - ``text``: masked LM on the language encoder (``loss_mlm``).
     - ``image``: masked image modeling only (``loss_mim``).
