@@ -4,6 +4,7 @@ from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from mmengine.model import BaseModule
 from torchvision.ops import box_convert, generalized_box_iou
 
@@ -48,7 +49,7 @@ class BoxHead(BaseModule):
         self.giou_weight = giou_weight
         self.bbox_head = build_mlp(embed_dims, 4)
 
-    def predict(self, cls_feats: torch.Tensor) -> torch.Tensor:
+    def predict(self, cls_feats: Tensor) -> Tensor:
         """Return ``(B, 4)`` float32 normalised ``(cx, cy, w, h)`` boxes."""
         if cls_feats.dim() != 2 or cls_feats.size(1) != self.embed_dims:
             raise ValueError(
@@ -56,42 +57,39 @@ class BoxHead(BaseModule):
                 f'(B, {self.embed_dims}), got {tuple(cls_feats.shape)}')
         return self.bbox_head(cls_feats).float().sigmoid()
 
-    def loss(
-        self,
-        cls_feats: torch.Tensor,
-        target: torch.Tensor,
-        is_whole_image: Optional[torch.Tensor] = None
-    ) -> Dict[str, torch.Tensor]:
+    def loss(self,
+             cls_feats: Tensor,
+             target: Tensor,
+             is_whole_image: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Predict boxes from ``cls_feats`` and score them.
 
         Args:
-            cls_feats (torch.Tensor): ``(B, embed_dims)`` fusion token 0.
-            target (torch.Tensor): ``(B, 4)`` normalised cxcywh boxes.
-            is_whole_image (torch.Tensor, optional): ``(B,)`` bool; True
+            cls_feats (Tensor): ``(B, embed_dims)`` fusion token 0.
+            target (Tensor): ``(B, 4)`` normalised cxcywh boxes.
+            is_whole_image (Tensor, optional): ``(B,)`` bool; True
                 excludes the sample from both losses. None: keep all.
 
         Returns:
-            dict[str, torch.Tensor]: ``loss_bbox`` and ``loss_giou``.
+            dict[str, Tensor]: ``loss_bbox`` and ``loss_giou``.
         """
         return self.loss_by_boxes(
             self.predict(cls_feats), target, is_whole_image)
 
     def loss_by_boxes(
-        self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        is_whole_image: Optional[torch.Tensor] = None
-    ) -> Dict[str, torch.Tensor]:
+            self,
+            pred: Tensor,
+            target: Tensor,
+            is_whole_image: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """L1 and GIoU losses of predicted against target cxcywh boxes.
 
         Args:
-            pred (torch.Tensor): ``(B, 4)`` predicted cxcywh boxes.
-            target (torch.Tensor): ``(B, 4)`` target cxcywh boxes.
-            is_whole_image (torch.Tensor, optional): ``(B,)`` bool; True
+            pred (Tensor): ``(B, 4)`` predicted cxcywh boxes.
+            target (Tensor): ``(B, 4)`` target cxcywh boxes.
+            is_whole_image (Tensor, optional): ``(B,)`` bool; True
                 excludes the sample. None: keep all.
 
         Returns:
-            dict[str, torch.Tensor]: ``loss_bbox`` and ``loss_giou``.
+            dict[str, Tensor]: ``loss_bbox`` and ``loss_giou``.
         """
         if pred.dim() != 2 or pred.size(1) != 4 or \
                 target.shape != pred.shape:

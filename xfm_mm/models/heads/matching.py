@@ -6,6 +6,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch import Tensor
 from mmengine.model import BaseModule
 
 from xfm_mm.registry import MODELS
@@ -60,23 +61,23 @@ class MatchingHead(BaseModule):
 
     @torch.no_grad()
     def sample_negatives(
-        self,
-        sim_i2t: torch.Tensor,
-        sim_t2i: torch.Tensor,
-        image_ids: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            self,
+            sim_i2t: Tensor,
+            sim_t2i: Tensor,
+            image_ids: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor, Tensor]:
         """Draw one hard negative per row, batched.
 
         Args:
-            sim_i2t (torch.Tensor): ``(B, B)`` image-to-text logits of this
+            sim_i2t (Tensor): ``(B, B)`` image-to-text logits of this
                 rank (similarity / temperature).
-            sim_t2i (torch.Tensor): ``(B, B)`` text-to-image logits.
-            image_ids (torch.Tensor, optional): ``(B,)`` ids; every sample
+            sim_t2i (Tensor): ``(B, B)`` text-to-image logits.
+            image_ids (Tensor, optional): ``(B,)`` ids; every sample
                 sharing the id of row ``b`` is a positive of ``b``. None:
                 only ``b`` itself.
 
         Returns:
-            tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            tuple[Tensor, Tensor, Tensor]:
 
             - ``neg_image_index`` ``(B,)`` long: a negative image for text
               ``b``.
@@ -109,7 +110,7 @@ class MatchingHead(BaseModule):
         valid = ~positives.all(dim=1)
         own_index = torch.arange(size, device=device)
 
-        def draw(sim: torch.Tensor) -> torch.Tensor:
+        def draw(sim: Tensor) -> Tensor:
             weights = F.softmax(sim.float(), dim=1) + 1e-5
             weights = weights.masked_fill(positives, 0)
             # Rows without a negative get dummy weights so that multinomial
@@ -121,7 +122,7 @@ class MatchingHead(BaseModule):
 
         return draw(sim_t2i), draw(sim_i2t), valid
 
-    def forward(self, cls_feats: torch.Tensor) -> torch.Tensor:
+    def forward(self, cls_feats: Tensor) -> Tensor:
         """Return ``(B, 2)`` logits (index 1 = matched)."""
         if cls_feats.dim() != 2 or cls_feats.size(1) != self.embed_dims:
             raise ValueError(
@@ -129,44 +130,40 @@ class MatchingHead(BaseModule):
                 f'(B, {self.embed_dims}), got {tuple(cls_feats.shape)}')
         return self.classifier(cls_feats)
 
-    def score(self,
-              cls_feats: torch.Tensor,
-              return_prob: bool = False) -> torch.Tensor:
+    def score(self, cls_feats: Tensor, return_prob: bool = False) -> Tensor:
         """Matching score for retrieval re-ranking.
 
         Args:
-            cls_feats (torch.Tensor): ``(B, embed_dims)`` fusion token 0.
+            cls_feats (Tensor): ``(B, embed_dims)`` fusion token 0.
             return_prob (bool): Return the softmax probability of "matched"
                 instead of its logit (upstream re-ranks by the logit).
                 Defaults to False.
 
         Returns:
-            torch.Tensor: ``(B,)`` float32 scores.
+            Tensor: ``(B,)`` float32 scores.
         """
         logits = self(cls_feats).float()
         if return_prob:
             return logits.softmax(dim=-1)[:, 1]
         return logits[:, 1]
 
-    def loss(
-            self,
-            pos_cls: torch.Tensor,
-            neg_cls: torch.Tensor,
-            neg_valid: Optional[torch.Tensor] = None
-    ) -> Dict[str, torch.Tensor]:
+    def loss(self,
+             pos_cls: Tensor,
+             neg_cls: Tensor,
+             neg_valid: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Two-way cross-entropy, label 1 for positives, 0 for negatives.
 
         Args:
-            pos_cls (torch.Tensor): ``(B, embed_dims)`` fusion token 0 of the
+            pos_cls (Tensor): ``(B, embed_dims)`` fusion token 0 of the
                 matched pairs.
-            neg_cls (torch.Tensor): ``(K, embed_dims)`` fusion token 0 of the
+            neg_cls (Tensor): ``(K, embed_dims)`` fusion token 0 of the
                 negative pairs (``K = 2B`` in pre-training).
-            neg_valid (torch.Tensor, optional): ``(K,)`` bool; False
+            neg_valid (Tensor, optional): ``(K,)`` bool; False
                 excludes a negative from the loss (see
                 :meth:`sample_negatives`). None: all are used.
 
         Returns:
-            dict[str, torch.Tensor]: ``loss_itm`` (scalar), the mean over
+            dict[str, Tensor]: ``loss_itm`` (scalar), the mean over
             the positives and the valid negatives.
         """
         num_pos, num_neg = pos_cls.size(0), neg_cls.size(0)
@@ -187,22 +184,21 @@ class MatchingHead(BaseModule):
         return self.loss_by_labels(
             torch.cat([pos_cls, neg_cls], dim=0), labels, weights)
 
-    def loss_by_labels(
-            self,
-            cls_feats: torch.Tensor,
-            labels: torch.Tensor,
-            weights: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    def loss_by_labels(self,
+                       cls_feats: Tensor,
+                       labels: Tensor,
+                       weights: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Two-way cross-entropy of pairs whose match labels are given.
 
         Args:
-            cls_feats (torch.Tensor): ``(N, embed_dims)`` fusion token 0.
-            labels (torch.Tensor): ``(N,)`` long, 1 = matched, 0 = not.
-            weights (torch.Tensor, optional): ``(N,)`` float per-pair
+            cls_feats (Tensor): ``(N, embed_dims)`` fusion token 0.
+            labels (Tensor): ``(N,)`` long, 1 = matched, 0 = not.
+            weights (Tensor, optional): ``(N,)`` float per-pair
                 weights; the loss is their weighted mean. None: the plain
                 mean.
 
         Returns:
-            dict[str, torch.Tensor]: ``loss_itm`` (scalar).
+            dict[str, Tensor]: ``loss_itm`` (scalar).
         """
         num = cls_feats.size(0)
         if labels.shape != (num, ):
