@@ -210,7 +210,7 @@ class ContrastiveHead(BaseModule):
             # The positive set is symmetric, so the same targets serve t2i.
             targets = positives / positives.sum(dim=1, keepdim=True)
         weights = None if row_mask is None else \
-            all_gather_no_grad(row_mask.to(device))[rows].float()
+            all_gather_no_grad(row_mask.to(device).float())[rows]
 
         def cross_entropy(logits: torch.Tensor) -> torch.Tensor:
             if weights is None:
