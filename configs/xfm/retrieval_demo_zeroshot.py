@@ -7,7 +7,7 @@ _base_ = ['./pretrain_demo.py']
 
 model = dict(
     _delete_=True,
-    type='XFMRetrieval',
+    type='ImageTextRetrieval',
     data_preprocessor=dict(type='MultiSourceDataPreprocessor'),
     text_encoder={{_base_.model.text_encoder}},
     vision_encoder={{_base_.model.vision_encoder}},
@@ -41,7 +41,7 @@ test_dataloader = dict(
         test_mode=True,
         pipeline=test_pipeline))
 test_evaluator = dict(type='ImageTextRetrievalMetric')
-test_cfg = dict(type='RetrievalTestLoop')
+test_cfg = dict(type='ImageTextRetrievalTestLoop')
 
 train_dataloader = None
 train_cfg = None

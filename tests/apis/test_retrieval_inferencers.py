@@ -57,7 +57,7 @@ def setting(tmp_path_factory):
 
 def _reference(model, images, texts, query):
     """Scores computed by hand: images / texts packed by the config's test
-    pipeline, encoded, and ranked by XFMRetrieval.retrieve."""
+    pipeline, encoded, and ranked by ImageTextRetrieval.retrieve."""
     from xfm_mm.apis import split_test_pipeline
     from xfm_mm.apis.base import load_image
     image_pipe, text_pipe = split_test_pipeline(model._config)

@@ -64,8 +64,8 @@ def tiny_towers(img_size: int = IMAGE, embed_dims: int = 16) -> dict:
 
 
 def tiny_retrieval_model(**overrides) -> dict:
-    """``XFMRetrieval`` config of :func:`tiny_towers`."""
-    cfg = dict(type='XFMRetrieval', rerank_topk=4, itm_batch_size=7)
+    """``ImageTextRetrieval`` config of :func:`tiny_towers`."""
+    cfg = dict(type='ImageTextRetrieval', rerank_topk=4, itm_batch_size=7)
     cfg.update(tiny_towers())
     cfg.update(overrides)
     return cfg
@@ -77,12 +77,12 @@ def tiny_pretrainer(**overrides) -> dict:
     cfg = dict(
         type='XFM',
         mlm_head=dict(
-            type='MaskedLMHead',
+            type='MaskedPredictionHead',
             embed_dims=WIDTH,
             vocab_size=VOCAB,
             loss_name='loss_mlm'),
         imlm_head=dict(
-            type='MaskedLMHead',
+            type='MaskedPredictionHead',
             embed_dims=WIDTH,
             vocab_size=VOCAB,
             loss_name='loss_imlm'),

@@ -138,7 +138,7 @@ def test_greedy_prediction_matches_step_by_step_decoding(caption_files):
         context = model.vision_encoder(image)
         ids = model.start_ids[None]
         expected = []
-        for _ in range(model.max_new_tokens):
+        for _ in range(model.beam_cfg['max_new_tokens']):
             nxt = model.text_decoder.logits(ids, None, context)[0, -1].argmax()
             expected.append(int(nxt))
             ids = torch.cat([ids, nxt.view(1, 1)], dim=1)

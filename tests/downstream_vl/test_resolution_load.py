@@ -73,7 +73,7 @@ def test_same_resolution_load_is_exact(pretrained):
 
     vqa = build('XFMVQA', PRETRAIN_IMG, path)
     torch.testing.assert_close(
-        vqa.encode_question(inputs), expected, rtol=0, atol=0)
+        vqa.fuse(inputs), expected, rtol=0, atol=0)
     # X-FM's decoder starts as a copy of the fusion encoder; embeddings
     # from the language encoder, LM head from the IMLM head.
     for dst, src in zip(vqa.text_decoder.layers, xfm.fusion_encoder.layers):
@@ -107,7 +107,7 @@ def test_higher_resolution_load_resizes_tables(pretrained):
     table = vqa.vision_encoder.layers[0].rel_pos_bias
     assert table.grid == (4, 4)
     assert table.relative_position_bias_table.shape == ((2 * 4 - 1)**2 + 3, 4)
-    states = vqa.encode_question(inputs)
+    states = vqa.fuse(inputs)
     assert torch.isfinite(states).all()
     torch.testing.assert_close(states, expected, rtol=1e-4, atol=1e-5)
     data_samples = vqa.predict(inputs)

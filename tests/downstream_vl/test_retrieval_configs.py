@@ -29,7 +29,7 @@ def _step(pipeline, kind):
 ])
 def test_finetuning_configs(name, data_root, lr):
     cfg = _load(name)
-    assert cfg.model.type == 'XFMRetrieval'
+    assert cfg.model.type == 'ImageTextRetrieval'
     assert cfg.model.rerank_topk == 256  # k_test
     assert cfg.model.vision_encoder.img_size == 384
     assert cfg.model.init_cfg == dict(type='Pretrained', checkpoint=PRETRAINED)
@@ -40,8 +40,8 @@ def test_finetuning_configs(name, data_root, lr):
     assert optimizer.betas == (0.9, 0.98)
     assert cfg.param_scheduler[-1].end == 20
     assert cfg.param_scheduler[-1].end_factor == 0.0
-    assert cfg.val_cfg.type == 'RetrievalValLoop'
-    assert cfg.test_cfg.type == 'RetrievalTestLoop'
+    assert cfg.val_cfg.type == 'ImageTextRetrievalValLoop'
+    assert cfg.test_cfg.type == 'ImageTextRetrievalTestLoop'
     assert dict(type='ClampTemperatureHook') in cfg.custom_hooks
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         assert cfg[loader].dataset.data_root == data_root
@@ -74,7 +74,7 @@ def test_zero_shot_configs_only_test(name, data_root):
     assert cfg.optim_wrapper is None
     assert cfg.model.vision_encoder.img_size == 224
     assert cfg.model.rerank_topk == 256
-    assert cfg.test_cfg.type == 'RetrievalTestLoop'
+    assert cfg.test_cfg.type == 'ImageTextRetrievalTestLoop'
     assert cfg.test_dataloader.dataset.data_root == data_root
     assert cfg.test_dataloader.dataset.test_mode
     assert _step(cfg.test_dataloader.dataset.pipeline,
@@ -136,3 +136,20 @@ def test_no_weight_decay_on_biases_and_norms():
     assert checked == {0.0, 0.01}
     assert any('rel_pos_bias' in n or 'relative' in n
                for n, _ in model.named_parameters())
+
+
+def test_loop_names_do_not_collide_with_mmpretrain():
+    """mmpretrain registers its own RetrievalValLoop / RetrievalTestLoop;
+    xfm_mm's loops carry other names, so neither shadows the other."""
+    import mmpretrain.engine  # noqa: F401  (registers mmpretrain's loops)
+    from mmpretrain.registry import LOOPS as MMPRETRAIN_LOOPS
+
+    from xfm_mm.engine import (ImageTextRetrievalTestLoop,
+                               ImageTextRetrievalValLoop)
+    from xfm_mm.registry import LOOPS
+    assert LOOPS.get('ImageTextRetrievalValLoop') is ImageTextRetrievalValLoop
+    assert LOOPS.get(
+        'ImageTextRetrievalTestLoop') is ImageTextRetrievalTestLoop
+    for name in ('RetrievalValLoop', 'RetrievalTestLoop'):
+        assert name in MMPRETRAIN_LOOPS.module_dict
+        assert name not in LOOPS.module_dict

@@ -8,7 +8,7 @@ real PNG pictures of coloured shapes whose captions name the colour and
 the shape, in the Karpathy JSON format. Zero-shot runs the zero-shot
 config through ``Runner.test``; fine-tuning runs the 384 px config (tiny
 sizes, a short constant schedule) through ``Runner.train`` and then its
-``RetrievalValLoop``, with ITC top-4 re-ranked by ITM both times.
+``ImageTextRetrievalValLoop``, with ITC top-4 re-ranked by ITM both times.
 """
 import os.path as osp
 import sys

@@ -1,13 +1,14 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""RetrievalValLoop / RetrievalTestLoop against a brute-force evaluation,
-on one process through the Runner and on two gloo processes."""
+"""ImageTextRetrievalValLoop / ImageTextRetrievalTestLoop against a
+brute-force evaluation, on one process through the Runner and on two gloo
+processes."""
 import os
 import os.path as osp
 import socket
 import sys
 import time
 from datetime import timedelta
-from types import SimpleNamespace
+from types import MethodType, SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,8 +24,8 @@ import xfm_mm.engine.retrieval_loop  # noqa: F401
 import xfm_mm.evaluation  # noqa: F401
 import xfm_mm.models  # noqa: F401
 from xfm_mm.datasets.downstream import ImageTextRetrievalDataset
-from xfm_mm.engine.retrieval_loop import (RetrievalLoopMixin, gather_rows,
-                                          query_slice)
+from xfm_mm.engine.retrieval_loop import (ImageTextRetrievalLoopMixin,
+                                          gather_rows, query_slice)
 from xfm_mm.evaluation.metrics import retrieval_recall
 from xfm_mm.registry import MODELS
 
@@ -165,13 +166,16 @@ def _evaluate(model, dataset, batch_size, chunk):
         MODE='test',
         query_chunk=chunk,
         offload_embeds=True,
-        _store=lambda t: t.cpu(),
-        _collate_captions=RetrievalLoopMixin._collate_captions)
+        _store=lambda t: t.cpu())
+    stub._collate_captions = MethodType(
+        ImageTextRetrievalLoopMixin._collate_captions, stub)
     with torch.no_grad():
-        feats = RetrievalLoopMixin.extract_all(stub, model, dataset.num_images,
-                                               dataset.num_texts)
-        return (RetrievalLoopMixin.rank_queries(stub, model, feats, 'image'),
-                RetrievalLoopMixin.rank_queries(stub, model, feats, 'text'))
+        feats = ImageTextRetrievalLoopMixin.extract_all(
+            stub, model, dataset.num_images, dataset.num_texts)
+        return (ImageTextRetrievalLoopMixin.rank_queries(
+            stub, model, feats, 'image'),
+                ImageTextRetrievalLoopMixin.rank_queries(
+                    stub, model, feats, 'text'))
 
 
 def _worker(rank, port, root, out_dir):

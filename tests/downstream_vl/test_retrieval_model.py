@@ -1,5 +1,5 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""XFMRetrieval: losses against the heads, no stop-gradient, pair-by-pair
+"""ImageTextRetrieval: losses against the heads, no stop-gradient, pair-by-pair
 re-ranking, retrieval scores, checkpoint loading by name, bf16, and a
 training step + prediction through the published pipeline."""
 import os.path as osp

@@ -171,7 +171,7 @@ def test_loss_is_weighted_answer_nll(vqa_files):
     loss = model(**data, mode='loss')['loss_vqa']
 
     # Reference: every answer decoded on its own question's states.
-    states = model.encode_question(data['inputs'])
+    states = model.fuse(data['inputs'])
     mask = data['inputs']['text_mask']
     total = 0.
     for b, sample in enumerate(data['data_samples']):

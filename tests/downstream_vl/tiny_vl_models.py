@@ -77,12 +77,12 @@ def tiny_xfm_cfg(img_size: int = IMG) -> dict:
             embed_dims=16),
         itm_head=dict(type='MatchingHead', embed_dims=WIDTH),
         mlm_head=dict(
-            type='MaskedLMHead',
+            type='MaskedPredictionHead',
             embed_dims=WIDTH,
             vocab_size=VOCAB,
             loss_name='loss_mlm'),
         imlm_head=dict(
-            type='MaskedLMHead',
+            type='MaskedPredictionHead',
             embed_dims=WIDTH,
             vocab_size=VOCAB,
             loss_name='loss_imlm'),

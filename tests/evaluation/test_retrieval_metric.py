@@ -160,7 +160,8 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match='tie_mode'):
         ImageTextRetrievalMetric(tie_mode='random')
     metric = ImageTextRetrievalMetric()
-    with pytest.raises(KeyError, match='ImageTextRetrievalMetric.*gt_text_ids'):
+    with pytest.raises(
+            KeyError, match='ImageTextRetrievalMetric.*gt_text_ids'):
         metric.process(None, [dict(i2t_scores=np.zeros(3))])
     with pytest.raises(KeyError, match='neither'):
         metric.process(None, [dict(pred_score=np.zeros(3))])

@@ -45,16 +45,16 @@ def tiny_xfm_cfg(**overrides) -> dict:
             embed_dims=16),
         itm_head=dict(type='MatchingHead', embed_dims=width),
         mlm_head=dict(
-            type='MaskedLMHead',
+            type='MaskedPredictionHead',
             embed_dims=width,
             vocab_size=VOCAB,
             loss_name='loss_mlm'),
         imlm_head=dict(
-            type='MaskedLMHead',
+            type='MaskedPredictionHead',
             embed_dims=width,
             vocab_size=VOCAB,
             loss_name='loss_imlm'),
-        mim_head=dict(type='MaskedImageHead'),
+        mim_head=dict(type='FeatureRegressionMIMHead'),
         box_head=dict(type='BoxHead', embed_dims=width))
     cfg.update(overrides)
     return cfg
@@ -84,7 +84,7 @@ def _image_mask(gen):
 
 
 def make_batch(source: str, batch_size: int = 4, seed: int = 0) -> dict:
-    """What pseudo_collate makes of PackXFMInputs outputs."""
+    """What pseudo_collate makes of PackMultiSourceInputs outputs."""
     gen = torch.Generator().manual_seed(seed)
     inputs, samples = [], []
     for i in range(batch_size):

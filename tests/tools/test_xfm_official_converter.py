@@ -188,17 +188,17 @@ def tiny_xfm_cfg():
             embed_dims=EMBED),
         itm_head=dict(type='MatchingHead', embed_dims=D),
         mlm_head=dict(
-            type='MaskedLMHead',
+            type='MaskedPredictionHead',
             embed_dims=D,
             vocab_size=VOCAB,
             layer_norm_eps=1e-5),
         imlm_head=dict(
-            type='MaskedLMHead',
+            type='MaskedPredictionHead',
             embed_dims=D,
             vocab_size=VOCAB,
             layer_norm_eps=1e-5,
             loss_name='loss_imlm'),
-        mim_head=dict(type='MaskedImageHead'),
+        mim_head=dict(type='FeatureRegressionMIMHead'),
         box_head=dict(type='BoxHead', embed_dims=D))
 
 
@@ -370,7 +370,7 @@ def test_text_and_fusion_match_hf_roberta(official, loaded):
         logits = F.linear(x, official[head + 'decoder.weight'],
                           official[head + 'bias'])
         assert torch.allclose(
-            loaded.imlm_head.logits(fused), logits, atol=1e-4)
+            loaded.imlm_head(fused), logits, atol=1e-4)
 
 
 def test_cli_round_trip(official, tmp_path):

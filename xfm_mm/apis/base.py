@@ -1,7 +1,7 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """Model loading and pipeline helpers shared by the xfm_mm inferencers."""
 import copy
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -168,3 +168,42 @@ class BaseInferencer(MMPretrainInferencer):
     def list_models(pattern: Optional[str] = None):
         """xfm_mm has no model hub: models come from config files."""
         return []
+
+
+class ImageTextEncoding:
+    """Inputs and encoding of inferencers that embed images and texts with
+    the model's ``extract_feat`` (feature extraction, retrieval).
+
+    The config's test pipeline is split into its image and text halves
+    (:func:`split_test_pipeline`).
+    """
+
+    def _init_pipeline(self, cfg: Config) -> tuple:
+        return split_test_pipeline(cfg)
+
+    def _pack(self, item: Union[str, np.ndarray], modality: str) -> dict:
+        """Run one image (path / array) or one text through its pipeline."""
+        image_pipeline, text_pipeline = self.pipeline
+        if modality == 'image':
+            return image_pipeline(load_image(item))
+        if not isinstance(item, str):
+            raise TypeError(f'{type(self).__name__}: texts must be strings, '
+                            f'got {item!r:.60}')
+        return text_pipeline(dict(text=item))
+
+    @torch.no_grad()
+    def encode(self, data: dict, modality: str) -> Dict[str, torch.Tensor]:
+        """``extract_feat`` of one collated batch of images or texts.
+
+        Args:
+            data (dict): ``pseudo_collate`` of :meth:`_pack` outputs.
+            modality (str): ``'image'`` or ``'text'``.
+
+        Returns:
+            dict[str, torch.Tensor]: The model's batched features.
+        """
+        inputs = self.model.data_preprocessor(data, False)['inputs']
+        if modality == 'image':
+            return self.model.extract_feat(images=inputs['images'])
+        return self.model.extract_feat(
+            text_ids=inputs['text_ids'], text_mask=inputs.get('text_mask'))

@@ -10,13 +10,8 @@ from .vqa import ImageTaskInferencer, ImageType, as_list
 class ImageCaptionInferencer(ImageTaskInferencer):
     """Caption images with an :class:`XFMCaptioner` model (beam search).
 
-    Args:
-        model (BaseModel | str | Config): The model or its config (whose
-            ``test_dataloader`` pipeline prepares the inputs).
-        pretrained (str, optional): Checkpoint to load.
-        device (str | torch.device, optional): Device to run on.
-        **kwargs: Overrides of ``config.model`` (config input only), e.g.
-            ``beam_size=5``.
+    The arguments are :class:`~xfm_mm.apis.vqa.ImageTaskInferencer`'s
+    (``beam_size=5`` overrides the config's).
 
     Example:
         >>> from xfm_mm.apis import ImageCaptionInferencer

@@ -1,25 +1,24 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """Image and text features of an xfm_mm model (``extract_feat``)."""
 import os.path as osp
-from typing import Dict, List, Union
+from typing import Dict, List
 
 import numpy as np
 import torch
-from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
 from xfm_mm.registry import INFERENCERS
-from .base import BaseInferencer, load_image, split_test_pipeline
+from .base import BaseInferencer, ImageTextEncoding
 
 MODALITIES = ('auto', 'image', 'text')
 
 
 @INFERENCERS.register_module()
-class FeatureExtractor(BaseInferencer):
+class FeatureExtractor(ImageTextEncoding, BaseInferencer):
     """Extract features with the model's ``extract_feat``.
 
     Works with any model whose ``extract_feat(images=..., text_ids=...,
-    text_mask=...)`` returns a dict of batched tensors: ``XFMRetrieval``
+    text_mask=...)`` returns a dict of batched tensors: ``ImageTextRetrieval``
     gives ``image_feat`` (normalised ITC embedding) and ``image_embeds``
     (vision tokens) for images, ``text_feat``, ``text_embeds`` and
     ``text_mask`` for texts; the ``XFM`` pretrainer gives the ITC
@@ -41,9 +40,6 @@ class FeatureExtractor(BaseInferencer):
         >>> feats[0]['image_feat'].shape, feats[1]['text_feat'].shape
         (torch.Size([256]), torch.Size([256]))
     """
-
-    def _init_pipeline(self, cfg: Config) -> tuple:
-        return split_test_pipeline(cfg)
 
     def __call__(self,
                  inputs,
@@ -73,7 +69,7 @@ class FeatureExtractor(BaseInferencer):
             positions = [i for i, k in enumerate(kinds) if k == kind]
             for start in range(0, len(positions), batch_size):
                 chunk = positions[start:start + batch_size]
-                feats = self.forward(
+                feats = self.encode(
                     pseudo_collate([self._pack(items[i], kind)
                                     for i in chunk]), kind)
                 for row, index in enumerate(chunk):
@@ -90,23 +86,6 @@ class FeatureExtractor(BaseInferencer):
             return 'image' if osp.isfile(item) else 'text'
         raise TypeError(f'inputs must be image paths, arrays or texts, got '
                         f'{type(item).__name__}')
-
-    def _pack(self, item: Union[str, np.ndarray], kind: str) -> dict:
-        image_pipeline, text_pipeline = self.pipeline
-        if kind == 'image':
-            return image_pipeline(load_image(item))
-        if not isinstance(item, str):
-            raise TypeError(f'texts must be strings, got {item!r:.60}')
-        return text_pipeline(dict(text=item))
-
-    @torch.no_grad()
-    def forward(self, data: dict, kind: str) -> Dict[str, torch.Tensor]:
-        """Features of one batch of images or texts."""
-        inputs = self.model.data_preprocessor(data, False)['inputs']
-        if kind == 'image':
-            return self.model.extract_feat(images=inputs['images'])
-        return self.model.extract_feat(
-            text_ids=inputs['text_ids'], text_mask=inputs.get('text_mask'))
 
     def postprocess(self, *args, **kwargs):
         """Not used: :meth:`__call__` returns the features directly."""

@@ -3,20 +3,14 @@
 from typing import Sequence, Union
 
 from xfm_mm.registry import INFERENCERS
-from .vqa import ImageTaskInferencer, ImageType, as_list
+from .vqa import ImageTaskInferencer, ImageType
 
 
 @INFERENCERS.register_module()
 class VisualGroundingInferencer(ImageTaskInferencer):
     """Locate the object a text refers to with an :class:`XFMGrounding`
-    model; boxes are xyxy pixels of the given image.
-
-    Args:
-        model (BaseModel | str | Config): The model or its config (whose
-            ``test_dataloader`` pipeline prepares the inputs).
-        pretrained (str, optional): Checkpoint to load.
-        device (str | torch.device, optional): Device to run on.
-        **kwargs: Overrides of ``config.model`` (config input only).
+    model; boxes are xyxy pixels of the given image. The arguments are
+    :class:`~xfm_mm.apis.vqa.ImageTaskInferencer`'s.
 
     Example:
         >>> from xfm_mm.apis import VisualGroundingInferencer
@@ -47,17 +41,8 @@ class VisualGroundingInferencer(ImageTaskInferencer):
             list[dict]: ``text`` and ``pred_bboxes`` (``[x1, y1, x2, y2]``
             in pixels of the input image) per image.
         """
-        images = as_list(images, 'images')
-        texts = as_list(texts, 'texts')
-        if len(images) != len(texts):
-            raise ValueError(f'{len(images)} images but {len(texts)} texts')
-        inputs = [dict(img=img, text=t) for img, t in zip(images, texts)]
-        results = super().__call__(inputs, return_datasamples, batch_size,
-                                   **kwargs)
-        if not return_datasamples:
-            for result, text in zip(results, texts):
-                result['text'] = text
-        return results
+        return self._call_with_texts(images, texts, 'text', return_datasamples,
+                                     batch_size, **kwargs)
 
     def _results(self, sample) -> dict:
         return dict(pred_bboxes=sample.pred_bboxes.reshape(4).tolist())

@@ -7,13 +7,12 @@ from typing import Dict, List, Optional, Sequence, Union
 import mmengine
 import numpy as np
 import torch
-from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.logging import print_log
 from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import INFERENCERS
-from .base import BaseInferencer, ModelType, load_image, split_test_pipeline
+from .base import BaseInferencer, ImageTextEncoding, ModelType
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff',
                   '.webp')
@@ -23,8 +22,28 @@ GALLERY_KEYS = dict(
     text=('text_feat', 'text_embeds', 'text_mask'))
 
 
-class _RetrievalInferencer(BaseInferencer):
-    """Shared gallery handling; subclasses set the query modality."""
+class BaseRetrievalInferencer(ImageTextEncoding, BaseInferencer):
+    """Queries of one modality against a prototype gallery of the other.
+
+    Queries are scored as in evaluation (``ImageTextRetrieval.retrieve``):
+    the ITC top-``rerank_topk`` re-ranked by the ITM head, or ITC alone
+    with ``fast_match``. Subclasses set the query modality (``QUERY``) and
+    read the prototype.
+
+    Args:
+        model (BaseModel | str | Config): A retrieval config (path or
+            object) or a model built by :func:`xfm_mm.apis.init_model`.
+        prototype (str | list): The gallery (see the subclass).
+        prototype_cache (str, optional): A ``.pth`` file: loaded when it
+            exists (weights-only), otherwise written after encoding the
+            prototype.
+        fast_match (bool): Rank by ITC similarity only (keeps no gallery
+            tokens, much less memory for large galleries). Defaults to
+            False.
+        prepare_batch_size (int): Batch size to encode the prototype.
+        pretrained (str, optional): Checkpoint to load.
+        device (str | torch.device, optional): Device to run on.
+    """
 
     QUERY = 'image'
     postprocess_kwargs: set = {'topk'}
@@ -41,27 +60,15 @@ class _RetrievalInferencer(BaseInferencer):
                  **kwargs) -> None:
         super().__init__(
             model=model, pretrained=pretrained, device=device, **kwargs)
-        self.img_pipeline, self.text_pipeline = self.pipeline
         self.model.fast_match = fast_match
         self.gallery = 'text' if self.QUERY == 'image' else 'image'
         self.prototype_items = self._prototype_items(prototype)
         self.prototype = self._prepare_prototype(prototype_cache,
                                                  prepare_batch_size)
 
-    def _init_pipeline(self, cfg: Config) -> tuple:
-        return split_test_pipeline(cfg)
-
     # ---------------------------------------------------------------- data
     def _prototype_items(self, prototype) -> List:
         raise NotImplementedError
-
-    def _pack(self, item, modality: str) -> dict:
-        """Run one image (path / array) or one text through its pipeline."""
-        if modality == 'image':
-            return self.img_pipeline(load_image(item))
-        if not isinstance(item, str):
-            raise TypeError(f'texts must be strings, got {item!r:.60}')
-        return self.text_pipeline(dict(text=item))
 
     def _batches(self, items: Sequence, modality: str, batch_size: int):
         for start in range(0, len(items), batch_size):
@@ -69,14 +76,6 @@ class _RetrievalInferencer(BaseInferencer):
                 self._pack(item, modality)
                 for item in items[start:start + batch_size]
             ])
-
-    @torch.no_grad()
-    def _encode(self, data: dict, modality: str) -> Dict[str, torch.Tensor]:
-        data = self.model.data_preprocessor(data, False)['inputs']
-        if modality == 'image':
-            return self.model.extract_feat(images=data['images'])
-        return self.model.extract_feat(
-            text_ids=data['text_ids'], text_mask=data['text_mask'])
 
     def _prepare_prototype(self, cache: Optional[str],
                            batch_size: int) -> Dict[str, torch.Tensor]:
@@ -96,7 +95,7 @@ class _RetrievalInferencer(BaseInferencer):
             return {k: prototype[k].to(device) for k in keys}
         parts = [{
             k: v
-            for k, v in self._encode(batch, self.gallery).items() if k in keys
+            for k, v in self.encode(batch, self.gallery).items() if k in keys
         } for batch in self._batches(self.prototype_items, self.gallery,
                                      batch_size)]
         prototype = {k: torch.cat([p[k] for p in parts]) for k in keys}
@@ -120,7 +119,7 @@ class _RetrievalInferencer(BaseInferencer):
     @torch.no_grad()
     def forward(self, data: dict, **kwargs) -> List[DataSample]:
         """Score a batch of queries against the whole gallery."""
-        feats = self._encode(data, self.QUERY)
+        feats = self.encode(data, self.QUERY)
         scores = self.model.retrieve(feats, self.prototype, self.QUERY)
         return [DataSample().set_pred_score(row) for row in scores.float()]
 
@@ -157,26 +156,14 @@ class _RetrievalInferencer(BaseInferencer):
 
 
 @INFERENCERS.register_module()
-class ImageToTextRetrievalInferencer(_RetrievalInferencer):
+class ImageToTextRetrievalInferencer(BaseRetrievalInferencer):
     """Find the texts of a prototype list that match query images.
 
-    Texts are scored as in evaluation (``XFMRetrieval.retrieve``): the ITC
-    top-``rerank_topk`` re-ranked by the ITM head, or ITC alone with
-    ``fast_match``.
+    The arguments are :class:`BaseRetrievalInferencer`'s, with:
 
     Args:
-        model (BaseModel | str | Config): A retrieval config (path or
-            object) or a model built by :func:`xfm_mm.apis.init_model`.
         prototype (str | list[str]): The candidate texts, or a text file
             with one per line.
-        prototype_cache (str, optional): A ``.pth`` file: loaded when it
-            exists (weights-only), otherwise written after encoding the
-            prototype.
-        fast_match (bool): Rank by ITC similarity only (keeps no text
-            tokens). Defaults to False.
-        prepare_batch_size (int): Batch size to encode the prototype.
-        pretrained (str, optional): Checkpoint to load.
-        device (str | torch.device, optional): Device to run on.
 
     Example:
         >>> from xfm_mm.apis import ImageToTextRetrievalInferencer
@@ -209,23 +196,14 @@ class ImageToTextRetrievalInferencer(_RetrievalInferencer):
 
 
 @INFERENCERS.register_module()
-class TextToImageRetrievalInferencer(_RetrievalInferencer):
+class TextToImageRetrievalInferencer(BaseRetrievalInferencer):
     """Find the images of a prototype gallery that match query texts.
 
+    The arguments are :class:`BaseRetrievalInferencer`'s, with:
+
     Args:
-        model (BaseModel | str | Config): A retrieval config (path or
-            object) or a model built by :func:`xfm_mm.apis.init_model`.
         prototype (str | list): A folder of images (sorted by name), or a
             list of image paths / HWC BGR arrays.
-        prototype_cache (str, optional): A ``.pth`` file: loaded when it
-            exists (weights-only), otherwise written after encoding the
-            prototype.
-        fast_match (bool): Rank by ITC similarity only (keeps no image
-            tokens, much less memory for large galleries). Defaults to
-            False.
-        prepare_batch_size (int): Batch size to encode the prototype.
-        pretrained (str, optional): Checkpoint to load.
-        device (str | torch.device, optional): Device to run on.
 
     Example:
         >>> from xfm_mm.apis import TextToImageRetrievalInferencer

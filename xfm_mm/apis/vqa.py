@@ -29,6 +29,13 @@ class ImageTaskInferencer(BaseInferencer):
 
     Subclasses turn their call arguments into dicts (``img`` plus fields
     such as ``question`` or ``text``) and the data samples into results.
+
+    Args:
+        model (BaseModel | str | Config): The model or its config (whose
+            ``test_dataloader`` pipeline prepares the inputs).
+        pretrained (str, optional): Checkpoint to load.
+        device (str | torch.device, optional): Device to run on.
+        **kwargs: Overrides of ``config.model`` (config input only).
     """
 
     visualize_kwargs: set = {'show', 'show_dir'}
@@ -61,6 +68,27 @@ class ImageTaskInferencer(BaseInferencer):
     def _results(self, sample) -> dict:
         raise NotImplementedError
 
+    def _call_with_texts(self, images, texts, field: str,
+                         return_datasamples: bool, batch_size: int,
+                         **kwargs) -> list:
+        """Run one text per image, stored as ``field`` in the pipeline's
+        input and echoed, as given, in each result dict."""
+        images = as_list(images, 'images')
+        texts = as_list(texts, field)
+        if len(images) != len(texts):
+            raise ValueError(f'{type(self).__name__}: {len(images)} images '
+                             f'but {len(texts)} {field} texts')
+        inputs = [{
+            'img': img,
+            field: text
+        } for img, text in zip(images, texts)]
+        results = super().__call__(inputs, return_datasamples, batch_size,
+                                   **kwargs)
+        if not return_datasamples:
+            for result, text in zip(results, texts):
+                result[field] = text
+        return results
+
     def postprocess(self,
                     preds: list,
                     visualization=None,
@@ -76,15 +104,9 @@ class VisualQuestionAnsweringInferencer(ImageTaskInferencer):
     """Answer questions about images with an :class:`XFMVQA` model.
 
     The answer is the best of the model's answer list (first-token top-k,
-    then whole-answer log-likelihood).
-
-    Args:
-        model (BaseModel | str | Config): The model or its config (whose
-            ``test_dataloader`` pipeline prepares the inputs).
-        pretrained (str, optional): Checkpoint to load.
-        device (str | torch.device, optional): Device to run on.
-        **kwargs: Overrides of ``config.model`` (config input only), e.g.
-            ``answer_list=...``.
+    then whole-answer log-likelihood). The arguments are
+    :class:`ImageTaskInferencer`'s (``answer_list=...`` overrides the
+    config's).
 
     Example:
         >>> from xfm_mm.apis import VisualQuestionAnsweringInferencer
@@ -115,20 +137,8 @@ class VisualQuestionAnsweringInferencer(ImageTaskInferencer):
             list[dict]: ``question``, ``pred_answer`` and
             ``pred_answer_score`` (log-likelihood) per image.
         """
-        images = as_list(images, 'images')
-        questions = as_list(questions, 'questions')
-        if len(images) != len(questions):
-            raise ValueError(f'{len(images)} images but {len(questions)} '
-                             'questions')
-        inputs = [
-            dict(img=img, question=q) for img, q in zip(images, questions)
-        ]
-        results = super().__call__(inputs, return_datasamples, batch_size,
-                                   **kwargs)
-        if not return_datasamples:
-            for result, question in zip(results, questions):
-                result['question'] = question  # as given, not cleaned
-        return results
+        return self._call_with_texts(images, questions, 'question',
+                                     return_datasamples, batch_size, **kwargs)
 
     def _results(self, sample) -> dict:
         return dict(

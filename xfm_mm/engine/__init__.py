@@ -4,10 +4,11 @@ from .loops import MultiSourceTrainLoop
 from .optim_constructors import LayerDecayOptimWrapperConstructor
 from .optim_wrappers import CPUAmpOptimWrapper
 from .pretrain_optim_constructor import PretrainOptimWrapperConstructor
-from .retrieval_loop import RetrievalTestLoop, RetrievalValLoop
+from .retrieval_loop import (ImageTextRetrievalTestLoop,
+                             ImageTextRetrievalValLoop)
 
 __all__ = [
     'MultiSourceTrainLoop', 'CPUAmpOptimWrapper',
     'LayerDecayOptimWrapperConstructor', 'PretrainOptimWrapperConstructor',
-    'RetrievalTestLoop', 'RetrievalValLoop'
+    'ImageTextRetrievalTestLoop', 'ImageTextRetrievalValLoop'
 ]

@@ -16,7 +16,7 @@ One implementation serves validation and testing:
 
 The model needs ``extract_feat(images, text_ids, text_mask)``,
 ``retrieve(query_feats, gallery_feats, query, topk)``, ``rerank_topk`` and
-``fast_match`` (``XFMRetrieval``). The dataset needs ``img2txt`` and
+``fast_match`` (``ImageTextRetrieval``). The dataset needs ``img2txt`` and
 ``txt2img`` (``ImageTextRetrievalDataset`` with ``test_mode=True``), and
 its pipeline must end with ``PackRetrievalInputs``.
 """
@@ -24,15 +24,15 @@ import math
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from mmengine.dist import all_gather, get_dist_info
+from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import TestLoop, ValLoop
 from mmengine.runner.amp import autocast
 
+from xfm_mm.models.utils import all_gather_no_grad
 from xfm_mm.registry import LOOPS
 
-_WHERE = 'RetrievalLoop'
 _SAMPLE_FIELDS = ('image_idx', 'caption_ids', 'caption_mask', 'gt_text_ids')
 
 
@@ -55,19 +55,8 @@ def gather_rows(values: torch.Tensor, index: torch.Tensor,
     Raises:
         RuntimeError: Some position in ``[0, total)`` came from no rank.
     """
-    index = index.to(values.device, torch.long)
-    _, world_size = get_dist_info()
-    if world_size > 1:
-        count = torch.tensor([len(values)], device=values.device)
-        most = int(max(c.item() for c in all_gather(count)))
-        padded = values.new_zeros((most, ) + values.shape[1:])
-        padded[:len(values)] = values
-        padded_index = index.new_full((most, ), -1)
-        padded_index[:len(index)] = index
-        values = torch.cat(all_gather(padded))
-        index = torch.cat(all_gather(padded_index))
-        keep = index >= 0
-        values, index = values[keep], index[keep]
+    values = all_gather_no_grad(values)
+    index = all_gather_no_grad(index.to(values.device, torch.long))
     out = values.new_zeros((total, ) + values.shape[1:])
     filled = torch.zeros(total, dtype=torch.bool, device=values.device)
     out[index] = values
@@ -75,9 +64,9 @@ def gather_rows(values: torch.Tensor, index: torch.Tensor,
     if not bool(filled.all()):
         missing = (~filled).nonzero().flatten()[:5].tolist()
         raise RuntimeError(
-            f'{_WHERE}: {int((~filled).sum())} of {total} rows were never '
-            f'evaluated (e.g. {missing}); the evaluation dataloader must '
-            'cover the whole dataset (no drop_last)')
+            f'gather_rows: {int((~filled).sum())} of {total} rows were '
+            f'never evaluated (e.g. {missing}); the evaluation dataloader '
+            'must cover the whole dataset (no drop_last)')
     return out
 
 
@@ -93,32 +82,38 @@ def _unwrap(model):
     return model.module if is_model_wrapper(model) else model
 
 
-def _ground_truth(dataset) -> tuple:
-    if hasattr(dataset, 'full_init'):
-        dataset.full_init()  # lazy_init datasets fill img2txt here
-    for name in ('img2txt', 'txt2img'):
-        if not hasattr(dataset, name):
-            raise TypeError(
-                f'{_WHERE}: {type(dataset).__name__} has no `{name}`; use '
-                'ImageTextRetrievalDataset with test_mode=True')
-    img2txt = [list(ids) for ids in dataset.img2txt]
-    txt2img = list(dataset.txt2img)
-    if not img2txt or not txt2img:
-        raise ValueError(
-            f'{_WHERE}: the evaluation dataset has no ground truth; build '
-            'ImageTextRetrievalDataset with test_mode=True')
-    return img2txt, txt2img
+class ImageTextRetrievalLoopMixin:
+    """The retrieval evaluation shared by the val and test loops (see the
+    module docstring).
 
-
-class RetrievalLoopMixin:
-    """The retrieval evaluation shared by the val and test loops.
-
-    Expects ``runner``, ``dataloader``, ``evaluator``, ``fp16`` (set by
-    mmengine's ``ValLoop`` / ``TestLoop``), ``query_chunk`` and
-    ``offload_embeds``.
+    Args:
+        runner (Runner): The runner.
+        dataloader (dict | DataLoader): The evaluation dataloader
+            (``ImageTextRetrievalDataset`` with ``test_mode=True``).
+        evaluator (dict | list | Evaluator): E.g.
+            ``dict(type='ImageTextRetrievalMetric')``.
+        fp16 (bool): Run under autocast. Defaults to False.
+        query_chunk (int): Queries whose top-k are taken at once (their ITM
+            pairs go through the fusion encoder ``itm_batch_size`` at a
+            time). Defaults to 256.
+        offload_embeds (bool): Keep the gathered image / text tokens on the
+            CPU (the ITM pairs move to the device chunk by chunk), for
+            galleries whose tokens do not fit in device memory. Defaults to
+            False.
     """
 
     MODE = 'val'
+
+    def __init__(self,
+                 runner,
+                 dataloader,
+                 evaluator,
+                 fp16: bool = False,
+                 query_chunk: int = 256,
+                 offload_embeds: bool = False) -> None:
+        super().__init__(runner, dataloader, evaluator, fp16)
+        self.query_chunk = query_chunk
+        self.offload_embeds = offload_embeds
 
     def run(self) -> dict:
         """Run the evaluation; return the metrics."""
@@ -127,7 +122,7 @@ class RetrievalLoopMixin:
         runner.call_hook(f'before_{mode}_epoch')
         runner.model.eval()
         model = _unwrap(runner.model)
-        img2txt, txt2img = _ground_truth(self.dataloader.dataset)
+        img2txt, txt2img = self._ground_truth(self.dataloader.dataset)
         with torch.no_grad(), autocast(enabled=self.fp16):
             feats = self.extract_all(model, len(img2txt), len(txt2img))
             i2t = self.rank_queries(model, feats, 'image')
@@ -165,8 +160,9 @@ class RetrievalLoopMixin:
             images, samples = data['inputs'].get('images'), \
                 data['data_samples']
             if images is None:
-                raise KeyError(f'{_WHERE}: evaluation batches need images '
-                               '(LoadImageFromFile in the pipeline)')
+                raise KeyError(f'{type(self).__name__}: evaluation batches '
+                               'need images (LoadImageFromFile in the '
+                               'pipeline)')
             image_index, text_ids, text_mask, text_index = \
                 self._collate_captions(samples)
             # Captions stay in the data samples: move them like the images.
@@ -194,8 +190,9 @@ class RetrievalLoopMixin:
         gathered = {}
         for side, chunks in parts.items():
             if not chunks:
-                raise RuntimeError(f'{_WHERE}: this rank got no evaluation '
-                                   'batch; use fewer ranks or more data')
+                raise RuntimeError(f'{type(self).__name__}: this rank got no '
+                                   'evaluation batch; use fewer ranks or more '
+                                   'data')
             index = torch.cat([c['index'] for c in chunks])
             gathered[side] = {
                 key:
@@ -205,18 +202,35 @@ class RetrievalLoopMixin:
             }
         return gathered
 
+    def _ground_truth(self, dataset) -> tuple:
+        if hasattr(dataset, 'full_init'):
+            dataset.full_init()  # lazy_init datasets fill img2txt here
+        for name in ('img2txt', 'txt2img'):
+            if not hasattr(dataset, name):
+                raise TypeError(
+                    f'{type(self).__name__}: {type(dataset).__name__} has no '
+                    f'`{name}`; use ImageTextRetrievalDataset with '
+                    'test_mode=True')
+        img2txt = [list(ids) for ids in dataset.img2txt]
+        txt2img = list(dataset.txt2img)
+        if not img2txt or not txt2img:
+            raise ValueError(
+                f'{type(self).__name__}: the evaluation dataset has no ground '
+                'truth; build ImageTextRetrievalDataset with test_mode=True')
+        return img2txt, txt2img
+
     def _store(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor.cpu() if self.offload_embeds else tensor
 
-    @staticmethod
-    def _collate_captions(samples: Sequence) -> tuple:
+    def _collate_captions(self, samples: Sequence) -> tuple:
         """Image indices and the flat captions of a batch of samples."""
         first = samples[0]
         missing = [f for f in _SAMPLE_FIELDS if f not in first]
         if missing:
-            raise KeyError(f'{_WHERE}: evaluation samples lack {missing}; use '
-                           'ImageTextRetrievalDataset(test_mode=True) with '
-                           'PackRetrievalInputs at the end of the pipeline')
+            raise KeyError(
+                f'{type(self).__name__}: evaluation samples lack {missing}; '
+                'use ImageTextRetrievalDataset(test_mode=True) with '
+                'PackRetrievalInputs at the end of the pipeline')
         image_index = torch.tensor([s.image_idx for s in samples])
         text_ids = torch.cat([s.caption_ids for s in samples])
         text_mask = torch.cat([s.caption_mask for s in samples])
@@ -280,52 +294,16 @@ class RetrievalLoopMixin:
 
 
 @LOOPS.register_module()
-class RetrievalValLoop(RetrievalLoopMixin, ValLoop):
-    """Validation by image-text retrieval (see the module docstring).
-
-    Args:
-        runner (Runner): The runner.
-        dataloader (dict | DataLoader): The evaluation dataloader
-            (``ImageTextRetrievalDataset`` with ``test_mode=True``).
-        evaluator (dict | list | Evaluator): E.g.
-            ``dict(type='ImageTextRetrievalMetric')``.
-        fp16 (bool): Run under autocast. Defaults to False.
-        query_chunk (int): Queries whose top-k are taken at once (their ITM
-            pairs go through the fusion encoder ``itm_batch_size`` at a
-            time). Defaults to 256.
-        offload_embeds (bool): Keep the gathered image / text tokens on the
-            CPU (the ITM pairs move to the device chunk by chunk), for
-            galleries whose tokens do not fit in device memory. Defaults to
-            False.
-    """
+class ImageTextRetrievalValLoop(ImageTextRetrievalLoopMixin, ValLoop):
+    """Validation by image-text retrieval; the arguments are
+    :class:`ImageTextRetrievalLoopMixin`'s."""
 
     MODE = 'val'
 
-    def __init__(self,
-                 runner,
-                 dataloader,
-                 evaluator,
-                 fp16: bool = False,
-                 query_chunk: int = 256,
-                 offload_embeds: bool = False) -> None:
-        super().__init__(runner, dataloader, evaluator, fp16)
-        self.query_chunk = query_chunk
-        self.offload_embeds = offload_embeds
-
 
 @LOOPS.register_module()
-class RetrievalTestLoop(RetrievalLoopMixin, TestLoop):
-    """Testing by image-text retrieval; see :class:`RetrievalValLoop`."""
+class ImageTextRetrievalTestLoop(ImageTextRetrievalLoopMixin, TestLoop):
+    """Testing by image-text retrieval; the arguments are
+    :class:`ImageTextRetrievalLoopMixin`'s."""
 
     MODE = 'test'
-
-    def __init__(self,
-                 runner,
-                 dataloader,
-                 evaluator,
-                 fp16: bool = False,
-                 query_chunk: int = 256,
-                 offload_embeds: bool = False) -> None:
-        super().__init__(runner, dataloader, evaluator, fp16)
-        self.query_chunk = query_chunk
-        self.offload_embeds = offload_embeds

@@ -17,7 +17,7 @@ class XFMBaseModel(BaseModel):
 
     - The data preprocessor is built in xfm_mm's ``MODELS`` registry, so it
       resolves whatever the default scope (mmengine's ``BaseModel`` would
-      look in mmengine's registry); it defaults to ``XFMDataPreprocessor``.
+      look in mmengine's registry); it defaults to ``MultiSourceDataPreprocessor``.
     - :meth:`build_module` builds a tower or head from its config.
     - :meth:`forward` dispatches on ``mode`` to :meth:`loss`,
       :meth:`predict` and :meth:`_forward`, which subclasses implement.
@@ -25,7 +25,7 @@ class XFMBaseModel(BaseModel):
     Args:
         data_preprocessor (dict | nn.Module, optional): The data
             preprocessor or its config. Defaults to
-            ``dict(type='XFMDataPreprocessor')``.
+            ``dict(type='MultiSourceDataPreprocessor')``.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
@@ -58,7 +58,7 @@ class XFMBaseModel(BaseModel):
         """Dispatch on ``mode``.
 
         Args:
-            inputs (dict): The batch made by ``XFMDataPreprocessor``.
+            inputs (dict): The batch made by ``MultiSourceDataPreprocessor``.
             data_samples (list[BaseDataElement], optional): Per-sample
                 annotations and meta. Defaults to None.
             mode (str): ``'loss'``, ``'predict'`` or ``'tensor'``.

@@ -95,9 +95,9 @@ train_dataloader = dict(
         data_root=data_root,
         ann_file='annotations/coco_train.json',
         pipeline=train_pipeline))
-# One sample per image with all its captions, for RetrievalValLoop /
-# RetrievalTestLoop (val_cfg / test_cfg), which encode both, gather them
-# across ranks and rank the candidates.
+# One sample per image with all its captions, for ImageTextRetrievalValLoop /
+# ImageTextRetrievalTestLoop (val_cfg / test_cfg), which encode both, gather
+# them across ranks and rank the candidates.
 val_dataloader = dict(
     batch_size=64,
     num_workers=8,

@@ -60,18 +60,18 @@ model = dict(
         temperature_range=(0.001, 0.5)),
     itm_head=dict(type='MatchingHead', embed_dims=text_dims),
     mlm_head=dict(
-        type='MaskedLMHead',
+        type='MaskedPredictionHead',
         embed_dims=text_dims,
         vocab_size=vocab_size,
         layer_norm_eps=1e-5,
         loss_name='loss_mlm'),
     imlm_head=dict(
-        type='MaskedLMHead',
+        type='MaskedPredictionHead',
         embed_dims=text_dims,
         vocab_size=vocab_size,
         layer_norm_eps=1e-5,
         loss_name='loss_imlm'),
-    mim_head=dict(type='MaskedImageHead', with_pooled_token=True),
+    mim_head=dict(type='FeatureRegressionMIMHead', with_pooled_token=True),
     box_head=dict(type='BoxHead', embed_dims=text_dims),
     stop_grad_text_to_fusion=True,  # technique (a)
     mim_sources=('image', 'image_text'),  # technique (b); not on region batches

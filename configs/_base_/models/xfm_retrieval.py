@@ -8,7 +8,7 @@ _base_ = ['./xfm_base.py']
 
 model = dict(
     _delete_=True,
-    type='XFMRetrieval',
+    type='ImageTextRetrieval',
     # CLIP mean / std
     data_preprocessor=dict(type='MultiSourceDataPreprocessor'),
     text_encoder={{_base_.model.text_encoder}},

@@ -1,9 +1,9 @@
 # X-FM retrieval fine-tuning schedule (upstream Retrieval.py, optim.py,
-# scheduler.py; reference xfm_x2vlm.md §1.9, §2.6): 20 epochs, AdamW
+# scheduler.py, configs/xfm-ft/Retrieval_*.yaml): 20 epochs, AdamW
 # (betas (0.9, 0.98), eps 1e-8, weight decay 0.01, none on biases / norms),
 # one scheduler step per iteration, evaluation after every epoch and the
 # checkpoint with the best val r_mean kept.
-# Assumed (not in reference §2.6): linear warm-up over the first 10% of
+# Assumed (not in the retrieval configs): linear warm-up over the first 10% of
 # the steps, the X-VLM family's fine-tuning default (num_warmup_steps 0.1),
 # then linear decay to 0. Includes the default runtime.
 _base_ = ['../default_runtime.py']
@@ -41,8 +41,8 @@ param_scheduler = [
 
 train_cfg = dict(
     type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
-val_cfg = dict(type='RetrievalValLoop')
-test_cfg = dict(type='RetrievalTestLoop')
+val_cfg = dict(type='ImageTextRetrievalValLoop')
+test_cfg = dict(type='ImageTextRetrievalTestLoop')
 
 custom_hooks = [dict(type='ClampTemperatureHook')]  # temp in [0.001, 0.5]
 default_hooks = dict(

@@ -39,5 +39,5 @@ train_dataloader = None
 train_cfg = None
 optim_wrapper = None
 param_scheduler = None
-val_cfg = dict(type='RetrievalValLoop')
-test_cfg = dict(type='RetrievalTestLoop')
+val_cfg = dict(type='ImageTextRetrievalValLoop')
+test_cfg = dict(type='ImageTextRetrievalTestLoop')

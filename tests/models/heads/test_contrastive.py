@@ -1,4 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
+import math
+
 import pytest
 import torch
 
@@ -6,13 +8,15 @@ from xfm_mm.models.heads import ContrastiveHead
 from xfm_mm.registry import MODELS
 
 
-def _hand_itc(image_feats, text_feats, temp, image_ids=None):
-    """Per-row loops written from the definition (soft-label CE)."""
+def _hand_itc(image_feats, text_feats, temp, image_ids=None, anchors=None):
+    """Per-row loops written from the definition (soft-label CE); only the
+    rows in ``anchors`` (default: all) contribute."""
     size = image_feats.size(0)
+    anchors = range(size) if anchors is None else anchors
     logits = (image_feats @ text_feats.t() / temp).double()
     total = 0.0
     for matrix in (logits, logits.t()):
-        for row in range(size):
+        for row in anchors:
             if image_ids is None:
                 positives = [row]
             else:
@@ -22,7 +26,7 @@ def _hand_itc(image_feats, text_feats, temp, image_ids=None):
                 ]
             log_probs = matrix[row].log_softmax(dim=0)
             total -= sum(log_probs[col] for col in positives) / len(positives)
-    return total / size / 2
+    return total / len(anchors) / 2
 
 
 def _feats(head, size=5, seed=0):
@@ -35,7 +39,7 @@ def _feats(head, size=5, seed=0):
 def _head(**kwargs):
     torch.manual_seed(0)
     return ContrastiveHead(
-        vision_dims=12, text_dims=10, embed_dims=8, **kwargs)
+        **dict(dict(vision_dims=12, text_dims=10, embed_dims=8), **kwargs))
 
 
 def test_built_from_registry_with_upstream_layout():
@@ -153,5 +157,98 @@ def test_bad_input_names_the_file_and_field():
         head.loss(image_feats[:3], text_feats)
     with pytest.raises(ValueError, match='image_ids'):
         head.loss(image_feats, text_feats, torch.zeros(4))
+    with pytest.raises(ValueError, match='row_mask'):
+        head.loss(image_feats, text_feats, row_mask=torch.ones(4).bool())
     with pytest.raises(ValueError, match='temperature'):
         ContrastiveHead(temperature=0.9)
+    with pytest.raises(ValueError, match='temperature_style'):
+        ContrastiveHead(temperature_style='tau')
+    with pytest.raises(ValueError, match='gather_grad'):
+        ContrastiveHead(gather_grad='all')
+    with pytest.raises(ValueError, match='vision_dims and text_dims'):
+        ContrastiveHead(vision_dims=8, text_dims=6, embed_dims=None)
+
+
+def test_logit_scale_style_as_flava():
+    """FLAVA: ``logit_scale`` starts at ln(1 / 0.07), logits are
+    ``sim * exp(logit_scale)``, and it is clamped to [0, ln 100]."""
+    head = _head(temperature_style='logit_scale')
+    assert set(dict(head.named_parameters())) == {
+        'logit_scale', 'vision_proj.weight', 'vision_proj.bias',
+        'text_proj.weight', 'text_proj.bias'
+    }
+    assert head.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
+    assert head.logit_scale.item() == pytest.approx(2.6592, abs=1e-4)
+    image_feats, text_feats = _feats(head)
+    with torch.no_grad():
+        head.logit_scale.fill_(1.5)
+    torch.testing.assert_close(
+        head.similarity(image_feats, text_feats, scaled=True),
+        image_feats @ text_feats.t() * math.exp(1.5))
+    loss = head.loss(image_feats, text_feats)['loss_itc']
+    expected = _hand_itc(image_feats, text_feats, math.exp(-1.5))
+    assert loss.item() == pytest.approx(float(expected), rel=1e-5)
+    loss.backward()
+    assert head.logit_scale.grad.abs() > 0
+
+    with torch.no_grad():
+        head.logit_scale.fill_(7.0)
+    head.clamp_temperature_()
+    assert head.logit_scale.item() == pytest.approx(math.log(100))
+    with torch.no_grad():
+        head.logit_scale.fill_(-2.0)
+    head.clamp_temperature_()
+    assert head.logit_scale.item() == 0.0
+    # The range is given as temperatures in both styles.
+    custom = _head(
+        temperature_style='logit_scale', temperature_range=(0.05, 0.5))
+    with torch.no_grad():
+        custom.logit_scale.fill_(7.0)
+    custom.clamp_temperature_()
+    assert custom.logit_scale.item() == pytest.approx(math.log(20))
+
+
+def test_clamp_temperature_hook_clamps_both_styles():
+    from types import SimpleNamespace
+
+    from xfm_mm.engine.hooks import ClampTemperatureHook
+    model = torch.nn.ModuleDict(
+        dict(
+            xfm=_head(),
+            flava=_head(temperature_style='logit_scale')))
+    with torch.no_grad():
+        model['xfm'].temp.fill_(3.0)
+        model['flava'].logit_scale.fill_(9.0)
+    ClampTemperatureHook().before_train_iter(
+        SimpleNamespace(model=model), 0)
+    assert model['xfm'].temp.item() == pytest.approx(0.5)
+    assert model['flava'].logit_scale.item() == pytest.approx(math.log(100))
+
+
+def test_row_mask_drops_anchors_but_keeps_candidates():
+    """FLAVA computes the contrastive loss on matched pairs only: the
+    unmatched samples stay negatives (columns) of the others."""
+    head = _head()
+    image_feats, text_feats = _feats(head, size=6)
+    image_ids = torch.tensor([4, 9, 4, 2, 9, 4])
+    row_mask = torch.tensor([True, False, True, True, False, True])
+    loss = head.loss(image_feats, text_feats, image_ids,
+                     row_mask)['loss_itc']
+    expected = _hand_itc(image_feats, text_feats, head.temp.item(),
+                         image_ids.tolist(), anchors=[0, 2, 3, 5])
+    assert loss.item() == pytest.approx(float(expected), rel=1e-5)
+    everyone = head.loss(image_feats, text_feats, image_ids,
+                         torch.ones(6, dtype=torch.bool))['loss_itc']
+    torch.testing.assert_close(
+        everyone, head.loss(image_feats, text_feats, image_ids)['loss_itc'])
+    assert not torch.isclose(loss, everyone)
+
+
+def test_without_projections_only_normalises():
+    head = _head(embed_dims=None, text_dims=12)
+    assert dict(head.named_parameters()).keys() == {'temp'}
+    feats = torch.randn(3, 12)
+    torch.testing.assert_close(
+        head.project_vision(feats), torch.nn.functional.normalize(feats))
+    assert head.loss(head.project_vision(feats),
+                     head.project_text(feats))['loss_itc'] > 0

@@ -142,3 +142,48 @@ def test_bad_input_names_the_file_and_field():
             torch.ones(3, dtype=torch.bool))
     with pytest.raises(ValueError, match='fusion features'):
         head.score(torch.zeros(2, 7))
+
+
+def test_loss_by_labels_is_the_mean_cross_entropy():
+    """FLAVA: match labels come with the data, the loss covers all pairs."""
+    head = _head()
+    generator = torch.Generator().manual_seed(5)
+    cls_feats = torch.randn(5, 8, generator=generator)
+    labels = torch.tensor([1, 0, 1, 1, 0])
+    loss = head.loss_by_labels(cls_feats, labels)['loss_itm']
+    expected = _hand_ce(head(cls_feats), labels.tolist())
+    assert loss.item() == pytest.approx(float(expected), rel=1e-5)
+    # The hard-negative form is the labels form of [positives; negatives].
+    torch.testing.assert_close(
+        head.loss(cls_feats[:2], cls_feats[2:])['loss_itm'],
+        head.loss_by_labels(cls_feats, torch.tensor([1, 1, 0, 0,
+                                                     0]))['loss_itm'])
+    with pytest.raises(ValueError, match='MatchingHead.*labels'):
+        head.loss_by_labels(cls_feats, labels[:3])
+
+
+def test_pooler_classifier_matches_transformers_flava_itm_head():
+    modeling_flava = pytest.importorskip(
+        'transformers.models.flava.modeling_flava')
+    from transformers import FlavaMultimodalConfig
+    torch.manual_seed(6)
+    reference = modeling_flava.FlavaITMHead(
+        FlavaMultimodalConfig(hidden_size=8)).eval()
+    head = MatchingHead(embed_dims=8, classifier='pooler')
+    assert sorted(head.state_dict()) == [
+        'classifier.0.bias', 'classifier.0.weight', 'classifier.2.bias',
+        'classifier.2.weight'
+    ]
+    # HF itm_head.pooler.dense -> classifier.0, seq_relationship -> .2
+    head.load_state_dict({
+        'classifier.0.weight': reference.pooler.dense.weight,
+        'classifier.0.bias': reference.pooler.dense.bias,
+        'classifier.2.weight': reference.seq_relationship.weight,
+        'classifier.2.bias': reference.seq_relationship.bias,
+    })
+    sequence = torch.randn(3, 5, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            head(sequence[:, 0]), reference(sequence), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="classifier must be 'mlp'"):
+        MatchingHead(classifier='linear')

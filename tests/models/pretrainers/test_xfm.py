@@ -102,7 +102,8 @@ def test_mim_target_carries_no_gradient():
         if g is not None:
             torch.testing.assert_close(g, d)
     # The check can fail: a target that keeps its graph changes the grads.
-    # (MaskedImageHead detaches inside, so emulate by a differentiable MSE.)
+    # (FeatureRegressionMIMHead detaches inside, so emulate by a
+    # differentiable MSE.)
     target = model.vision_encoder(images)
     patch = mask.unsqueeze(-1).float()
     undetached = ((masked - target)[:, 1:].pow(2) * patch).sum() / (
@@ -182,3 +183,25 @@ def test_region_pairs_are_subsampled_to_the_configured_number():
     assert inputs['image_index'].tolist() == sorted(
         inputs['image_index'].tolist())
     assert set(model(**data, mode='loss')) == EXPECTED['region']
+
+
+def test_heads_load_a_checkpoint_written_before_the_rework():
+    """Head keys are unchanged: every head of the tiny X-FM saved by the
+    pre-rework code (tests/data/legacy) loads strictly, values intact."""
+    import os.path as osp
+    path = osp.join(
+        osp.dirname(osp.dirname(osp.dirname(__file__))), 'data', 'legacy',
+        'tiny_xfm_137e521.pth')
+    state = torch.load(path, weights_only=True)['state_dict']
+    model = build()
+    heads = ('itc_head', 'itm_head', 'mlm_head', 'imlm_head', 'box_head')
+    for name in heads:
+        prefix = name + '.'
+        saved = {
+            k[len(prefix):]: v
+            for k, v in state.items() if k.startswith(prefix)
+        }
+        head = getattr(model, name)
+        head.load_state_dict(saved, strict=True)
+        for key, value in saved.items():
+            torch.testing.assert_close(head.state_dict()[key], value)

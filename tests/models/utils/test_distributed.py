@@ -1,10 +1,11 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""All-gather with local-slice gradient, on 2 gloo (CPU) processes.
+"""The gathered ITC loss on 2 gloo (CPU) processes, in both gradient modes.
 
-Each rank r holds the inputs x_r. With the gathered ITC loss every rank
-computes the same batch-global loss L, and the gather's backward keeps only
-the slice of rank r. Hence, against one process computing L on the
-concatenated batch:
+Each rank r holds the inputs x_r; one process computing the loss L on the
+concatenated batch is the reference.
+
+Local mode (X-VLM family): every rank computes L itself, and the gather's
+backward keeps only the slice of rank r. Hence:
 
 - every rank's loss equals L;
 - the gradient w.r.t. x_r on rank r equals the single-process gradient's
@@ -14,6 +15,13 @@ concatenated batch:
   mean is therefore 1/world of it);
 - the temperature is applied after the gather, so every rank gets the full
   single-process gradient (the sum over ranks is world times it).
+
+Global mode (FLAVA): rank r computes the loss L_r of its own rows against
+every gathered column, so L is the mean of the L_r, and the gather's
+backward sums every rank's gradient. Hence DDP's mean over ranks of every
+parameter's gradient (projections and temperature alike) is the
+single-process gradient, and the gradient w.r.t. x_r on rank r is world
+times the single-process slice r.
 """
 import os
 import socket
@@ -24,9 +32,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from mmengine.dist import get_dist_info
+
 from xfm_mm.models.heads import ContrastiveHead
 from xfm_mm.models.utils import (all_gather_no_grad, all_gather_with_grad,
-                                 get_dist_info)
+                                 local_row_slice)
 
 WORLD_SIZE = 2
 LOCAL_BATCH = 3
@@ -36,13 +46,25 @@ EMBED_DIM = 4
 IMAGE_IDS = torch.tensor([7, 1, 2, 7, 7, 3])
 
 
-def _make_head():
+# (temperature_style, gather_grad) of the runs on two ranks.
+MODES = (('temp', 'local'), ('logit_scale', 'global'), ('temp', 'global'))
+ROW_MASK = torch.tensor([True, False, True, True, True, False])
+
+
+def _make_head(style='temp', gather_grad='local'):
     torch.manual_seed(0)
-    head = ContrastiveHead(
-        vision_dims=WIDTH, text_dims=WIDTH, embed_dims=EMBED_DIM)
-    with torch.no_grad():
-        head.temp.fill_(0.2)
-    return head
+    return ContrastiveHead(
+        vision_dims=WIDTH,
+        text_dims=WIDTH,
+        embed_dims=EMBED_DIM,
+        temperature=0.2,
+        temperature_range=(0.01, 1.0),
+        temperature_style=style,
+        gather_grad=gather_grad)
+
+
+def _bounds(rows: slice) -> tuple:
+    return rows.start, rows.stop
 
 
 def _make_inputs():
@@ -52,13 +74,14 @@ def _make_inputs():
     return images, texts
 
 
-def _run_loss(head, images, texts, image_ids):
+def _run_loss(head, images, texts, image_ids, row_mask=None):
     images = images.clone().requires_grad_(True)
     texts = texts.clone().requires_grad_(True)
     loss = head.loss(
         head.project_vision(images),
         head.project_text(texts),
-        image_ids=image_ids)['loss_itc']
+        image_ids=image_ids,
+        row_mask=row_mask)['loss_itc']
     head.zero_grad()
     loss.backward()
     return dict(
@@ -80,15 +103,20 @@ def _worker(rank, port, out_dir):
         world_size=WORLD_SIZE,
         timeout=timedelta(seconds=60))
     try:
-        head = _make_head()
         images, texts = _make_inputs()
         local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
         results = dict(
             dist_info=get_dist_info(),
-            gathered_ids=all_gather_no_grad(IMAGE_IDS[local]),
-            diagonal=_run_loss(head, images[local], texts[local], None),
-            soft=_run_loss(head, images[local], texts[local],
-                           IMAGE_IDS[local]))
+            rows=_bounds(local_row_slice(images[local])),
+            gathered_ids=all_gather_no_grad(IMAGE_IDS[local]))
+        for mode in MODES:
+            head = _make_head(*mode)
+            results[mode] = dict(
+                diagonal=_run_loss(head, images[local], texts[local], None),
+                soft=_run_loss(head, images[local], texts[local],
+                               IMAGE_IDS[local]),
+                masked=_run_loss(head, images[local], texts[local],
+                                 IMAGE_IDS[local], ROW_MASK[local]))
         torch.save(results, os.path.join(out_dir, f'rank{rank}.pth'))
     finally:
         dist.destroy_process_group()
@@ -100,9 +128,9 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-def _spawn_bounded(out_dir, timeout=90):
+def _spawn_bounded(worker, out_dir, timeout=90):
     context = mp.start_processes(
-        _worker,
+        worker,
         args=(_free_port(), str(out_dir)),
         nprocs=WORLD_SIZE,
         join=False,
@@ -132,37 +160,81 @@ def test_without_process_group_is_identity():
     assert all_gather_no_grad(ids) is ids
 
 
-def test_gathered_itc_gives_each_rank_its_slice_gradient(tmp_path):
-    _spawn_bounded(tmp_path)
+CASES = (('diagonal', None, None), ('soft', IMAGE_IDS, None),
+         ('masked', IMAGE_IDS, ROW_MASK))
+
+
+def _results(tmp_path):
+    _spawn_bounded(_worker, tmp_path)
     ranks = [
         torch.load(tmp_path / f'rank{rank}.pth', weights_only=True)
         for rank in range(WORLD_SIZE)
     ]
-    images, texts = _make_inputs()
     for rank, result in enumerate(ranks):
         assert result['dist_info'] == (rank, WORLD_SIZE)
+        assert result['rows'] == _bounds(_local(rank))
         assert result['gathered_ids'].tolist() == IMAGE_IDS.tolist()
+    return ranks
 
-    for key, image_ids in (('diagonal', None), ('soft', IMAGE_IDS)):
-        single = _run_loss(_make_head(), images, texts, image_ids)
+
+def _local(rank):
+    return slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+
+
+def _check_local_mode(ranks, mode):
+    images, texts = _make_inputs()
+    for key, image_ids, row_mask in CASES:
+        single = _run_loss(_make_head(*mode), images, texts, image_ids,
+                           row_mask)
         for rank, result in enumerate(ranks):
-            local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
-            per_rank = result[key]
+            per_rank = result[mode][key]
             torch.testing.assert_close(per_rank['loss'], single['loss'])
             torch.testing.assert_close(per_rank['image_grad'],
-                                       single['image_grad'][local])
+                                       single['image_grad'][_local(rank)])
             torch.testing.assert_close(per_rank['text_grad'],
-                                       single['text_grad'][local])
+                                       single['text_grad'][_local(rank)])
             # Applied after the gather: the full gradient on every rank.
             torch.testing.assert_close(per_rank['param_grads']['temp'],
                                        single['param_grads']['temp'])
         for name, grad in single['param_grads'].items():
             if name == 'temp':
                 continue
-            summed = sum(result[key]['param_grads'][name] for result in ranks)
+            summed = sum(r[mode][key]['param_grads'][name] for r in ranks)
             torch.testing.assert_close(summed, grad)
             # A rank alone sees only its slice: not the full gradient.
-            assert not torch.allclose(ranks[0][key]['param_grads'][name], grad)
+            assert not torch.allclose(ranks[0][mode][key]['param_grads'][name],
+                                      grad)
+
+
+def _check_global_mode(ranks, mode):
+    images, texts = _make_inputs()
+    for key, image_ids, row_mask in CASES:
+        # Masked rows: both ranks keep 2 anchors, so L is still the mean.
+        single = _run_loss(_make_head(*mode), images, texts, image_ids,
+                           row_mask)
+        per_rank = [result[mode][key] for result in ranks]
+        torch.testing.assert_close(
+            sum(r['loss'] for r in per_rank) / WORLD_SIZE, single['loss'])
+        assert not torch.allclose(per_rank[0]['loss'], single['loss'])
+        for rank, result in enumerate(per_rank):
+            for grad in ('image_grad', 'text_grad'):
+                torch.testing.assert_close(
+                    result[grad], WORLD_SIZE * single[grad][_local(rank)])
+        for name, grad in single['param_grads'].items():
+            mean = sum(r['param_grads'][name] for r in per_rank) / WORLD_SIZE
+            torch.testing.assert_close(mean, grad, msg=f'{key} {name}')
+
+
+def test_gathered_itc_in_both_gradient_modes(tmp_path):
+    ranks = _results(tmp_path)
+    _check_local_mode(ranks, MODES[0])
+    for mode in MODES[1:]:
+        _check_global_mode(ranks, mode)
+    # The modes differ: the global mode's projection gradient on a rank is
+    # not the local mode's.
+    local = ranks[0][MODES[0]]['soft']['param_grads']['vision_proj.weight']
+    glob = ranks[0][MODES[2]]['soft']['param_grads']['vision_proj.weight']
+    assert not torch.allclose(local, glob)
 
 
 def _unequal_worker(rank, port, out_dir):
@@ -173,11 +245,22 @@ def _unequal_worker(rank, port, out_dir):
     try:
         rows = torch.arange(2 + 3 * rank, dtype=torch.float32)[:, None]
         rows = (rows + 10 * rank).requires_grad_(True)
+        weights = torch.arange(7.)[:, None]
         gathered = all_gather_with_grad(rows)
         ids = all_gather_no_grad(torch.full((len(rows), ), rank))
-        (gathered * torch.arange(len(gathered))[:, None]).sum().backward()
+        (gathered * weights).sum().backward()
+        local_grad = rows.grad.clone()
+        rows.grad = None
+        # Global: rank r weights the rows by (r + 1) * position.
+        (all_gather_with_grad(rows, global_grad=True) * weights *
+         (rank + 1)).sum().backward()
         torch.save(
-            dict(gathered=gathered.detach(), ids=ids, grad=rows.grad),
+            dict(
+                gathered=gathered.detach(),
+                ids=ids,
+                rows=_bounds(local_row_slice(rows)),
+                grad=local_grad,
+                global_grad=rows.grad),
             os.path.join(out_dir, f'unequal{rank}.pt'))
     finally:
         dist.destroy_process_group()
@@ -185,15 +268,7 @@ def _unequal_worker(rank, port, out_dir):
 
 def test_gather_with_different_row_counts_per_rank(tmp_path):
     """Region batches keep a variable number of texts per rank."""
-    context = mp.start_processes(
-        _unequal_worker,
-        args=(_free_port(), str(tmp_path)),
-        nprocs=WORLD_SIZE,
-        join=False,
-        start_method='fork')
-    deadline = time.monotonic() + 90
-    while not context.join(timeout=1):
-        assert time.monotonic() < deadline, 'workers timed out'
+    _spawn_bounded(_unequal_worker, tmp_path)
     expected = torch.cat([torch.arange(2.), torch.arange(5.) + 10])[:, None]
     for rank in range(WORLD_SIZE):
         out = torch.load(tmp_path / f'unequal{rank}.pt')
@@ -202,4 +277,8 @@ def test_gather_with_different_row_counts_per_rank(tmp_path):
         # d/dx of sum(row_i * i) is i: each rank gets its own positions.
         start = 0 if rank == 0 else 2
         positions = torch.arange(start, start + 2 + 3 * rank)
+        assert out['rows'] == (start, start + 2 + 3 * rank)
         torch.testing.assert_close(out['grad'][:, 0], positions.float())
+        # Global: the sum over ranks, (1 + 2) * position.
+        torch.testing.assert_close(out['global_grad'][:, 0],
+                                   3 * positions.float())

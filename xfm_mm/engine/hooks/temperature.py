@@ -10,9 +10,11 @@ class ClampTemperatureHook(Hook):
     """Clamp every learnable contrastive temperature before each iteration.
 
     X-VLM, X2-VLM and X-FM keep the ITC temperature (init 0.07) inside
-    [0.001, 0.5] by clamping it in place once per iteration; the range lives
-    in each head (``ContrastiveHead.temperature_range``). Any sub-module with
-    a ``clamp_temperature_()`` method is clamped.
+    [0.001, 0.5] by clamping it in place once per iteration; FLAVA clamps
+    its ``logit_scale`` to [0, ln 100] in place before every use, which
+    during training is the same. The range lives in each head
+    (``ContrastiveHead.temperature_range``). Any sub-module with a
+    ``clamp_temperature_()`` method is clamped.
     """
 
     priority = 'NORMAL'

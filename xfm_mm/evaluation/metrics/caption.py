@@ -33,9 +33,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.fileio import load
 
 from xfm_mm.registry import METRICS
-from .utils import get_field, has_field, to_scalar
+from .utils import as_text_list, get_field, get_text, has_field, to_scalar
 
-_OWNER = 'CaptionMetric'
 _TINY, _SMALL = 1e-15, 1e-9
 
 # Tokens the coco-caption toolkit deletes after Stanford PTB tokenisation
@@ -188,11 +187,11 @@ def cider_d(candidates: Sequence[str],
 def _check_pairs(candidates, references) -> None:
     if len(candidates) == 0 or len(candidates) != len(references):
         raise ValueError(
-            f'{_OWNER}: need one candidate per reference list and at least '
-            f'one image, got {len(candidates)} candidates and '
+            '_check_pairs: need one candidate per reference list and at '
+            f'least one image, got {len(candidates)} candidates and '
             f'{len(references)} reference lists')
     if any(len(refs) == 0 for refs in references):
-        raise ValueError(f'{_OWNER}: an image has no reference caption')
+        raise ValueError('_check_pairs: an image has no reference caption')
 
 
 def load_coco_references(ann_file: str) -> Dict[int, List[str]]:
@@ -206,8 +205,9 @@ def load_coco_references(ann_file: str) -> Dict[int, List[str]]:
     refs: Dict[int, List[str]] = {}
     for i, record in enumerate(records):
         if 'image_id' not in record or 'caption' not in record:
-            raise KeyError(f'{_OWNER}: record {i} of {ann_file} needs '
-                           '`image_id` and `caption`')
+            raise KeyError(
+                f'load_coco_references: record {i} of {ann_file} needs '
+                '`image_id` and `caption`')
         refs.setdefault(int(record['image_id']), []).append(record['caption'])
     return refs
 
@@ -246,34 +246,32 @@ class CaptionMetric(BaseMetric):
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         """Keep the predicted caption with its references or image id."""
+        owner = type(self).__name__
         for index, sample in enumerate(data_samples):
-            pred = get_field(sample, 'pred_caption', _OWNER, index)
-            if not isinstance(pred, str):
-                raise TypeError(f'{_OWNER}: `pred_caption` of sample {index} '
-                                f'must be a str, got {type(pred).__name__}')
-            result = {'pred_caption': pred}
+            result = dict(
+                pred_caption=get_text(sample, 'pred_caption', owner, index))
             if has_field(sample, 'image_id'):
                 result['image_id'] = int(
                     to_scalar(
-                        get_field(sample, 'image_id', _OWNER, index), _OWNER,
+                        get_field(sample, 'image_id', owner, index), owner,
                         'image_id'))
-            gts = get_field(sample, 'gt_caption', _OWNER, index, default=None)
+            gts = get_field(sample, 'gt_caption', owner, index, default=None)
             if gts is not None:
-                result['gt_caption'] = [gts] if isinstance(gts,
-                                                           str) else list(gts)
+                result['gt_caption'] = as_text_list(gts)
             elif 'image_id' not in result or self.ann_file is None:
                 raise KeyError(
-                    f'{_OWNER}: data sample {index} needs `gt_caption`, or '
+                    f'{owner}: data sample {index} needs `gt_caption`, or '
                     '`image_id` together with the metric\'s `ann_file`')
             self.results.append(result)
 
     def _refs_of(self, result: dict) -> List[str]:
+        owner = type(self).__name__
         if 'gt_caption' in result:
             return result['gt_caption']
         if self._references is None:
             self._references = load_coco_references(self.ann_file)
         if result['image_id'] not in self._references:
-            raise KeyError(f'{_OWNER}: image_id {result["image_id"]} is not '
+            raise KeyError(f'{owner}: image_id {result["image_id"]} is not '
                            f'in {self.ann_file}')
         return self._references[result['image_id']]
 

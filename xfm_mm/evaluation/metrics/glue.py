@@ -14,8 +14,6 @@ from mmengine.evaluator import BaseMetric
 from xfm_mm.registry import METRICS
 from .utils import get_field, has_field, to_numpy, to_scalar
 
-_OWNER = 'GLUEMetric'
-
 _ACCURACY_TASKS = ('sst2', 'mnli', 'mnli_mm', 'qnli', 'rte', 'wnli')
 _F1_TASKS = ('mrpc', 'qqp')
 GLUE_TASKS = ('cola', 'stsb') + _ACCURACY_TASKS + _F1_TASKS
@@ -110,11 +108,11 @@ def glue_scores(task: str, preds: np.ndarray,
         mrpc / qqp); ``pearson``, ``spearman`` and ``corr`` (stsb).
     """
     if task not in GLUE_TASKS:
-        raise ValueError(f'{_OWNER}: task must be one of {GLUE_TASKS}, got '
+        raise ValueError(f'glue_scores: task must be one of {GLUE_TASKS}, got '
                          f'{task!r}')
     preds, labels = np.asarray(preds), np.asarray(labels)
     if preds.shape != labels.shape or preds.ndim != 1 or not len(preds):
-        raise ValueError(f'{_OWNER}: need equal-length 1-D predictions and '
+        raise ValueError(f'glue_scores: need equal-length 1-D predictions and '
                          f'labels, got {preds.shape} and {labels.shape}')
     if task == 'cola':
         return {'mcc': 100.0 * matthews_corrcoef(preds, labels)}
@@ -159,8 +157,9 @@ class GLUEMetric(BaseMetric):
                  task: str,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
+        owner = type(self).__name__
         if task not in GLUE_TASKS:
-            raise ValueError(f'{_OWNER}: task must be one of {GLUE_TASKS}, '
+            raise ValueError(f'{owner}: task must be one of {GLUE_TASKS}, '
                              f'got {task!r}')
         super().__init__(
             collect_device=collect_device, prefix=prefix or f'glue_{task}')
@@ -168,29 +167,29 @@ class GLUEMetric(BaseMetric):
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         """Keep one (prediction, label) pair of Python numbers per sample."""
+        owner = type(self).__name__
         for index, sample in enumerate(data_samples):
             if self.task == 'stsb':
                 pred = to_scalar(
-                    get_field(sample, 'pred_score', _OWNER, index), _OWNER,
+                    get_field(sample, 'pred_score', owner, index), owner,
                     'pred_score')
                 gold_key = 'gt_score' if has_field(sample,
                                                    'gt_score') else 'gt_label'
                 gold = to_scalar(
-                    get_field(sample, gold_key, _OWNER, index), _OWNER,
-                    gold_key)
+                    get_field(sample, gold_key, owner, index), owner, gold_key)
             else:
                 if has_field(sample, 'pred_label'):
                     pred = int(
                         to_scalar(
-                            get_field(sample, 'pred_label', _OWNER, index),
-                            _OWNER, 'pred_label'))
+                            get_field(sample, 'pred_label', owner, index),
+                            owner, 'pred_label'))
                 else:
                     scores = to_numpy(
-                        get_field(sample, 'pred_score', _OWNER, index))
+                        get_field(sample, 'pred_score', owner, index))
                     pred = int(np.argmax(scores.reshape(-1)))
                 gold = int(
                     to_scalar(
-                        get_field(sample, 'gt_label', _OWNER, index), _OWNER,
+                        get_field(sample, 'gt_label', owner, index), owner,
                         'gt_label'))
             self.results.append((pred, gold))
 

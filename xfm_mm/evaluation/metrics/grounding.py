@@ -16,8 +16,6 @@ from mmengine.evaluator import BaseMetric
 from xfm_mm.registry import METRICS
 from .utils import get_field, to_numpy
 
-_OWNER = 'GroundingAccuracy'
-
 
 def aligned_box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     """IoU of paired xyxy boxes.
@@ -32,8 +30,9 @@ def aligned_box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     boxes1 = np.asarray(boxes1, dtype=np.float64).reshape(-1, 4)
     boxes2 = np.asarray(boxes2, dtype=np.float64).reshape(-1, 4)
     if boxes1.shape != boxes2.shape:
-        raise ValueError(f'{_OWNER}: paired boxes need equal shapes, got '
-                         f'{boxes1.shape} and {boxes2.shape}')
+        raise ValueError(
+            f'aligned_box_iou: paired boxes need equal shapes, got '
+            f'{boxes1.shape} and {boxes2.shape}')
     top_left = np.maximum(boxes1[:, :2], boxes2[:, :2])
     bottom_right = np.minimum(boxes1[:, 2:], boxes2[:, 2:])
     extent = np.clip(bottom_right - top_left, 0, None)
@@ -91,18 +90,19 @@ class GroundingAccuracy(BaseMetric):
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         """Keep the two boxes (CPU numpy) and the split name."""
+        owner = type(self).__name__
         default_split = self._default_split()
         for index, sample in enumerate(data_samples):
             boxes = []
             for key in ('pred_bboxes', 'gt_bboxes'):
-                box = to_numpy(get_field(sample, key, _OWNER, index))
+                box = to_numpy(get_field(sample, key, owner, index))
                 if box.size != 4:
                     raise ValueError(
-                        f'{_OWNER}: `{key}` of sample {index} must hold one '
+                        f'{owner}: `{key}` of sample {index} must hold one '
                         f'xyxy box, got shape {tuple(box.shape)}')
                 boxes.append(box.astype(np.float64).reshape(4))
             split = get_field(
-                sample, 'split', _OWNER, index, default=default_split)
+                sample, 'split', owner, index, default=default_split)
             self.results.append((boxes[0], boxes[1], split))
 
     def compute_metrics(self, results: List[tuple]) -> Dict[str, float]:

@@ -31,8 +31,10 @@ from mmengine.evaluator import BaseMetric
 from xfm_mm.registry import METRICS
 from .utils import get_field, has_field, to_numpy
 
-_OWNER = 'ImageTextRetrievalMetric'
 TIE_MODES = ('pessimistic', 'optimistic')
+
+#: (direction, its ground-truth field, several ground truths per query)
+_DIRECTIONS = (('i2t', 'gt_text_ids', True), ('t2i', 'gt_image_id', False))
 
 
 def _gt_mask(num_queries: int, num_candidates: int,
@@ -41,12 +43,12 @@ def _gt_mask(num_queries: int, num_candidates: int,
     mask = np.zeros((num_queries, num_candidates), dtype=bool)
     lengths = [len(ids) for ids in gt_ids]
     if min(lengths, default=1) == 0:
-        raise ValueError(f'{_OWNER}: a query has no ground truth')
+        raise ValueError('_gt_mask: a query has no ground truth')
     rows = np.repeat(np.arange(num_queries), lengths)
     cols = np.concatenate([np.asarray(ids, dtype=np.int64) for ids in gt_ids])
     if cols.size and (cols.min() < 0 or cols.max() >= num_candidates):
         raise ValueError(
-            f'{_OWNER}: ground-truth ids must lie in [0, {num_candidates}), '
+            f'_gt_mask: ground-truth ids must lie in [0, {num_candidates}), '
             f'got ids in [{cols.min()}, {cols.max()}]')
     mask[rows, cols] = True
     return mask
@@ -72,16 +74,17 @@ def best_gt_ranks(scores: np.ndarray,
         np.ndarray: ``(Q,)`` int64 ranks; 0 means a GT is ranked first.
     """
     if tie_mode not in TIE_MODES:
-        raise ValueError(f'{_OWNER}: tie_mode must be one of {TIE_MODES}, '
-                         f'got {tie_mode!r}')
+        raise ValueError(
+            f'best_gt_ranks: tie_mode must be one of {TIE_MODES}, '
+            f'got {tie_mode!r}')
     scores = np.asarray(scores)
     if scores.ndim != 2 or scores.shape[0] != len(gt_ids):
         raise ValueError(
-            f'{_OWNER}: scores must be (num_queries, num_candidates) with one '
-            f'ground-truth list per row; got scores {scores.shape} and '
-            f'{len(gt_ids)} ground-truth lists')
+            'best_gt_ranks: scores must be (num_queries, num_candidates) '
+            'with one ground-truth list per row; got scores '
+            f'{scores.shape} and {len(gt_ids)} ground-truth lists')
     if np.isnan(scores).any():
-        raise ValueError(f'{_OWNER}: retrieval scores contain NaN')
+        raise ValueError('best_gt_ranks: retrieval scores contain NaN')
     ranks = np.empty(scores.shape[0], dtype=np.int64)
     for start in range(0, scores.shape[0], chunk_size):
         block = scores[start:start + chunk_size]
@@ -129,12 +132,12 @@ def retrieval_recall(
     result: Dict[str, float] = {}
     if i2t_scores is not None:
         if img2txt is None:
-            raise ValueError(f'{_OWNER}: i2t_scores needs img2txt')
+            raise ValueError('retrieval_recall: i2t_scores needs img2txt')
         ranks = best_gt_ranks(i2t_scores, img2txt, tie_mode)
         result.update(_recall_dict('txt', ranks, topk))
     if t2i_scores is not None:
         if txt2img is None:
-            raise ValueError(f'{_OWNER}: t2i_scores needs txt2img')
+            raise ValueError('retrieval_recall: t2i_scores needs txt2img')
         single = [[int(i)] for i in np.asarray(txt2img).reshape(-1)]
         ranks = best_gt_ranks(t2i_scores, single, tie_mode)
         result.update(_recall_dict('img', ranks, topk))
@@ -192,46 +195,41 @@ class ImageTextRetrievalMetric(BaseMetric):
                  tie_mode: str = 'pessimistic',
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
+        owner = type(self).__name__
         super().__init__(collect_device=collect_device, prefix=prefix)
         if tie_mode not in TIE_MODES:
-            raise ValueError(f'{_OWNER}: tie_mode must be one of '
+            raise ValueError(f'{owner}: tie_mode must be one of '
                              f'{TIE_MODES}, got {tie_mode!r}')
         if not topk or any(int(k) < 1 for k in topk):
-            raise ValueError(f'{_OWNER}: topk must be positive, got {topk}')
+            raise ValueError(f'{owner}: topk must be positive, got {topk}')
         self.topk = tuple(int(k) for k in topk)
         self.tie_mode = tie_mode
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         """Store each sample's score rows (CPU numpy) and ground truths."""
+        owner = type(self).__name__
         for index, sample in enumerate(data_samples):
             result = {}
-            if has_field(sample, 'i2t_scores'):
-                gts = get_field(sample, 'gt_text_ids', _OWNER, index)
-                result['i2t'] = self._rows(
-                    get_field(sample, 'i2t_scores', _OWNER, index),
-                    gts,
-                    many_gts=True,
-                    field='i2t_scores')
-            if has_field(sample, 't2i_scores'):
-                gts = get_field(sample, 'gt_image_id', _OWNER, index)
-                result['t2i'] = self._rows(
-                    get_field(sample, 't2i_scores', _OWNER, index),
-                    gts,
-                    many_gts=False,
-                    field='t2i_scores')
+            for direction, gt_field, many_gts in _DIRECTIONS:
+                field = f'{direction}_scores'
+                if has_field(sample, field):
+                    result[direction] = self._rows(
+                        get_field(sample, field, owner, index),
+                        get_field(sample, gt_field, owner, index), many_gts,
+                        field)
             if not result:
-                raise KeyError(f'{_OWNER}: data sample {index} has neither '
+                raise KeyError(f'{owner}: data sample {index} has neither '
                                '`i2t_scores` nor `t2i_scores`')
             self.results.append(result)
 
-    @staticmethod
-    def _rows(scores, gts, many_gts: bool,
+    def _rows(self, scores, gts, many_gts: bool,
               field: str) -> Tuple[np.ndarray, List[np.ndarray]]:
+        owner = type(self).__name__
         scores = to_numpy(scores)
         if scores.ndim == 1:
             scores, gts = scores[None], [gts]
         elif scores.ndim != 2:
-            raise ValueError(f'{_OWNER}: `{field}` must be 1-D or 2-D, got '
+            raise ValueError(f'{owner}: `{field}` must be 1-D or 2-D, got '
                              f'shape {scores.shape}')
         if many_gts:
             gt_list = [to_numpy(g).astype(np.int64).reshape(-1) for g in gts]
@@ -242,12 +240,13 @@ class ImageTextRetrievalMetric(BaseMetric):
             ]
         if len(gt_list) != scores.shape[0]:
             raise ValueError(
-                f'{_OWNER}: `{field}` has {scores.shape[0]} rows but '
+                f'{owner}: `{field}` has {scores.shape[0]} rows but '
                 f'{len(gt_list)} ground truths were given')
         return scores, gt_list
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Compute R@K per direction from the stored rows."""
+        owner = type(self).__name__
         metrics: Dict[str, float] = {}
         for direction, name in (('i2t', 'txt'), ('t2i', 'img')):
             blocks = [r[direction] for r in results if direction in r]
@@ -256,7 +255,7 @@ class ImageTextRetrievalMetric(BaseMetric):
             widths = {scores.shape[1] for scores, _ in blocks}
             if len(widths) != 1:
                 raise ValueError(
-                    f'{_OWNER}: `{direction}_scores` rows have different '
+                    f'{owner}: `{direction}_scores` rows have different '
                     f'numbers of candidates: {sorted(widths)}')
             ranks = np.concatenate([
                 best_gt_ranks(scores, gts, self.tie_mode)
@@ -264,7 +263,7 @@ class ImageTextRetrievalMetric(BaseMetric):
             ])
             metrics.update(_recall_dict(name, ranks, self.topk))
         if not metrics:
-            raise ValueError(f'{_OWNER}: no retrieval results to evaluate')
+            raise ValueError(f'{owner}: no retrieval results to evaluate')
         if 'txt_r_mean' in metrics and 'img_r_mean' in metrics:
             metrics['r_mean'] = (metrics['txt_r_mean'] +
                                  metrics['img_r_mean']) / 2

@@ -6,7 +6,7 @@ mmengine's ``Evaluator`` turns every ``DataSample`` into a plain dict
 metric called directly may still get a ``BaseDataElement``. These helpers
 accept both and raise errors that name the metric file and the field.
 """
-from typing import Any, Mapping
+from typing import Any, List, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -47,6 +47,31 @@ def get_field(sample: Any,
         return default
     raise KeyError(f'{where}: data sample {index} of the batch has no field '
                    f'`{key}`')
+
+
+def get_text(sample: Any, key: str, where: str, index: int) -> str:
+    """Read a string field (e.g. a predicted caption or answer).
+
+    Args:
+        sample (dict | BaseDataElement): One data sample.
+        key (str): The field name.
+        where (str): The metric's name, used in the error message.
+        index (int): Position of the sample in its batch, for the message.
+
+    Returns:
+        str: The field value; a missing field raises ``KeyError``, another
+        type ``TypeError``.
+    """
+    value = get_field(sample, key, where, index)
+    if not isinstance(value, str):
+        raise TypeError(f'{where}: `{key}` of sample {index} must be a str, '
+                        f'got {type(value).__name__}')
+    return value
+
+
+def as_text_list(value: Union[str, Sequence[str]]) -> List[str]:
+    """One reference string, or several, as a list."""
+    return [value] if isinstance(value, str) else list(value)
 
 
 def to_numpy(value: Any) -> np.ndarray:

@@ -24,9 +24,7 @@ from mmengine.logging import MMLogger
 from mmengine.utils import mkdir_or_exist
 
 from xfm_mm.registry import METRICS
-from .utils import get_field, has_field, to_scalar
-
-_OWNER = 'VQAAccuracy'
+from .utils import as_text_list, get_field, get_text, has_field, to_scalar
 
 # The normalisation tables of the official tool (facts, written out).
 NUMBER_WORDS = {
@@ -145,7 +143,8 @@ def vqa_question_accuracy(pred_answer: str,
         float: Mean over left-out answers of ``min(1, matches / 3)``.
     """
     if len(gt_answers) == 0:
-        raise ValueError(f'{_OWNER}: a question has no ground-truth answers')
+        raise ValueError(
+            'vqa_question_accuracy: a question has no ground-truth answers')
     pred = normalize_answer(pred_answer)
     gts = list(gt_answers)
     if len(set(gts)) > 1:
@@ -179,10 +178,11 @@ def _as_question_id(value, index: int) -> int:
     try:
         if isinstance(value, (str, int)):
             return int(value)
-        return int(to_scalar(value, _OWNER, 'question_id'))
+        return int(to_scalar(value, '_as_question_id', 'question_id'))
     except ValueError as error:
-        raise ValueError(f'{_OWNER}: `question_id` of sample {index} must '
-                         f'be one integer, got {value!r}') from error
+        raise ValueError(
+            f'_as_question_id: `question_id` of sample {index} must '
+            f'be one integer, got {value!r}') from error
 
 
 @METRICS.register_module()
@@ -210,29 +210,28 @@ class VQAAccuracy(BaseMetric):
                  dump_results: Optional[str] = None,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
+        owner = type(self).__name__
         super().__init__(collect_device=collect_device, prefix=prefix)
         if dump_results is not None and not dump_results.endswith('.json'):
-            raise ValueError(f'{_OWNER}: dump_results must be a .json path, '
+            raise ValueError(f'{owner}: dump_results must be a .json path, '
                              f'got {dump_results!r}')
         self.dump_results = dump_results
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         """Keep the answer strings, question id and answer type."""
+        owner = type(self).__name__
         for index, sample in enumerate(data_samples):
-            pred = get_field(sample, 'pred_answer', _OWNER, index)
-            if not isinstance(pred, str):
-                raise TypeError(f'{_OWNER}: `pred_answer` of sample {index} '
-                                f'must be a str, got {type(pred).__name__}')
-            result = {'pred_answer': pred}
-            gt = get_field(sample, 'gt_answer', _OWNER, index, default=None)
+            result = dict(
+                pred_answer=get_text(sample, 'pred_answer', owner, index))
+            gt = get_field(sample, 'gt_answer', owner, index, default=None)
             if gt is not None:
-                result['gt_answer'] = [gt] if isinstance(gt, str) else list(gt)
+                result['gt_answer'] = as_text_list(gt)
             if self.dump_results is not None or has_field(
                     sample, 'question_id'):
-                qid = get_field(sample, 'question_id', _OWNER, index)
+                qid = get_field(sample, 'question_id', owner, index)
                 result['question_id'] = _as_question_id(qid, index)
             answer_type = get_field(
-                sample, 'answer_type', _OWNER, index, default=None)
+                sample, 'answer_type', owner, index, default=None)
             if answer_type is not None:
                 result['answer_type'] = str(answer_type)
             self.results.append(result)

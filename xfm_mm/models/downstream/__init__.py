@@ -3,11 +3,11 @@ from .caption import XFMCaptioner
 from .generation import beam_search, rank_answers
 from .grounding import XFMGrounding
 from .nlvr import XFMNLVR
-from .retrieval import XFMRetrieval
+from .retrieval import ImageTextRetrieval
 from .text_classifier import XFMTextClassifier
 from .vqa import XFMVQA
 
 __all__ = [
-    'XFMCaptioner', 'XFMGrounding', 'XFMNLVR', 'XFMRetrieval',
+    'XFMCaptioner', 'XFMGrounding', 'XFMNLVR', 'ImageTextRetrieval',
     'XFMTextClassifier', 'XFMVQA', 'beam_search', 'rank_answers'
 ]

@@ -21,8 +21,9 @@ class XFMCaptioner(XFMBaseModel):
     cross-attended to; it is initialised like X-FM's VQA decoder (fusion
     layers, language embeddings, IMLM head; see
     :func:`~.decoder_init.decoder_keys_from_pretraining`).
-    X-FM ships no working captioning model (reference §2.9 item 5); the
-    prompt, beam 3 and 20 tokens are its documented settings.
+    X-FM ships no working captioning model (its ``Captioning.py`` is marked
+    "not debug yet" and ``XFMForCaptioning`` cannot load); the prompt, beam
+    3 and 20 tokens are the settings of its captioning config.
 
     - Training: teacher-forced cross-entropy on the caption tokens and
       [SEP] (the prompt is not a target), averaged over target tokens.
@@ -46,9 +47,7 @@ class XFMCaptioner(XFMBaseModel):
         label_smoothing (float): Defaults to 0.1 (BLIP, X2-VLM).
         init_decoder_from_fusion (bool): Build the decoder from a
             pre-training checkpoint's fusion encoder. Defaults to True.
-        data_preprocessor (dict, optional): Defaults to
-            ``XFMDataPreprocessor``.
-        init_cfg (dict, optional): e.g. a ``Pretrained`` checkpoint.
+        **kwargs: ``data_preprocessor`` and ``init_cfg`` of the base model.
     """
 
     def __init__(self,
@@ -62,20 +61,20 @@ class XFMCaptioner(XFMBaseModel):
                  length_penalty: float = 0.,
                  label_smoothing: float = 0.1,
                  init_decoder_from_fusion: bool = True,
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
-        super().__init__(
-            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+                 **kwargs):
+        super().__init__(**kwargs)
         self.vision_encoder = self.build_module(vision_encoder)
         self.text_decoder = self.build_module(text_decoder)
-        self.tokenizer = build_tokenizer(tokenizer)
-        self.prompt = prompt
-        self.beam_size = beam_size
-        self.max_new_tokens = max_new_tokens
-        self.min_new_tokens = min_new_tokens
-        self.length_penalty = length_penalty
-        self.label_smoothing = label_smoothing
-        tok = self.tokenizer
+        self.tokenizer = tok = build_tokenizer(tokenizer)
+        self.prompt, self.label_smoothing = prompt, label_smoothing
+        # Keyword arguments of beam_search, besides the tokenizer's ids.
+        self.beam_cfg = dict(
+            beam_size=beam_size,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            length_penalty=length_penalty,
+            eos_token_id=tok.sep_token_id,
+            pad_token_id=tok.pad_token_id)
         prompt_ids = tok(
             prompt.rstrip(), add_special_tokens=False)['input_ids']
         self.register_buffer(
@@ -113,21 +112,13 @@ class XFMCaptioner(XFMBaseModel):
     def generate(self, images: torch.Tensor) -> torch.Tensor:
         """Beam-search token ids ``(B, T)`` after ``[CLS] prompt``."""
         vision = self.vision_encoder(images)
-        context = vision.repeat_interleave(self.beam_size, dim=0)
+        context = vision.repeat_interleave(self.beam_cfg['beam_size'], dim=0)
 
         def next_logits(ids: torch.Tensor) -> torch.Tensor:
             return self.text_decoder.logits(ids, None, context)[:, -1]
 
         start = self.start_ids.expand(len(images), -1)
-        seqs, _ = beam_search(
-            next_logits,
-            start,
-            beam_size=self.beam_size,
-            max_new_tokens=self.max_new_tokens,
-            eos_token_id=self.tokenizer.sep_token_id,
-            pad_token_id=self.tokenizer.pad_token_id,
-            min_new_tokens=self.min_new_tokens,
-            length_penalty=self.length_penalty)
+        seqs, _ = beam_search(next_logits, start, **self.beam_cfg)
         return seqs[:, len(self.start_ids):]
 
     def predict(self, inputs: dict, data_samples: Optional[list] = None):

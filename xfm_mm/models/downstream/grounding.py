@@ -5,10 +5,10 @@ from typing import Dict, Optional, Sequence
 
 import torch
 from mmpretrain.structures import DataSample
+from torchvision.ops import box_convert
 
 from xfm_mm.registry import MODELS
-from ..base import XFMBaseModel
-from ..utils import box_cxcywh_to_xyxy
+from ..utils.vision_language import VisionLanguageModel
 
 
 def boxes_to_original(boxes: torch.Tensor, input_size: Sequence[int],
@@ -43,11 +43,11 @@ def boxes_to_original(boxes: torch.Tensor, input_size: Sequence[int],
         scales.append((w_scale, h_scale, w_scale, h_scale))
     scale = torch.tensor(scales, dtype=torch.float32, device=boxes.device)
     size = boxes.new_tensor([width, height, width, height])
-    return box_cxcywh_to_xyxy(boxes.float()) * size / scale
+    return box_convert(boxes.float(), 'cxcywh', 'xyxy') * size / scale
 
 
 @MODELS.register_module()
-class XFMGrounding(XFMBaseModel):
+class XFMGrounding(VisionLanguageModel):
     """X-FM RefCOCO+ grounding: fusion token 0 -> ``BoxHead``.
 
     The expression attends to the whole image in the fusion encoder; the
@@ -57,40 +57,21 @@ class XFMGrounding(XFMBaseModel):
     (:func:`boxes_to_original`), what ``GroundingAccuracy`` reads.
 
     Args:
-        text_encoder (dict): ``TextEncoder`` config.
-        vision_encoder (dict): ``VisionEncoder`` config.
-        fusion_encoder (dict): ``FusionEncoder`` config.
         box_head (dict): ``BoxHead`` config.
-        data_preprocessor (dict, optional): Defaults to
-            ``XFMDataPreprocessor``.
-        init_cfg (dict, optional): e.g. a ``Pretrained`` checkpoint.
+        **kwargs: ``text_encoder``, ``vision_encoder``, ``fusion_encoder``,
+            ``data_preprocessor`` and ``init_cfg`` of
+            :class:`~xfm_mm.models.utils.vision_language.VisionLanguageModel`.
     """
 
-    def __init__(self,
-                 text_encoder: dict,
-                 vision_encoder: dict,
-                 fusion_encoder: dict,
-                 box_head: dict,
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
-        super().__init__(
-            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.text_encoder = self.build_module(text_encoder)
-        self.vision_encoder = self.build_module(vision_encoder)
-        self.fusion_encoder = self.build_module(fusion_encoder)
+    def __init__(self, box_head: dict, **kwargs):
+        super().__init__(**kwargs)
         self.box_head = self.build_module(box_head)
 
     def _forward(self,
                  inputs: dict,
                  data_samples: Optional[list] = None) -> torch.Tensor:
         """``mode='tensor'``: normalised cxcywh boxes ``(B, 4)``."""
-        return self.box_head.predict(self.fused_token(inputs))
-
-    def fused_token(self, inputs: dict) -> torch.Tensor:
-        """Fusion token 0 ``(B, D)`` of each expression over its image."""
-        vision = self.vision_encoder(inputs['images'])
-        text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
-        return self.fusion_encoder(text, inputs['text_mask'], vision)[:, 0]
+        return self.box_head.predict(self.fuse(inputs)[:, 0])
 
     def loss(self,
              inputs: dict,
@@ -99,11 +80,11 @@ class XFMGrounding(XFMBaseModel):
         if 'boxes' not in inputs:
             raise KeyError('XFMGrounding: the batch has no "boxes" target; '
                            'add RefBoxTarget to the training pipeline')
-        return self.box_head.loss(self.fused_token(inputs), inputs['boxes'])
+        return self.box_head.loss(self.fuse(inputs)[:, 0], inputs['boxes'])
 
     def predict(self, inputs: dict, data_samples: Optional[list] = None):
         """Set ``pred_bboxes`` (1, 4) xyxy pixels of the original image."""
-        boxes = self.box_head.predict(self.fused_token(inputs))
+        boxes = self.box_head.predict(self.fuse(inputs)[:, 0])
         if data_samples is None:
             data_samples = [DataSample() for _ in range(len(boxes))]
         pixels = boxes_to_original(boxes, inputs['images'].shape[-2:],

@@ -7,13 +7,13 @@ import torch.nn.functional as F
 from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import MODELS
-from ..base import XFMBaseModel
 from ..layers import build_mlp
+from ..utils.vision_language import VisionLanguageModel
 from .utils import stack_field
 
 
 @MODELS.register_module()
-class XFMNLVR(XFMBaseModel):
+class XFMNLVR(VisionLanguageModel):
     """X-FM NLVR2 head: both fusion outputs, concatenated, classified.
 
     The sentence is encoded once; the fusion encoder runs on (sentence,
@@ -24,27 +24,14 @@ class XFMNLVR(XFMBaseModel):
     The data preprocessor gives ``images`` of shape ``(B, 2, 3, H, W)``.
 
     Args:
-        text_encoder (dict): ``TextEncoder`` config.
-        vision_encoder (dict): ``VisionEncoder`` config.
-        fusion_encoder (dict): ``FusionEncoder`` config.
         num_classes (int): Defaults to 2 (False / True).
-        data_preprocessor (dict, optional): Defaults to
-            ``XFMDataPreprocessor``.
-        init_cfg (dict, optional): e.g. a ``Pretrained`` checkpoint.
+        **kwargs: ``text_encoder``, ``vision_encoder``, ``fusion_encoder``,
+            ``data_preprocessor`` and ``init_cfg`` of
+            :class:`~xfm_mm.models.utils.vision_language.VisionLanguageModel`.
     """
 
-    def __init__(self,
-                 text_encoder: dict,
-                 vision_encoder: dict,
-                 fusion_encoder: dict,
-                 num_classes: int = 2,
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
-        super().__init__(
-            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.text_encoder = self.build_module(text_encoder)
-        self.vision_encoder = self.build_module(vision_encoder)
-        self.fusion_encoder = self.build_module(fusion_encoder)
+    def __init__(self, num_classes: int = 2, **kwargs):
+        super().__init__(**kwargs)
         self.cls_head = build_mlp(2 * self.fusion_encoder.embed_dims,
                                   num_classes)
 

@@ -1,38 +1,35 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""Image-text retrieval fine-tuning and evaluation (X-FM ``Retrieval.py``)."""
+"""Image-text retrieval fine-tuning and evaluation (X-VLM / X2-VLM / X-FM
+``Retrieval.py``)."""
 from typing import Dict, Optional
 
 import torch
 from mmengine.structures import BaseDataElement
 
 from xfm_mm.registry import MODELS
-from ..base import XFMBaseModel
-
-_WHERE = 'XFMRetrieval'
+from ..heads import contrastive_matching_losses
+from ..utils.vision_language import VisionLanguageModel
 
 
 @MODELS.register_module()
-class XFMRetrieval(XFMBaseModel):
-    """X-FM retrieval: ITC + ITM fine-tuning, ITC top-k + ITM re-ranking.
+class ImageTextRetrieval(VisionLanguageModel):
+    """Image-text retrieval with a text, a vision and a fusion encoder: ITC +
+    ITM fine-tuning, ITC top-k + ITM re-ranking (X-FM, X2-VLM).
 
-    Training loss (X-FM ``XFMForRetrieval``): ITC whose targets are uniform
-    over the samples sharing an image id (several captions of one image),
-    plus ITM on in-batch hard negatives drawn from the ITC similarities with
-    every same-image sample excluded. Unlike pre-training, the language
-    features reach the fusion encoder without a stop-gradient.
+    Training loss (X-FM ``XFMForRetrieval``,
+    :func:`~xfm_mm.models.heads.contrastive_matching_losses`): ITC whose
+    targets are uniform over the samples sharing an image id (several
+    captions of one image), plus ITM on in-batch hard negatives drawn from
+    the ITC similarities with every same-image sample excluded. Unlike X-FM
+    pre-training, the language features reach the fusion encoder without a
+    stop-gradient.
 
     Inference: for every query the ``rerank_topk`` best candidates by ITC
     similarity are scored by the ITM head's "matched" logit, which alone
     ranks them (it is not added to the ITC score); all other candidates get
     ``-inf``. ``fast_match=True`` ranks by ITC similarity only.
 
-    Sub-module names are the X-FM pretrainer's, so a pre-training
-    checkpoint loads by name (its MLM / MIM / box heads are ignored).
-
     Args:
-        text_encoder (dict): ``TextEncoder`` config.
-        vision_encoder (dict): ``VisionEncoder`` config.
-        fusion_encoder (dict): ``FusionEncoder`` config.
         itc_head (dict): ``ContrastiveHead`` config.
         itm_head (dict): ``MatchingHead`` config.
         rerank_topk (int): Candidates re-ranked by ITM per query (X-FM
@@ -40,32 +37,24 @@ class XFMRetrieval(XFMBaseModel):
         fast_match (bool): Rank by ITC only. Defaults to False.
         itm_batch_size (int): (query, candidate) pairs per fusion forward
             while re-ranking. Defaults to 256.
-        data_preprocessor (dict, optional): Defaults to
-            ``XFMDataPreprocessor`` (CLIP normalisation).
-        init_cfg (dict, optional): E.g. ``dict(type='Pretrained',
-            checkpoint=...)`` for a pre-training checkpoint.
+        **kwargs: ``text_encoder``, ``vision_encoder``, ``fusion_encoder``,
+            ``data_preprocessor`` and ``init_cfg`` of
+            :class:`~xfm_mm.models.utils.vision_language.VisionLanguageModel`.
     """
 
     def __init__(self,
-                 text_encoder: dict,
-                 vision_encoder: dict,
-                 fusion_encoder: dict,
                  itc_head: dict,
                  itm_head: dict,
                  rerank_topk: int = 256,
                  fast_match: bool = False,
                  itm_batch_size: int = 256,
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
-        super().__init__(
-            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+                 **kwargs):
+        super().__init__(**kwargs)
         if rerank_topk < 0 or itm_batch_size < 1:
-            raise ValueError(f'{_WHERE}: need rerank_topk >= 0 and '
-                             f'itm_batch_size >= 1, got {rerank_topk} and '
-                             f'{itm_batch_size}')
-        self.text_encoder = self.build_module(text_encoder)
-        self.vision_encoder = self.build_module(vision_encoder)
-        self.fusion_encoder = self.build_module(fusion_encoder)
+            raise ValueError(
+                f'{type(self).__name__}: need rerank_topk >= 0 and '
+                f'itm_batch_size >= 1, got {rerank_topk} and '
+                f'{itm_batch_size}')
         self.itc_head = self.build_module(itc_head)
         self.itm_head = self.build_module(itm_head)
         self.rerank_topk = rerank_topk
@@ -119,40 +108,25 @@ class XFMRetrieval(XFMBaseModel):
         """
         for key in ('images', 'text_ids', 'text_mask'):
             if key not in inputs:
-                raise KeyError(f'{_WHERE}.loss: the batch has no {key!r}; '
-                               'pack image-text pairs (PackRetrievalInputs)')
-        image_ids = inputs.get('image_id')
-        feats = self.extract_feat(inputs['images'], inputs['text_ids'],
-                                  inputs['text_mask'])
-        image_feat, text_feat = feats['image_feat'], feats['text_feat']
-        vision, text = feats['image_embeds'], feats['text_embeds']
-        text_mask = feats['text_mask']
-        losses = self.itc_head.loss(image_feat, text_feat, image_ids)
-
-        with torch.no_grad():
-            sim_i2t = self.itc_head.similarity(
-                image_feat, text_feat, scaled=True)
-        neg_image, neg_text, valid = self.itm_head.sample_negatives(
-            sim_i2t, sim_i2t.t(), image_ids)
-        # Positives, (text, negative image), (negative text, image) in one
-        # fusion pass.
-        fused = self.fusion_encoder(
-            torch.cat([text, text, text[neg_text]]),
-            torch.cat([text_mask, text_mask, text_mask[neg_text]]),
-            torch.cat([vision, vision[neg_image], vision]))
-        num_pos = len(text)
-        losses.update(
-            self.itm_head.loss(
-                fused[:num_pos, 0],
-                fused[num_pos:, 0],
-                neg_valid=torch.cat([valid, valid])))
-        return losses
+                raise KeyError(
+                    f'{type(self).__name__}.loss: the batch has no {key!r}; '
+                    'pack image-text pairs (PackRetrievalInputs)')
+        vision = self.vision_encoder(inputs['images'])
+        text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
+        return contrastive_matching_losses(
+            self.itc_head,
+            self.itm_head,
+            self.fusion_encoder,
+            vision,
+            text,
+            inputs['text_mask'],
+            image_ids=inputs.get('image_id'))
 
     def predict(self, inputs: dict, data_samples=None) -> list:
         """Data samples carrying their normalised ITC features
         (``image_feat`` / ``text_feat``).
 
-        Gallery retrieval is ``RetrievalValLoop`` / the retrieval
+        Gallery retrieval is ``ImageTextRetrievalValLoop`` / the retrieval
         inferencers' job (:meth:`retrieve`).
         """
         feats = self.extract_feat(
@@ -194,13 +168,14 @@ class XFMRetrieval(XFMBaseModel):
             torch.Tensor: ``(Q, K)`` float32 logits.
         """
         if query not in ('image', 'text'):
-            raise ValueError(f"{_WHERE}.rerank: query must be 'image' or "
-                             f"'text', got {query!r}")
+            raise ValueError(f"{type(self).__name__}.rerank: query must be "
+                             f"'image' or 'text', got {query!r}")
         num_queries, k = candidates.shape
         expected = len(image_embeds) if query == 'image' else len(text_embeds)
         if expected != num_queries:
-            raise ValueError(f'{_WHERE}.rerank: {num_queries} candidate rows '
-                             f'for {expected} {query} queries')
+            raise ValueError(
+                f'{type(self).__name__}.rerank: {num_queries} candidate '
+                f'rows for {expected} {query} queries')
         device = self.itm_head.classifier[0].weight.device
         query_index = torch.arange(num_queries).repeat_interleave(k)
         cand_index = candidates.reshape(-1).cpu()
@@ -252,8 +227,8 @@ class XFMRetrieval(XFMBaseModel):
             sim = self.itc_head.similarity(images['image_feat'],
                                            texts['text_feat']).t()
         else:
-            raise ValueError(f"{_WHERE}.retrieve: query must be 'image' or "
-                             f"'text', got {query!r}")
+            raise ValueError(f"{type(self).__name__}.retrieve: query must "
+                             f"be 'image' or 'text', got {query!r}")
         k = self.rerank_topk if topk is None else topk
         k = min(k, sim.size(1))
         if self.fast_match or k <= 0:

@@ -11,8 +11,6 @@ from xfm_mm.registry import MODELS
 from ..base import XFMBaseModel
 from ..layers import build_mlp
 
-_WHERE = 'XFMTextClassifier'
-
 
 @MODELS.register_module()
 class XFMTextClassifier(XFMBaseModel):
@@ -27,21 +25,14 @@ class XFMTextClassifier(XFMBaseModel):
         text_encoder (dict): ``TextEncoder`` config; its name matches the
             X-FM pretrainer's, so a pre-training checkpoint loads by name.
         num_classes (int): Classes, or 1 for regression.
-        data_preprocessor (dict, optional): Defaults to
-            ``XFMDataPreprocessor``.
-        init_cfg (dict, optional): Initialisation config.
+        **kwargs: ``data_preprocessor`` and ``init_cfg`` of the base model.
     """
 
-    def __init__(self,
-                 text_encoder: dict,
-                 num_classes: int,
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
-        super().__init__(
-            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+    def __init__(self, text_encoder: dict, num_classes: int, **kwargs):
+        super().__init__(**kwargs)
         if num_classes < 1:
-            raise ValueError(f'{_WHERE}: num_classes must be >= 1, got '
-                             f'{num_classes}')
+            raise ValueError(f'{type(self).__name__}: num_classes must be '
+                             f'>= 1, got {num_classes}')
         self.text_encoder = self.build_module(text_encoder)
         self.num_classes = num_classes
         self.cls_head = build_mlp(self.text_encoder.embed_dims, num_classes)
@@ -73,8 +64,9 @@ class XFMTextClassifier(XFMBaseModel):
             data_samples: Optional[List[DataSample]] = None) -> torch.Tensor:
         """The logits ``(B, num_classes)`` (also ``mode='tensor'``)."""
         if 'text_ids' not in inputs:
-            raise KeyError(f'{_WHERE}: the batch has no text_ids; pack with '
-                           'PackTextClassificationInputs')
+            raise KeyError(
+                f'{type(self).__name__}: the batch has no text_ids; '
+                'pack with PackTextClassificationInputs')
         token_type_ids = inputs.get('token_type_ids')
         if token_type_ids is None and data_samples and \
                 'token_type_ids' in data_samples[0]:

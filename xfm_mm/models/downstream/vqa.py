@@ -7,21 +7,19 @@ import torch
 from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import MODELS
-from ..base import XFMBaseModel
+from ..utils.vision_language import VisionLanguageModel
 from .decoder_init import init_decoder_from_pretraining
 from .generation import rank_answers, tokenize_texts
 from .utils import build_tokenizer, stack_field
 
-_WHERE = 'XFMVQA'
-
 
 @MODELS.register_module()
-class XFMVQA(XFMBaseModel):
+class XFMVQA(VisionLanguageModel):
     """X-FM VQA: encode the question with the image, decode the answer.
 
     question -> language encoder -> fusion encoder (cross-attending to the
     image) -> a causal decoder cross-attending to the fusion outputs
-    (X-FM §2.6, ``XFMForVQA``).
+    (upstream ``VQA.py``, ``XFMForVQA``).
 
     - Training: the summed token cross-entropy of every distinct answer of
       a question, weighted by its share of the annotators (0.5 for Visual
@@ -39,9 +37,6 @@ class XFMVQA(XFMBaseModel):
     :meth:`init_weights`.
 
     Args:
-        text_encoder (dict): ``TextEncoder`` config.
-        vision_encoder (dict): ``VisionEncoder`` config.
-        fusion_encoder (dict): ``FusionEncoder`` config.
         text_decoder (dict): ``TextDecoder`` config (as deep and wide as
             the fusion encoder, ``context_dims`` = text width).
         tokenizer (dict, optional): ``TOKENIZER`` config, used once to
@@ -60,15 +55,12 @@ class XFMVQA(XFMBaseModel):
             (X-VLM).
         init_decoder_from_fusion (bool): Initialise the decoder from the
             fusion encoder. Defaults to True.
-        data_preprocessor (dict, optional): Defaults to
-            ``XFMDataPreprocessor``.
-        init_cfg (dict, optional): e.g. a ``Pretrained`` checkpoint.
+        **kwargs: ``text_encoder``, ``vision_encoder``, ``fusion_encoder``,
+            ``data_preprocessor`` and ``init_cfg`` of
+            :class:`~xfm_mm.models.utils.vision_language.VisionLanguageModel`.
     """
 
     def __init__(self,
-                 text_encoder: dict,
-                 vision_encoder: dict,
-                 fusion_encoder: dict,
                  text_decoder: dict,
                  tokenizer: Optional[dict] = None,
                  answer_list: Optional[Union[str, Sequence[str]]] = None,
@@ -77,13 +69,8 @@ class XFMVQA(XFMBaseModel):
                  rank_chunk_size: int = 1024,
                  label_smoothing: float = 0.,
                  init_decoder_from_fusion: bool = True,
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
-        super().__init__(
-            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.text_encoder = self.build_module(text_encoder)
-        self.vision_encoder = self.build_module(vision_encoder)
-        self.fusion_encoder = self.build_module(fusion_encoder)
+                 **kwargs):
+        super().__init__(**kwargs)
         self.text_decoder = self.build_module(text_decoder)
         self.num_candidates = num_candidates
         self.rank_chunk_size = rank_chunk_size
@@ -111,14 +98,17 @@ class XFMVQA(XFMBaseModel):
             answers = mmengine.load(answer_list, file_format='json')
             if not isinstance(answers, list) or not all(
                     isinstance(a, str) for a in answers):
-                raise ValueError(f'{_WHERE}: {answer_list} must hold a JSON '
-                                 'list of answer strings')
+                raise ValueError(
+                    f'{type(self).__name__}: {answer_list} must hold a JSON '
+                    'list of answer strings')
         else:
             answers = list(answer_list)
         if not answers:
-            raise ValueError(f'{_WHERE}: the answer list is empty')
+            raise ValueError(
+                f'{type(self).__name__}: the answer list is empty')
         if tokenizer is None:
-            raise ValueError(f'{_WHERE}: an answer list needs a tokenizer')
+            raise ValueError(
+                f'{type(self).__name__}: an answer list needs a tokenizer')
         ids, mask = tokenize_texts(
             build_tokenizer(tokenizer), answers, max_answer_tokens)
         self.answer_list = answers
@@ -138,20 +128,14 @@ class XFMVQA(XFMBaseModel):
     def _forward(self,
                  inputs: dict,
                  data_samples: Optional[list] = None) -> torch.Tensor:
-        """``mode='tensor'``: the question states
-        (:meth:`encode_question`)."""
-        return self.encode_question(inputs)
-
-    def encode_question(self, inputs: dict) -> torch.Tensor:
-        """Fusion outputs ``(B, L, D)`` of the question over the image."""
-        vision = self.vision_encoder(inputs['images'])
-        text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
-        return self.fusion_encoder(text, inputs['text_mask'], vision)
+        """``mode='tensor'``: the fusion states of the questions over their
+        images (:meth:`fuse`)."""
+        return self.fuse(inputs)
 
     def loss(self, inputs: dict,
              data_samples: list) -> Dict[str, torch.Tensor]:
         """Weighted answer generation loss (see the class docstring)."""
-        states = self.encode_question(inputs)
+        states = self.fuse(inputs)
         device = states.device
         answer_ids = stack_field(data_samples, 'answer_ids', device)
         answer_mask = stack_field(data_samples, 'answer_mask', device)
@@ -179,9 +163,10 @@ class XFMVQA(XFMBaseModel):
         ``pred_answer_scores``, best first.
         """
         if self.answer_list is None:
-            raise RuntimeError(f'{_WHERE}: predict needs answer_list (and '
-                               'tokenizer) in the model config')
-        states = self.encode_question(inputs)
+            raise RuntimeError(
+                f'{type(self).__name__}: predict needs answer_list (and '
+                'tokenizer) in the model config')
+        states = self.fuse(inputs)
         indices, scores = rank_answers(
             self.text_decoder,
             states,

@@ -1,12 +1,14 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 from .box import BoxHead
 from .contrastive import ContrastiveHead
-from .masked_image import MaskedImageHead
-from .masked_lm import MaskedLMHead
+from .contrastive_matching import contrastive_matching_losses
+from .feature_regression_mim import FeatureRegressionMIMHead
+from .masked_prediction import MaskedPredictionHead
 from .matching import MatchingHead
 from .probe import MLPProbeHead
 
 __all__ = [
-    'BoxHead', 'ContrastiveHead', 'MaskedImageHead', 'MaskedLMHead',
-    'MatchingHead', 'MLPProbeHead'
+    'BoxHead', 'ContrastiveHead', 'FeatureRegressionMIMHead',
+    'MaskedPredictionHead', 'MatchingHead', 'MLPProbeHead',
+    'contrastive_matching_losses'
 ]

@@ -4,14 +4,12 @@ from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from mmengine.model import BaseModule
+from torchvision.ops import box_convert, generalized_box_iou
 
 from xfm_mm.registry import MODELS
 from ..layers import build_mlp
-from ..utils import (aligned_generalized_box_iou, box_cxcywh_to_xyxy,
-                     is_degenerate)
-
-_OWNER = 'BoxHead'
 
 
 @MODELS.register_module()
@@ -27,9 +25,10 @@ class BoxHead(BaseModule):
       whole batch if any kept predicted or target box is degenerate
       (``x2 < x1`` or ``y2 < y1``), as upstream.
 
-    With no kept box both losses are zeros that still depend on the
-    parameters, so DDP sees every parameter used. All of it is computed
-    without host synchronisation.
+    GIoU is torchvision's (the pairwise DETR formula upstream takes the
+    diagonal of), evaluated on aligned pairs only. With no kept box both
+    losses are zeros that still depend on the parameters, so DDP sees every
+    parameter used. All of it is computed without host synchronisation.
 
     Args:
         embed_dims (int): Width of the fusion features. Defaults to 768.
@@ -50,56 +49,53 @@ class BoxHead(BaseModule):
         self.giou_weight = giou_weight
         self.bbox_head = build_mlp(embed_dims, 4)
 
-    def predict(self, cls_feats: torch.Tensor) -> torch.Tensor:
+    def predict(self, cls_feats: Tensor) -> Tensor:
         """Return ``(B, 4)`` float32 normalised ``(cx, cy, w, h)`` boxes."""
         if cls_feats.dim() != 2 or cls_feats.size(1) != self.embed_dims:
             raise ValueError(
-                f'{_OWNER}: fusion features must have shape '
+                f'{type(self).__name__}: fusion features must have shape '
                 f'(B, {self.embed_dims}), got {tuple(cls_feats.shape)}')
         return self.bbox_head(cls_feats).float().sigmoid()
 
-    def loss(
-        self,
-        cls_feats: torch.Tensor,
-        target: torch.Tensor,
-        is_whole_image: Optional[torch.Tensor] = None
-    ) -> Dict[str, torch.Tensor]:
+    def loss(self,
+             cls_feats: Tensor,
+             target: Tensor,
+             is_whole_image: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Predict boxes from ``cls_feats`` and score them.
 
         Args:
-            cls_feats (torch.Tensor): ``(B, embed_dims)`` fusion token 0.
-            target (torch.Tensor): ``(B, 4)`` normalised cxcywh boxes.
-            is_whole_image (torch.Tensor, optional): ``(B,)`` bool; True
+            cls_feats (Tensor): ``(B, embed_dims)`` fusion token 0.
+            target (Tensor): ``(B, 4)`` normalised cxcywh boxes.
+            is_whole_image (Tensor, optional): ``(B,)`` bool; True
                 excludes the sample from both losses. None: keep all.
 
         Returns:
-            dict[str, torch.Tensor]: ``loss_bbox`` and ``loss_giou``.
+            dict[str, Tensor]: ``loss_bbox`` and ``loss_giou``.
         """
         return self.loss_by_boxes(
             self.predict(cls_feats), target, is_whole_image)
 
     def loss_by_boxes(
-        self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        is_whole_image: Optional[torch.Tensor] = None
-    ) -> Dict[str, torch.Tensor]:
+            self,
+            pred: Tensor,
+            target: Tensor,
+            is_whole_image: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """L1 and GIoU losses of predicted against target cxcywh boxes.
 
         Args:
-            pred (torch.Tensor): ``(B, 4)`` predicted cxcywh boxes.
-            target (torch.Tensor): ``(B, 4)`` target cxcywh boxes.
-            is_whole_image (torch.Tensor, optional): ``(B,)`` bool; True
+            pred (Tensor): ``(B, 4)`` predicted cxcywh boxes.
+            target (Tensor): ``(B, 4)`` target cxcywh boxes.
+            is_whole_image (Tensor, optional): ``(B,)`` bool; True
                 excludes the sample. None: keep all.
 
         Returns:
-            dict[str, torch.Tensor]: ``loss_bbox`` and ``loss_giou``.
+            dict[str, Tensor]: ``loss_bbox`` and ``loss_giou``.
         """
         if pred.dim() != 2 or pred.size(1) != 4 or \
                 target.shape != pred.shape:
             raise ValueError(
-                f'{_OWNER}: predicted and target boxes must both have shape '
-                f'(B, 4), got {tuple(pred.shape)} and '
+                f'{type(self).__name__}: predicted and target boxes must '
+                f'both have shape (B, 4), got {tuple(pred.shape)} and '
                 f'{tuple(target.shape)}')
         pred = pred.float()
         target = target.to(pred)
@@ -109,9 +105,9 @@ class BoxHead(BaseModule):
             if is_whole_image.shape != (pred.size(0), ) or \
                     is_whole_image.dtype != torch.bool:
                 raise ValueError(
-                    f'{_OWNER}: `is_whole_image` must be a bool tensor of '
-                    f'shape ({pred.size(0)},), got {is_whole_image.dtype} '
-                    f'{tuple(is_whole_image.shape)}')
+                    f'{type(self).__name__}: `is_whole_image` must be a '
+                    f'bool tensor of shape ({pred.size(0)},), got '
+                    f'{is_whole_image.dtype} {tuple(is_whole_image.shape)}')
             kept = ~is_whole_image.to(pred.device)
         keep = kept.to(pred)
         num_boxes = keep.sum().clamp(min=1)
@@ -119,14 +115,19 @@ class BoxHead(BaseModule):
         l1 = F.l1_loss(pred, target, reduction='none').sum(dim=1)
         loss_bbox = (l1 * keep).sum() / num_boxes
 
-        pred_xyxy = box_cxcywh_to_xyxy(pred)
-        target_xyxy = box_cxcywh_to_xyxy(target)
-        degenerate = is_degenerate(pred_xyxy) | is_degenerate(target_xyxy)
-        # Any degenerate kept box switches the GIoU term off for the batch;
-        # the eps-clamped areas keep the masked values (and grads) finite.
+        pred_xyxy = box_convert(pred, 'cxcywh', 'xyxy')
+        target_xyxy = box_convert(target, 'cxcywh', 'xyxy')
+        degenerate = ((pred_xyxy[:, 2:] < pred_xyxy[:, :2]) |
+                      (target_xyxy[:, 2:] < target_xyxy[:, :2])).any(dim=1)
+        # Any degenerate kept box switches the GIoU term off for the batch.
+        # Degenerate pairs are scored as a unit box with itself, so that the
+        # masked values (and their gradients) stay finite.
         giou_on = (~(degenerate & kept).any()).to(pred)
-        giou = aligned_generalized_box_iou(pred_xyxy, target_xyxy)
-        loss_giou = ((1 - giou) * keep * giou_on).sum() / num_boxes
+        unit = pred_xyxy.new_tensor([0., 0., 1., 1.])
+        giou = generalized_box_iou(
+            torch.where(degenerate[:, None], unit, pred_xyxy)[:, None],
+            torch.where(degenerate[:, None], unit, target_xyxy)[:, None])
+        loss_giou = ((1 - giou[:, 0, 0]) * keep * giou_on).sum() / num_boxes
 
         return dict(
             loss_bbox=self.loss_weight * loss_bbox,

@@ -1,61 +1,83 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""Image(region/video)-text matching head (ITM) with in-batch hard
-negatives, as in X-VLM / X2-VLM / X-FM."""
+"""Image(region/video)-text matching head (ITM): in-batch hard negatives
+(X-VLM / X2-VLM / X-FM) or match labels given by the data (FLAVA)."""
 from typing import Dict, Optional, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+from torch import Tensor
 from mmengine.model import BaseModule
 
 from xfm_mm.registry import MODELS
 from ..layers import build_mlp
 
-_OWNER = 'MatchingHead'
+
+def build_pooler_classifier(embed_dims: int) -> nn.Sequential:
+    """FLAVA's ITM classifier: BERT pooler (Linear + tanh) then
+    ``Linear(embed_dims, 2)``; HF ``itm_head.pooler.dense`` is index 0 and
+    ``itm_head.seq_relationship`` index 2."""
+    return nn.Sequential(
+        nn.Linear(embed_dims, embed_dims), nn.Tanh(), nn.Linear(embed_dims, 2))
 
 
 @MODELS.register_module()
 class MatchingHead(BaseModule):
     """Binary matched / not-matched classifier on the fusion token 0.
 
-    Negatives are drawn per rank (not gathered) by :meth:`sample_negatives`
-    from the ITC similarities: one negative image per text and one negative
-    text per image, with probability ``softmax(sim) + 1e-5`` and every
-    positive excluded.
+    Two ways to get labelled pairs:
+
+    - hard negatives (X-VLM family, :meth:`loss`): drawn per rank (not
+      gathered) by :meth:`sample_negatives` from the ITC similarities, one
+      negative image per text and one negative text per image, with
+      probability ``softmax(sim) + 1e-5`` and every positive excluded;
+    - labels given by the data (FLAVA swaps 10% of the captions,
+      :meth:`loss_by_labels`).
 
     Args:
         embed_dims (int): Width of the fusion features. Defaults to 768.
+        classifier (str): ``'mlp'``: ``build_mlp(embed_dims, 2)`` (X-VLM
+            family); ``'pooler'``: :func:`build_pooler_classifier` (FLAVA).
+            Defaults to ``'mlp'``.
         loss_weight (float): Multiplier of ``loss_itm``. Defaults to 1.0.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
     def __init__(self,
                  embed_dims: int = 768,
+                 classifier: str = 'mlp',
                  loss_weight: float = 1.0,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        if classifier == 'mlp':
+            self.classifier = build_mlp(embed_dims, 2)
+        elif classifier == 'pooler':
+            self.classifier = build_pooler_classifier(embed_dims)
+        else:
+            raise ValueError(f"{type(self).__name__}: classifier must be "
+                             f"'mlp' or 'pooler', got {classifier!r}")
         self.embed_dims = embed_dims
         self.loss_weight = loss_weight
-        self.classifier = build_mlp(embed_dims, 2)
 
     @torch.no_grad()
     def sample_negatives(
-        self,
-        sim_i2t: torch.Tensor,
-        sim_t2i: torch.Tensor,
-        image_ids: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            self,
+            sim_i2t: Tensor,
+            sim_t2i: Tensor,
+            image_ids: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor, Tensor]:
         """Draw one hard negative per row, batched.
 
         Args:
-            sim_i2t (torch.Tensor): ``(B, B)`` image-to-text logits of this
+            sim_i2t (Tensor): ``(B, B)`` image-to-text logits of this
                 rank (similarity / temperature).
-            sim_t2i (torch.Tensor): ``(B, B)`` text-to-image logits.
-            image_ids (torch.Tensor, optional): ``(B,)`` ids; every sample
+            sim_t2i (Tensor): ``(B, B)`` text-to-image logits.
+            image_ids (Tensor, optional): ``(B,)`` ids; every sample
                 sharing the id of row ``b`` is a positive of ``b``. None:
                 only ``b`` itself.
 
         Returns:
-            tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            tuple[Tensor, Tensor, Tensor]:
 
             - ``neg_image_index`` ``(B,)`` long: a negative image for text
               ``b``.
@@ -73,22 +95,22 @@ class MatchingHead(BaseModule):
         for name, sim in (('sim_i2t', sim_i2t), ('sim_t2i', sim_t2i)):
             if sim.shape != (size, size):
                 raise ValueError(
-                    f'{_OWNER}: `{name}` must have shape ({size}, {size}), '
-                    f'got {tuple(sim.shape)}')
+                    f'{type(self).__name__}: `{name}` must have shape '
+                    f'({size}, {size}), got {tuple(sim.shape)}')
         device = sim_i2t.device
         if image_ids is None:
             positives = torch.eye(size, dtype=torch.bool, device=device)
         else:
             if image_ids.shape != (size, ):
                 raise ValueError(
-                    f'{_OWNER}: `image_ids` must have shape ({size},), got '
-                    f'{tuple(image_ids.shape)}')
+                    f'{type(self).__name__}: `image_ids` must have shape '
+                    f'({size},), got {tuple(image_ids.shape)}')
             image_ids = image_ids.to(device)
             positives = image_ids[:, None] == image_ids[None, :]
         valid = ~positives.all(dim=1)
         own_index = torch.arange(size, device=device)
 
-        def draw(sim: torch.Tensor) -> torch.Tensor:
+        def draw(sim: Tensor) -> Tensor:
             weights = F.softmax(sim.float(), dim=1) + 1e-5
             weights = weights.masked_fill(positives, 0)
             # Rows without a negative get dummy weights so that multinomial
@@ -100,70 +122,95 @@ class MatchingHead(BaseModule):
 
         return draw(sim_t2i), draw(sim_i2t), valid
 
-    def forward(self, cls_feats: torch.Tensor) -> torch.Tensor:
+    def forward(self, cls_feats: Tensor) -> Tensor:
         """Return ``(B, 2)`` logits (index 1 = matched)."""
         if cls_feats.dim() != 2 or cls_feats.size(1) != self.embed_dims:
             raise ValueError(
-                f'{_OWNER}: fusion features must have shape '
+                f'{type(self).__name__}: fusion features must have shape '
                 f'(B, {self.embed_dims}), got {tuple(cls_feats.shape)}')
         return self.classifier(cls_feats)
 
-    def score(self,
-              cls_feats: torch.Tensor,
-              return_prob: bool = False) -> torch.Tensor:
+    def score(self, cls_feats: Tensor, return_prob: bool = False) -> Tensor:
         """Matching score for retrieval re-ranking.
 
         Args:
-            cls_feats (torch.Tensor): ``(B, embed_dims)`` fusion token 0.
+            cls_feats (Tensor): ``(B, embed_dims)`` fusion token 0.
             return_prob (bool): Return the softmax probability of "matched"
                 instead of its logit (upstream re-ranks by the logit).
                 Defaults to False.
 
         Returns:
-            torch.Tensor: ``(B,)`` float32 scores.
+            Tensor: ``(B,)`` float32 scores.
         """
         logits = self(cls_feats).float()
         if return_prob:
             return logits.softmax(dim=-1)[:, 1]
         return logits[:, 1]
 
-    def loss(
-            self,
-            pos_cls: torch.Tensor,
-            neg_cls: torch.Tensor,
-            neg_valid: Optional[torch.Tensor] = None
-    ) -> Dict[str, torch.Tensor]:
+    def loss(self,
+             pos_cls: Tensor,
+             neg_cls: Tensor,
+             neg_valid: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Two-way cross-entropy, label 1 for positives, 0 for negatives.
 
         Args:
-            pos_cls (torch.Tensor): ``(B, embed_dims)`` fusion token 0 of the
+            pos_cls (Tensor): ``(B, embed_dims)`` fusion token 0 of the
                 matched pairs.
-            neg_cls (torch.Tensor): ``(K, embed_dims)`` fusion token 0 of the
+            neg_cls (Tensor): ``(K, embed_dims)`` fusion token 0 of the
                 negative pairs (``K = 2B`` in pre-training).
-            neg_valid (torch.Tensor, optional): ``(K,)`` bool; False
+            neg_valid (Tensor, optional): ``(K,)`` bool; False
                 excludes a negative from the loss (see
                 :meth:`sample_negatives`). None: all are used.
 
         Returns:
-            dict[str, torch.Tensor]: ``loss_itm`` (scalar), the mean over
+            dict[str, Tensor]: ``loss_itm`` (scalar), the mean over
             the positives and the valid negatives.
         """
-        logits = self(torch.cat([pos_cls, neg_cls], dim=0)).float()
         num_pos, num_neg = pos_cls.size(0), neg_cls.size(0)
         labels = torch.cat([
-            logits.new_ones(num_pos, dtype=torch.long),
-            logits.new_zeros(num_neg, dtype=torch.long)
+            pos_cls.new_ones(num_pos, dtype=torch.long),
+            pos_cls.new_zeros(num_neg, dtype=torch.long)
         ])
-        if neg_valid is None:
-            loss = F.cross_entropy(logits, labels)
-        else:
+        weights = None
+        if neg_valid is not None:
             if neg_valid.shape != (num_neg, ):
                 raise ValueError(
-                    f'{_OWNER}: `neg_valid` must have shape ({num_neg},), '
-                    f'got {tuple(neg_valid.shape)}')
-            weights = torch.cat(
-                [logits.new_ones(num_pos),
-                 neg_valid.to(logits)])
+                    f'{type(self).__name__}: `neg_valid` must have shape '
+                    f'({num_neg},), got {tuple(neg_valid.shape)}')
+            weights = torch.cat([
+                pos_cls.new_ones(num_pos, dtype=torch.float32),
+                neg_valid.float()
+            ])
+        return self.loss_by_labels(
+            torch.cat([pos_cls, neg_cls], dim=0), labels, weights)
+
+    def loss_by_labels(self,
+                       cls_feats: Tensor,
+                       labels: Tensor,
+                       weights: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """Two-way cross-entropy of pairs whose match labels are given.
+
+        Args:
+            cls_feats (Tensor): ``(N, embed_dims)`` fusion token 0.
+            labels (Tensor): ``(N,)`` long, 1 = matched, 0 = not.
+            weights (Tensor, optional): ``(N,)`` float per-pair
+                weights; the loss is their weighted mean. None: the plain
+                mean.
+
+        Returns:
+            dict[str, Tensor]: ``loss_itm`` (scalar).
+        """
+        num = cls_feats.size(0)
+        if labels.shape != (num, ):
+            raise ValueError(
+                f'{type(self).__name__}: `labels` must have shape ({num},), '
+                f'got {tuple(labels.shape)}')
+        logits = self(cls_feats).float()
+        labels = labels.to(logits.device, torch.long)
+        if weights is None:
+            loss = F.cross_entropy(logits, labels)
+        else:
+            weights = weights.to(logits)
             per_sample = F.cross_entropy(logits, labels, reduction='none')
             loss = (per_sample * weights).sum() / weights.sum()
         return dict(loss_itm=self.loss_weight * loss)

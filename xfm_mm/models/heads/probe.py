@@ -1,5 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""X-FM's 5-layer MLP classification / probing head (reference §2.6)."""
+"""X-FM's 5-layer MLP classification / probing head (upstream
+``Imagenet.py``)."""
 from typing import Optional, Sequence, Tuple
 
 import torch

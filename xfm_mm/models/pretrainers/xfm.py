@@ -8,16 +8,18 @@ import torch
 from mmengine.structures import BaseDataElement
 
 from xfm_mm.registry import MODELS
-from ..base import XFMBaseModel
+from ..heads import contrastive_matching_losses
+from ..utils.vision_language import VisionLanguageModel
 
 SOURCES = ('text', 'image', 'image_text', 'region')
 
 
 @MODELS.register_module()
-class XFM(XFMBaseModel):
+class XFM(VisionLanguageModel):
     """X-FM: a language, a vision and a fusion encoder trained jointly.
 
-    Losses per batch source (X-FM §3, upstream ``model_pretrain.py``):
+    Losses per batch source (upstream ``models/xfm.py`` and
+    ``model_pretrain.py``):
 
     - ``text``: masked LM on the language encoder (``loss_mlm``).
     - ``image``: masked image modeling only (``loss_mim``).
@@ -37,31 +39,24 @@ class XFM(XFMBaseModel):
       online encoder gives the unmasked view (detached).
 
     Args:
-        text_encoder (dict): Config of the language encoder (``TextEncoder``).
-        vision_encoder (dict): Config of the vision encoder
-            (``VisionEncoder``).
-        fusion_encoder (dict): Config of the fusion encoder
-            (``FusionEncoder``).
         itc_head (dict): ``ContrastiveHead`` config.
         itm_head (dict): ``MatchingHead`` config.
-        mlm_head (dict): ``MaskedLMHead`` config for text-only MLM; its
-            decoder is tied to the language encoder's word embeddings.
-        imlm_head (dict): ``MaskedLMHead`` config for MLM through the fusion
-            encoder.
-        mim_head (dict, optional): ``MaskedImageHead`` config.
+        mlm_head (dict): ``MaskedPredictionHead`` config for text-only MLM;
+            its decoder is tied to the language encoder's word embeddings.
+        imlm_head (dict): ``MaskedPredictionHead`` config for MLM through
+            the fusion encoder.
+        mim_head (dict, optional): ``FeatureRegressionMIMHead`` config.
         box_head (dict, optional): ``BoxHead`` config.
         stop_grad_text_to_fusion (bool): Technique (a). Defaults to True.
         mim_sources (tuple[str]): Sources trained with MIM (technique b).
             Defaults to ``('image', 'image_text')``; empty turns MIM off.
-        data_preprocessor (dict, optional): Defaults to
-            ``XFMDataPreprocessor`` with CLIP normalisation.
-        init_cfg (dict, optional): Initialisation config.
+        **kwargs: ``text_encoder`` (the language encoder),
+            ``vision_encoder``, ``fusion_encoder``, ``data_preprocessor``
+            and ``init_cfg`` of
+            :class:`~xfm_mm.models.utils.vision_language.VisionLanguageModel`.
     """
 
     def __init__(self,
-                 text_encoder: dict,
-                 vision_encoder: dict,
-                 fusion_encoder: dict,
                  itc_head: dict,
                  itm_head: dict,
                  mlm_head: dict,
@@ -70,13 +65,8 @@ class XFM(XFMBaseModel):
                  box_head: Optional[dict] = None,
                  stop_grad_text_to_fusion: bool = True,
                  mim_sources: tuple = ('image', 'image_text'),
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
-        super().__init__(
-            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.text_encoder = self.build_module(text_encoder)
-        self.vision_encoder = self.build_module(vision_encoder)
-        self.fusion_encoder = self.build_module(fusion_encoder)
+                 **kwargs):
+        super().__init__(**kwargs)
         self.itc_head = self.build_module(itc_head)
         self.itm_head = self.build_module(itm_head)
         self.mlm_head = self.build_module(mlm_head)
@@ -87,9 +77,11 @@ class XFM(XFMBaseModel):
         self.mlm_head.tie_weights(self.text_encoder.word_embeddings.weight)
         unknown = set(mim_sources) - set(SOURCES)
         if unknown:
-            raise ValueError(f'mim_sources has unknown sources {unknown}')
+            raise ValueError(f'{type(self).__name__}: mim_sources has '
+                             f'unknown sources {unknown}')
         if mim_sources and self.mim_head is None:
-            raise ValueError('mim_sources is set but mim_head is None')
+            raise ValueError(f'{type(self).__name__}: mim_sources is '
+                             f'{mim_sources} but mim_head is None')
         self.stop_grad_text_to_fusion = stop_grad_text_to_fusion
         self.mim_sources = tuple(mim_sources)
 
@@ -105,8 +97,8 @@ class XFM(XFMBaseModel):
             return self._image_text_losses(inputs)
         if source == 'region':
             return self._region_losses(inputs)
-        raise ValueError(f'unknown source {source!r}; expected one of '
-                         f'{SOURCES}')
+        raise ValueError(f'{type(self).__name__}: unknown source '
+                         f'{source!r}; expected one of {SOURCES}')
 
     def predict(self, inputs: dict, data_samples=None) -> list:
         """Normalised ITC features per sample (``image_feat`` /
@@ -178,8 +170,9 @@ class XFM(XFMBaseModel):
 
     def _image_losses(self, inputs: dict) -> dict:
         if 'image' not in self.mim_sources:
-            raise ValueError("got an 'image' batch but MIM is off for it "
-                             '(mim_sources); drop the image stream instead')
+            raise ValueError(
+                f"{type(self).__name__}: got an 'image' batch but MIM is off "
+                'for it (mim_sources); drop the image stream instead')
         with torch.no_grad():
             target = self.vision_encoder(inputs['images'])
         return self._mim_loss(inputs['images'], inputs['image_mask'], target)
@@ -187,13 +180,8 @@ class XFM(XFMBaseModel):
     def _image_text_losses(self, inputs: dict) -> dict:
         vision = self.vision_encoder(inputs['images'])
         text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
-        losses = self._aligned_losses(
-            inputs,
-            vision_cls=vision[:, 0],
-            vision=vision,
-            vision_mask=None,
-            text=text,
-            image_ids=inputs.get('image_id'))
+        losses = self._aligned_losses(inputs, vision, None, text,
+                                      inputs.get('image_id'))
         if 'image_text' in self.mim_sources:
             losses.update(
                 self._mim_loss(inputs['images'], inputs['image_mask'], vision))
@@ -209,13 +197,7 @@ class XFM(XFMBaseModel):
         text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
         # Texts of one image name different regions: only the diagonal pairs
         # are positives, as upstream (no image ids).
-        losses = self._aligned_losses(
-            inputs,
-            vision_cls=region[:, 0],
-            vision=region,
-            vision_mask=vision_mask,
-            text=text,
-            image_ids=None)
+        losses = self._aligned_losses(inputs, region, vision_mask, text, None)
         if self.box_head is not None:
             # Box prediction sees the whole image, not the box patches.
             fused = self.fusion_encoder(
@@ -225,46 +207,27 @@ class XFM(XFMBaseModel):
                                    inputs.get('is_whole_image')))
         return losses
 
-    def _aligned_losses(self, inputs: dict, vision_cls: torch.Tensor,
-                        vision: torch.Tensor,
+    def _aligned_losses(self, inputs: dict, vision: torch.Tensor,
                         vision_mask: Optional[torch.Tensor],
                         text: torch.Tensor,
                         image_ids: Optional[torch.Tensor]) -> dict:
-        """ITC, ITM and IMLM shared by image-text and region batches.
+        """ITC, ITM (:func:`contrastive_matching_losses`) and IMLM shared by
+        image-text and region batches.
 
         Texts sharing an image id are positives of each other in ITC and
         never drawn as ITM negatives.
         """
         text_mask = inputs['text_mask']
-        image_feat = self.itc_head.project_vision(vision_cls)
-        text_feat = self.itc_head.project_text(text[:, 0])
-        losses = self.itc_head.loss(image_feat, text_feat, image_ids)
-
-        # ITM: positives, (text, hard negative image), (hard negative text,
-        # image), run through the fusion encoder as one batch.
-        with torch.no_grad():
-            sim_i2t = image_feat @ text_feat.t() / self.itc_head.temp
-        neg_image, neg_text, valid = self.itm_head.sample_negatives(
-            sim_i2t, sim_i2t.t(), image_ids)
-        fusion_text = self._to_fusion(text)
-        pair_text = torch.cat(
-            [fusion_text, fusion_text, fusion_text[neg_text]])
-        pair_text_mask = torch.cat([text_mask, text_mask, text_mask[neg_text]])
-        pair_vision = torch.cat([vision, vision[neg_image], vision])
-        pair_vision_mask = None
-        if vision_mask is not None:
-            pair_vision_mask = torch.cat(
-                [vision_mask, vision_mask[neg_image], vision_mask])
-        fused = self.fusion_encoder(pair_text, pair_text_mask, pair_vision,
-                                    pair_vision_mask)
-        num_pos = len(text)
-        # Rows without any negative (a batch of one image id) are masked out
-        # of the loss rather than dropped, keeping shapes static.
-        losses.update(
-            self.itm_head.loss(
-                fused[:num_pos, 0],
-                fused[num_pos:, 0],
-                neg_valid=torch.cat([valid, valid])))
+        losses = contrastive_matching_losses(
+            self.itc_head,
+            self.itm_head,
+            self.fusion_encoder,
+            vision,
+            text,
+            text_mask,
+            vision_mask=vision_mask,
+            image_ids=image_ids,
+            detach_fusion_text=self.stop_grad_text_to_fusion)
 
         # IMLM: masked caption -> language encoder -> (detached) -> fusion.
         masked = self.text_encoder(inputs['masked_text_ids'], text_mask)

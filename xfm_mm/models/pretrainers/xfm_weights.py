@@ -149,7 +149,7 @@ def _check_no_leftovers(name: str, converted: StateDict) -> None:
 
 def _convert_lm_head(tower: str, head: StateDict,
                      words: Optional[torch.Tensor]) -> StateDict:
-    """Rename ``{tower}.lm_head.*`` (RoBERTa layout) to MaskedLMHead."""
+    """Rename ``{tower}.lm_head.*`` (RoBERTa layout) to a masked head's."""
     source = f'{tower}.lm_head'
     sd = _strip(head, tower + '.')
     if words is not None:

@@ -294,7 +294,7 @@ def convert_hf_lm_head(state_dict: StateDict) -> StateDict:
         state_dict (dict): HF ``*ForMaskedLM`` state dict.
 
     Returns:
-        dict: Keys of :class:`MaskedLMHead`: ``dense.*``, ``norm.*``,
+        dict: Keys of :class:`MaskedPredictionHead`: ``dense.*``, ``norm.*``,
         ``decoder.weight``, ``bias``.
     """
     sd = {_fix_legacy_names(k): v for k, v in state_dict.items()}

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from xfm_mm.models.heads import MaskedImageHead
+from xfm_mm.models.heads import FeatureRegressionMIMHead
 from xfm_mm.registry import MODELS
 
 
@@ -31,7 +31,9 @@ def _hand_mim(pred, target, patch_mask, with_pooled_token=True):
 @pytest.mark.parametrize('with_pooled_token', [True, False])
 def test_matches_hand_computation(with_pooled_token):
     head = MODELS.build(
-        dict(type='MaskedImageHead', with_pooled_token=with_pooled_token))
+        dict(
+            type='FeatureRegressionMIMHead',
+            with_pooled_token=with_pooled_token))
     pred, target, patch_mask = _inputs()
     loss = head.loss(pred, target, patch_mask)['loss_mim']
     expected = _hand_mim(pred, target, patch_mask, with_pooled_token)
@@ -42,7 +44,7 @@ def test_matches_hand_computation(with_pooled_token):
 
 
 def test_target_gets_no_gradient_and_only_masked_tokens_matter():
-    head = MaskedImageHead()
+    head = FeatureRegressionMIMHead()
     pred, target, patch_mask = _inputs(seed=1)
     pred.requires_grad_(True)
     target.requires_grad_(True)
@@ -55,7 +57,7 @@ def test_target_gets_no_gradient_and_only_masked_tokens_matter():
 
 
 def test_unmasked_positions_do_not_affect_the_loss():
-    head = MaskedImageHead()
+    head = FeatureRegressionMIMHead()
     pred, target, patch_mask = _inputs(seed=2)
     loss = head.loss(pred, target, patch_mask)['loss_mim']
     unmasked = torch.cat([torch.zeros(2, 1, dtype=torch.bool), ~patch_mask],
@@ -64,7 +66,7 @@ def test_unmasked_positions_do_not_affect_the_loss():
     changed = head.loss(pred + noise, target - noise, patch_mask)['loss_mim']
     torch.testing.assert_close(changed, loss)
     # Token 0 only matters with the pooled term.
-    no_pool = MaskedImageHead(with_pooled_token=False)
+    no_pool = FeatureRegressionMIMHead(with_pooled_token=False)
     shifted = pred.clone()
     shifted[:, 0] += 5
     torch.testing.assert_close(
@@ -73,7 +75,7 @@ def test_unmasked_positions_do_not_affect_the_loss():
 
 
 def test_empty_mask_leaves_the_pooled_term():
-    head = MaskedImageHead()
+    head = FeatureRegressionMIMHead()
     pred, target, _ = _inputs(seed=3)
     empty = torch.zeros(2, 6, dtype=torch.bool)
     loss = head.loss(pred, target, empty)['loss_mim']
@@ -81,7 +83,7 @@ def test_empty_mask_leaves_the_pooled_term():
 
 
 def test_finite_under_bf16_autocast():
-    head = MaskedImageHead()
+    head = FeatureRegressionMIMHead()
     pred, target, patch_mask = _inputs(seed=4)
     layer = torch.nn.Linear(4, 4)
     with torch.autocast('cpu', dtype=torch.bfloat16):
@@ -92,9 +94,9 @@ def test_finite_under_bf16_autocast():
 
 
 def test_bad_input_names_the_file_and_field():
-    head = MaskedImageHead()
+    head = FeatureRegressionMIMHead()
     pred, target, patch_mask = _inputs()
-    with pytest.raises(ValueError, match='MaskedImageHead.*target'):
+    with pytest.raises(ValueError, match='FeatureRegressionMIMHead.*target'):
         head.loss(pred, target[:, 1:], patch_mask)
     with pytest.raises(ValueError, match='patch_mask'):
         head.loss(pred, target, patch_mask.float())

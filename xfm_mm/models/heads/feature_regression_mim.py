@@ -1,6 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""X-FM masked image modelling head: feature regression onto the detached
-features of the unmasked image (no teacher, no tokenizer)."""
+"""X-FM's masked image modelling head: feature regression onto the
+detached features of the unmasked image (no teacher, no tokenizer)."""
 from typing import Dict, Optional
 
 import torch
@@ -8,12 +8,14 @@ from mmengine.model import BaseModule
 
 from xfm_mm.registry import MODELS
 
-_OWNER = 'MaskedImageHead'
-
 
 @MODELS.register_module()
-class MaskedImageHead(BaseModule):
+class FeatureRegressionMIMHead(BaseModule):
     """MSE between the masked-view and unmasked-view vision features.
+
+    X-FM's technique (b) (arXiv 2301.05065): the vision encoder sees
+    the image with some patches replaced by the mask token and regresses
+    what the same online encoder gives for the unmasked image.
 
     ``loss_mim = MSE over the elements of the masked patches`` plus, when
     ``with_pooled_token``, ``MSE over token 0`` (the pooled feature). The
@@ -52,16 +54,16 @@ class MaskedImageHead(BaseModule):
         """
         if pred.dim() != 3 or pred.shape != target.shape:
             raise ValueError(
-                f'{_OWNER}: `pred` and `target` must have the same shape '
-                f'(B, 1 + N, D), got {tuple(pred.shape)} and '
+                f'{type(self).__name__}: `pred` and `target` must have the '
+                f'same shape (B, 1 + N, D), got {tuple(pred.shape)} and '
                 f'{tuple(target.shape)}')
         batch, num_tokens, dims = pred.shape
         if patch_mask.shape != (batch, num_tokens - 1) or \
                 patch_mask.dtype != torch.bool:
             raise ValueError(
-                f'{_OWNER}: `patch_mask` must be a bool tensor of shape '
-                f'({batch}, {num_tokens - 1}), got {patch_mask.dtype} '
-                f'{tuple(patch_mask.shape)}')
+                f'{type(self).__name__}: `patch_mask` must be a bool tensor '
+                f'of shape ({batch}, {num_tokens - 1}), got '
+                f'{patch_mask.dtype} {tuple(patch_mask.shape)}')
         sq_error = (pred.float() - target.detach().float()).square()
         # Masked mean without boolean indexing: static shapes, no host sync.
         weights = patch_mask.to(sq_error.dtype)

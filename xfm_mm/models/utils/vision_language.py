@@ -1,0 +1,52 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""The text, vision and fusion encoders that pre-training and the
+downstream models built on it share."""
+from typing import Optional
+
+import torch
+
+from ..base import XFMBaseModel
+
+
+class VisionLanguageModel(XFMBaseModel):
+    """A model with a text, a vision and a fusion encoder.
+
+    The sub-module names (``text_encoder``, ``vision_encoder``,
+    ``fusion_encoder``) are the X-FM pretrainer's, so a pre-training
+    checkpoint loads into every downstream model by name. Subclasses add
+    their heads and take these arguments as keywords.
+
+    Args:
+        text_encoder (dict): ``TextEncoder`` config.
+        vision_encoder (dict): ``VisionEncoder`` config.
+        fusion_encoder (dict): ``FusionEncoder`` config.
+        data_preprocessor (dict, optional): Defaults to
+            ``MultiSourceDataPreprocessor``.
+        init_cfg (dict, optional): e.g. a ``Pretrained`` checkpoint.
+    """
+
+    def __init__(self,
+                 text_encoder: dict,
+                 vision_encoder: dict,
+                 fusion_encoder: dict,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.text_encoder = self.build_module(text_encoder)
+        self.vision_encoder = self.build_module(vision_encoder)
+        self.fusion_encoder = self.build_module(fusion_encoder)
+
+    def fuse(self, inputs: dict) -> torch.Tensor:
+        """Fusion states of each text over its whole image.
+
+        Args:
+            inputs (dict): ``images`` ``(B, 3, H, W)``, ``text_ids`` and
+                ``text_mask`` ``(B, L)``.
+
+        Returns:
+            torch.Tensor: ``(B, L, D)``.
+        """
+        vision = self.vision_encoder(inputs['images'])
+        text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
+        return self.fusion_encoder(text, inputs['text_mask'], vision)
