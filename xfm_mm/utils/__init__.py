@@ -1,4 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
+from .atomic_io import (ATOMIC_BACKEND, AtomicLocalBackend, atomic_write,
+                        remove_partial_files)
 from .checkpoint import (TRUST_ENV_VAR, UnsafeCheckpointError,
                          checkpoint_safe_globals, load_from_safe_alias,
                          load_from_safe_http, load_from_safe_local,
@@ -6,7 +8,9 @@ from .checkpoint import (TRUST_ENV_VAR, UnsafeCheckpointError,
 from .launch import setup_cpu_distributed
 
 __all__ = [
-    'TRUST_ENV_VAR', 'UnsafeCheckpointError', 'checkpoint_safe_globals',
+    'ATOMIC_BACKEND', 'AtomicLocalBackend', 'TRUST_ENV_VAR',
+    'UnsafeCheckpointError', 'atomic_write', 'checkpoint_safe_globals',
     'load_from_safe_alias', 'load_from_safe_http', 'load_from_safe_local',
-    'register_safe_loader', 'safe_torch_load', 'setup_cpu_distributed'
+    'register_safe_loader', 'remove_partial_files', 'safe_torch_load',
+    'setup_cpu_distributed'
 ]
