@@ -113,7 +113,10 @@ def test_previous_best_goes_only_after_the_new_best_is_complete(
 class _PoisonWeights(Hook):
     priority = 'HIGHEST'  # before the checkpoint hook
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None):
         if runner.iter == 1:
             with torch.no_grad():
@@ -123,15 +126,16 @@ class _PoisonWeights(Hook):
 def test_non_finite_weights_are_not_saved(tmp_path):
     runner = _runner(tmp_path, dict(interval=1, max_keep_ckpts=1))
     runner.register_hook(_PoisonWeights())
-    with pytest.raises(RuntimeError,
-                       match=r'not saving iter_2\.pth: 1 model tensors hold '
-                       r'NaN or inf \(net\.0\.weight\)'):
+    with pytest.raises(
+            RuntimeError,
+            match=r'not saving iter_2\.pth: 1 model tensors hold '
+            r'NaN or inf \(net\.0\.weight\)'):
         runner.train()
     assert not (tmp_path / 'iter_2.pth').exists()
     assert (tmp_path / 'last_checkpoint').read_text().endswith('iter_1.pth')
     assert torch.isfinite(
-        safe_torch_load(str(tmp_path / 'iter_1.pth'))['state_dict']
-        ['net.0.weight']).all()
+        safe_torch_load(str(
+            tmp_path / 'iter_1.pth'))['state_dict']['net.0.weight']).all()
 
 
 def test_leftovers_of_a_killed_save_are_removed(tmp_path):

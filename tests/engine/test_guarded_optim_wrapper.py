@@ -127,26 +127,26 @@ def test_a_run_that_keeps_failing_stops():
     wrapper.update_params(_loss(model))  # resets the streak
     for _ in range(2):
         wrapper.update_params(FAULTS['nan_grad'](_loss(model)))
-    with pytest.raises(NonFiniteStepError,
-                       match=r'GuardedOptimWrapper: 3 optimizer steps in a '
-                       r'row had a non-finite loss or gradient.*'
-                       r'max_consecutive=3'):
+    with pytest.raises(
+            NonFiniteStepError,
+            match=r'GuardedOptimWrapper: 3 optimizer steps in a '
+            r'row had a non-finite loss or gradient.*'
+            r'max_consecutive=3'):
         wrapper.update_params(FAULTS['nan_grad'](_loss(model)))
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_too_many_skips_in_a_window_stop():
     model = _model()
-    wrapper = _guarded(
-        model, non_finite=dict(window=4, max_in_window=2))
+    wrapper = _guarded(model, non_finite=dict(window=4, max_in_window=2))
     # bad, good, bad, good, good, good, bad: never more than 2 in 4 steps.
     for bad in (1, 0, 1, 0, 0, 0, 1, 0):
         loss = _loss(model)
         wrapper.update_params(FAULTS['inf_const'](loss) if bad else loss)
     assert _skips() == 3
     wrapper.update_params(FAULTS['inf_const'](_loss(model)))
-    with pytest.raises(NonFiniteStepError,
-                       match=r'3 of the last 4 optimizer steps'):
+    with pytest.raises(
+            NonFiniteStepError, match=r'3 of the last 4 optimizer steps'):
         wrapper.update_params(FAULTS['inf_const'](_loss(model)))
 
 
@@ -156,8 +156,9 @@ def test_too_many_skips_in_a_window_stop():
     dict(max_in_window=1.5),
 ])
 def test_impossible_limits_are_refused(bad):
-    with pytest.raises(ValueError, match='NonFiniteGuard: .* must be a '
-                       'positive integer'):
+    with pytest.raises(
+            ValueError, match='NonFiniteGuard: .* must be a '
+            'positive integer'):
         _guarded(_model(), non_finite=bad)
 
 

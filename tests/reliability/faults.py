@@ -76,8 +76,7 @@ class FaultyRegressor(ToyRegressor):
             return out
         fault = self.faults.get(MessageHub.get_current_instance().get_info(
             'iter', -1))
-        if fault is not None and (self.ranks is None
-                                  or _rank() in self.ranks):
+        if fault is not None and (self.ranks is None or _rank() in self.ranks):
             out['loss'] = FAULTS[fault](out['loss'])
         return out
 
@@ -98,7 +97,9 @@ class SlowSaveHook(Hook):
 
     priority = 'VERY_LOW'
 
-    def __init__(self, marker_dir: str, pause_s: float = 0.3,
+    def __init__(self,
+                 marker_dir: str,
+                 pause_s: float = 0.3,
                  padding_mb: int = 16) -> None:
         self.marker_dir = marker_dir
         self.pause_s = pause_s

@@ -90,7 +90,11 @@ def _bytes_written(work_dir, iteration):
     return False
 
 
-def _kill_during_second_save(proc, work_dir, marker_dir, moment, delay,
+def _kill_during_second_save(proc,
+                             work_dir,
+                             marker_dir,
+                             moment,
+                             delay,
                              timeout=120):
     """SIGKILL ``proc`` at ``moment`` of its second save; return that save's
     iteration."""
@@ -124,8 +128,7 @@ def _recoverable_iteration(work_dir):
     return checkpoint['meta']['iter']
 
 
-def test_kill_at_any_moment_of_a_save_keeps_a_resumable_checkpoint(
-        tmp_path):
+def test_kill_at_any_moment_of_a_save_keeps_a_resumable_checkpoint(tmp_path):
     work_dir = tmp_path / 'work'
     work_dir.mkdir()
     resumed_from = 0
@@ -148,9 +151,8 @@ def test_kill_at_any_moment_of_a_save_keeps_a_resumable_checkpoint(
                   f'train_cfg.max_iters={resumed_from + 2}')
     output, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, output[-3000:]
-    assert _saves_announced(tmp_path / 'final_markers') == [
-        resumed_from + 1, resumed_from + 2
-    ]
+    assert _saves_announced(
+        tmp_path / 'final_markers') == [resumed_from + 1, resumed_from + 2]
     assert _recoverable_iteration(work_dir) == resumed_from + 2
     # The interrupted saves left no temporary file behind.
     assert not [n for n in os.listdir(work_dir) if n.endswith('.partial')]

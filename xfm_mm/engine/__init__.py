@@ -7,10 +7,11 @@ from .optim_wrappers import (CPUAmpOptimWrapper, GuardedAmpOptimWrapper,
                              GuardedOptimWrapper)
 from .pretrain_optim_constructor import PretrainOptimWrapperConstructor
 from .retrieval_loop import RetrievalTestLoop, RetrievalValLoop
+from .runner import XFMRunner
 
 __all__ = [
     'MultiSourceTrainLoop', 'CPUAmpOptimWrapper', 'GuardedAmpOptimWrapper',
     'GuardedOptimWrapper', 'NonFiniteGuard', 'NonFiniteStepError',
     'LayerDecayOptimWrapperConstructor', 'PretrainOptimWrapperConstructor',
-    'RetrievalTestLoop', 'RetrievalValLoop'
+    'RetrievalTestLoop', 'RetrievalValLoop', 'XFMRunner'
 ]

@@ -79,8 +79,8 @@ class NonFiniteGuard:
             tuple[bool, bool]: (non-finite loss, non-finite gradient).
         """
         grads = [
-            p.grad for group in optimizer.param_groups
-            for p in group['params'] if p.grad is not None
+            p.grad for group in optimizer.param_groups for p in group['params']
+            if p.grad is not None
         ]
         flags = torch.zeros(2)
         if self._loss_finite is not None:

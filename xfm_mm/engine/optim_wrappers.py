@@ -9,8 +9,9 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from xfm_mm.registry import OPTIM_WRAPPERS
 from .non_finite import NonFiniteGuard
 
-__all__ = ['GuardedOptimWrapper', 'GuardedAmpOptimWrapper',
-           'CPUAmpOptimWrapper']
+__all__ = [
+    'GuardedOptimWrapper', 'GuardedAmpOptimWrapper', 'CPUAmpOptimWrapper'
+]
 
 #: The default of ``non_finite``: see :class:`NonFiniteGuard`.
 DEFAULT_NON_FINITE = dict(max_consecutive=10, window=1000, max_in_window=100)
@@ -84,7 +85,9 @@ class GuardedOptimWrapper(_NonFiniteSkipMixin, OptimWrapper):
         **kwargs: Passed to ``OptimWrapper``.
     """
 
-    def __init__(self, non_finite: Optional[dict] = DEFAULT_NON_FINITE, **kwargs) -> None:
+    def __init__(self,
+                 non_finite: Optional[dict] = DEFAULT_NON_FINITE,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self._init_guard(non_finite)
 
@@ -105,7 +108,9 @@ class GuardedAmpOptimWrapper(_NonFiniteSkipMixin, AmpOptimWrapper):
 
     _scaler_skips_steps = True
 
-    def __init__(self, non_finite: Optional[dict] = DEFAULT_NON_FINITE, **kwargs) -> None:
+    def __init__(self,
+                 non_finite: Optional[dict] = DEFAULT_NON_FINITE,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self._init_guard(non_finite)
 

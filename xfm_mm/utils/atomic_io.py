@@ -24,8 +24,8 @@ __all__ = [
 #: ``backend_args=dict(backend=ATOMIC_BACKEND)``.
 ATOMIC_BACKEND = 'xfm_mm_atomic_local'
 _PARTIAL_SUFFIX = '.partial'
-_PARTIAL_NAME = re.compile(r'^\..+\.[0-9a-f]{32}' + re.escape(_PARTIAL_SUFFIX) +
-                           '$')
+_PARTIAL_NAME = re.compile(r'^\..+\.[0-9a-f]{32}' +
+                           re.escape(_PARTIAL_SUFFIX) + '$')
 
 PathLike = Union[str, os.PathLike]
 
@@ -60,8 +60,7 @@ def atomic_write(path: PathLike, data: bytes) -> None:
     folder = osp.dirname(path)
     os.makedirs(folder, exist_ok=True)
     partial = osp.join(
-        folder,
-        f'.{osp.basename(path)}.{uuid.uuid4().hex}{_PARTIAL_SUFFIX}')
+        folder, f'.{osp.basename(path)}.{uuid.uuid4().hex}{_PARTIAL_SUFFIX}')
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, 'wb') as file:

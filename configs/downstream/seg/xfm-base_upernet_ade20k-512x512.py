@@ -78,3 +78,8 @@ param_scheduler = [
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
+
+# xfm_mm's runner (docs/en/reliability.md) and a random stream per rank
+# (seed + rank; samplers keep the shared seed).
+runner_type = 'xfm_mm.XFMRunner'
+randomness = dict(seed=0, diff_rank_seed=True)
