@@ -32,6 +32,6 @@ log_level = 'INFO'
 load_from = None
 resume = False
 # Each rank draws its own dropout masks and ITM negatives (seed + rank, as
-# upstream); samplers keep the shared seed, so data order and resume stay
-# exact (XFMRunner.build_dataloader).
+# upstream); samplers still share one seed (rank 0's, broadcast), so data
+# order, sharding and resume stay exact.
 randomness = dict(seed=42, diff_rank_seed=True, deterministic=False)

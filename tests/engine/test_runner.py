@@ -1,5 +1,5 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""XFMRunner: reliable defaults, config key check, sampler seeds."""
+"""XFMRunner: reliable defaults and the config key check."""
 import os.path as osp
 import sys
 import uuid
@@ -103,21 +103,3 @@ def test_the_default_checkpoint_hook_is_atomic_too(tmp_path):
     cfg.default_hooks.checkpoint = None
     runner = XFMRunner.from_cfg(cfg)
     assert not [h for h in runner.hooks if 'Checkpoint' in type(h).__name__]
-
-
-@pytest.mark.parametrize('runner_cls,shared', [(XFMRunner, True),
-                                               (Runner, False)])
-def test_samplers_keep_the_shared_seed_with_diff_rank_seed(
-        tmp_path, runner_cls, shared):
-    """mmengine hands samplers a fresh random seed under diff_rank_seed, so
-    a resumed run shuffles differently; XFMRunner hands them the seed."""
-    seeds = set()
-    for attempt in range(3):
-        cfg = _cfg(
-            tmp_path / str(attempt),
-            randomness=dict(seed=123, diff_rank_seed=True))
-        runner = runner_cls.from_cfg(cfg)
-        loader = runner.build_dataloader(
-            cfg.train_dataloader, seed=runner.seed, diff_rank_seed=True)
-        seeds.add(loader.sampler.seed)
-    assert (seeds == {123}) is shared

@@ -11,6 +11,7 @@ path): by the tests, and by training subprocesses through the config's
   test can kill the process at a chosen moment of the save;
 - ``RandomDrawProbe``: records a ``torch.rand`` draw and a dropout mask per
   iteration and rank;
+- ``SampleProbe``: records which samples each rank trained on;
 - ``WeightProbe``: keeps the weights and the skipped-step count after every
   iteration;
 
@@ -149,6 +150,24 @@ class RandomDrawProbe(Hook):
         path = osp.join(self.out_dir, f'draws_rank{runner.rank}.json')
         with open(path, 'w') as file:
             json.dump(self.draws, file)
+
+
+@HOOKS.register_module(force=True)
+class SampleProbe(Hook):
+    """Writes ``<out_dir>/samples_rank<r>.json``: per iteration, the first
+    input feature of every sample of the batch (identifies the sample)."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+        self.samples = {}
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        self.samples[runner.iter] = data_batch['inputs'][:, 0].tolist()
+
+    def after_train(self, runner) -> None:
+        path = osp.join(self.out_dir, f'samples_rank{runner.rank}.json')
+        with open(path, 'w') as file:
+            json.dump(self.samples, file)
 
 
 @HOOKS.register_module(force=True)

@@ -11,7 +11,6 @@ from mmengine.runner.loops import _InfiniteDataloaderIterator
 from torch.utils.data import DataLoader
 
 from xfm_mm.registry import LOOPS
-from .runner import XFMRunner
 
 
 class _WholeRunLoader:
@@ -132,9 +131,7 @@ class MultiSourceTrainLoop(IterBasedTrainLoop):
         if isinstance(cfg, DataLoader):
             return cfg
         diff_rank_seed = runner._randomness_cfg.get('diff_rank_seed', False)
-        # XFMRunner's, whatever the runner: with diff_rank_seed the samplers
-        # still share one seed, so data order and resume stay exact.
-        return XFMRunner.build_dataloader(
+        return runner.build_dataloader(
             cfg, seed=runner.seed, diff_rank_seed=diff_rank_seed)
 
     def run(self) -> torch.nn.Module:

@@ -6,7 +6,6 @@ import re
 from collections import OrderedDict
 from typing import Callable, List, Optional, Union
 
-from mmengine.dist import get_rank
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
@@ -52,9 +51,6 @@ class XFMRunner(Runner):
       ``GuardedOptimWrapper`` / ``GuardedAmpOptimWrapper`` (non-finite steps
       are skipped) and ``CheckpointHook`` as ``AtomicCheckpointHook``
       (crash-safe saves), also when no checkpoint hook is configured;
-    - with ``randomness.diff_rank_seed`` (every rank its own random stream)
-      still gives samplers the seed all ranks share, so data order, sharding
-      and resume stay exact (mmengine gives them a fresh random seed);
     - raises a clear error when ``load_from`` loads none of the model's
       tensors, and when ``resume`` is given a file that is not a complete
       Runner checkpoint (mmengine: random weights, or a bare ``KeyError``).
@@ -101,32 +97,6 @@ class XFMRunner(Runner):
                                  or 'constructor' in optim_wrapper):
             optim_wrapper = _reliable(optim_wrapper, 'OptimWrapper')
         return super().build_optim_wrapper(optim_wrapper)
-
-    @staticmethod
-    def build_dataloader(dataloader: Union[dict, object],
-                         seed: Optional[int] = None,
-                         diff_rank_seed: bool = False):
-        """As ``Runner.build_dataloader``, but samplers get the seed shared
-        by all ranks also with ``diff_rank_seed``.
-
-        With ``diff_rank_seed`` mmengine passes this rank's seed (the
-        configured seed plus the rank) and gives samplers ``seed=None``,
-        which draws a new random seed in every run: the shuffled order then
-        differs between a run and its resumed continuation.
-
-        Args:
-            dataloader (dict | DataLoader): The dataloader or its config.
-            seed (int, optional): This rank's seed (``runner.seed``).
-            diff_rank_seed (bool): Whether ranks have different seeds.
-
-        Returns:
-            DataLoader: The built dataloader.
-        """
-        if diff_rank_seed and seed is not None:
-            seed -= get_rank()
-        # Worker seeds add the rank themselves (default_worker_init_fn).
-        return Runner.build_dataloader(
-            dataloader, seed=seed, diff_rank_seed=False)
 
     def resume(self,
                filename: str,

@@ -158,6 +158,6 @@ log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
 auto_scale_lr = dict(base_batch_size=64)
 
 # xfm_mm's runner (docs/en/reliability.md) and a random stream per rank
-# (seed + rank; samplers keep the shared seed).
+# (seed + rank; samplers still share one seed).
 runner_type = 'xfm_mm.XFMRunner'
 randomness = dict(seed=0, diff_rank_seed=True)

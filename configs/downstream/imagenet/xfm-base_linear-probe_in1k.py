@@ -76,7 +76,7 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10))
 
 # xfm_mm's runner (docs/en/reliability.md) and a random stream per rank
-# (seed + rank; samplers keep the shared seed).
+# (seed + rank; samplers still share one seed).
 runner_type = 'xfm_mm.XFMRunner'
 randomness = dict(seed=0, diff_rank_seed=True)
 
