@@ -2,7 +2,6 @@
 """AtomicCheckpointHook: write order, atomic files, refused saves."""
 import os
 import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -11,22 +10,21 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from xfm_mm.engine.hooks import AtomicCheckpointHook
-from xfm_mm.utils import atomic_io, register_safe_loader, safe_torch_load
-
-DATA = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'data')
-CONFIG = osp.join(DATA, 'configs', 'toy_train.py')
+from xfm_mm.utils import atomic_io, safe_torch_load
 
 
-@pytest.fixture(scope='module', autouse=True)
-def toy_model_importable():
-    register_safe_loader()
-    sys.path.insert(0, DATA)
-    yield
-    sys.path.remove(DATA)
+@pytest.fixture
+def make_runner(toy_config):
+
+    def make(tmp_path, checkpoint, max_iters=3, **overrides):
+        return _runner(toy_config, tmp_path, checkpoint, max_iters,
+                       **overrides)
+
+    return make
 
 
-def _runner(tmp_path, checkpoint, max_iters=3, **overrides):
-    cfg = Config.fromfile(CONFIG)
+def _runner(config, tmp_path, checkpoint, max_iters, **overrides):
+    cfg = Config.fromfile(config)
     cfg.work_dir = str(tmp_path)
     cfg.experiment_name = f'atomic_{id(tmp_path)}_{len(os.listdir(tmp_path))}'
     cfg.log_level = 'WARNING'
@@ -64,9 +62,9 @@ def _record_file_events(monkeypatch):
 
 
 def test_old_checkpoint_goes_only_after_the_new_one_is_complete(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, make_runner):
     events = _record_file_events(monkeypatch)
-    _runner(tmp_path, dict(interval=1, max_keep_ckpts=1)).train()
+    make_runner(tmp_path, dict(interval=1, max_keep_ckpts=1)).train()
     assert events == [
         ('complete', 'iter_1.pth'),
         ('complete', 'last_checkpoint'),
@@ -83,13 +81,13 @@ def test_old_checkpoint_goes_only_after_the_new_one_is_complete(
 
 
 def test_previous_best_goes_only_after_the_new_best_is_complete(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, make_runner, toy_config):
     events = _record_file_events(monkeypatch)
-    runner = _runner(
+    runner = make_runner(
         tmp_path,
         dict(interval=1, max_keep_ckpts=1, save_best='toy/mse', rule='less'),
         train_cfg=dict(val_interval=1),
-        val_dataloader=Config.fromfile(CONFIG).test_dataloader,
+        val_dataloader=Config.fromfile(toy_config).test_dataloader,
         val_evaluator=dict(type='ToyMSEMetric'),
         val_cfg=dict(type='ValLoop'))
     # Every evaluation is a new best, so each one replaces the previous.
@@ -123,8 +121,8 @@ class _PoisonWeights(Hook):
                 runner.model.net[0].weight[0, 0] = float('nan')
 
 
-def test_non_finite_weights_are_not_saved(tmp_path):
-    runner = _runner(tmp_path, dict(interval=1, max_keep_ckpts=1))
+def test_non_finite_weights_are_not_saved(tmp_path, make_runner):
+    runner = make_runner(tmp_path, dict(interval=1, max_keep_ckpts=1))
     runner.register_hook(_PoisonWeights())
     with pytest.raises(
             RuntimeError,
@@ -138,12 +136,12 @@ def test_non_finite_weights_are_not_saved(tmp_path):
             tmp_path / 'iter_1.pth'))['state_dict']['net.0.weight']).all()
 
 
-def test_leftovers_of_a_killed_save_are_removed(tmp_path):
+def test_leftovers_of_a_killed_save_are_removed(tmp_path, make_runner):
     leftover = tmp_path / f'.iter_4.pth.{"a" * 32}.partial'
     leftover.write_bytes(b'half a checkpoint')
     unrelated = tmp_path / '.notes.partial'
     unrelated.write_text('not ours')
-    _runner(tmp_path, dict(interval=1), max_iters=1).train()
+    make_runner(tmp_path, dict(interval=1), max_iters=1).train()
     assert not leftover.exists() and unrelated.exists()
 
 

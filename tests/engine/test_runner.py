@@ -1,7 +1,5 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """XFMRunner: reliable defaults and the config key check."""
-import os.path as osp
-import sys
 import uuid
 
 import pytest
@@ -14,26 +12,20 @@ from xfm_mm.engine import (AtomicCheckpointHook, GuardedOptimWrapper,
 from xfm_mm.registry import RUNNERS
 from xfm_mm.utils.config_keys import misspelt_config_keys
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DATA = osp.join(REPO, 'tests', 'data')
-CONFIG = osp.join(DATA, 'configs', 'toy_train.py')
 
+@pytest.fixture
+def make_cfg(toy_config):
 
-@pytest.fixture(scope='module', autouse=True)
-def toy_model_importable():
-    sys.path.insert(0, DATA)
-    yield
-    sys.path.remove(DATA)
+    def make(tmp_path, **overrides):
+        cfg = Config.fromfile(toy_config)
+        cfg.work_dir = str(tmp_path)
+        cfg.experiment_name = f'runner_{uuid.uuid4().hex}'
+        cfg.log_level = 'WARNING'
+        cfg.custom_hooks = []
+        cfg.merge_from_dict(overrides)
+        return cfg
 
-
-def _cfg(tmp_path, **overrides):
-    cfg = Config.fromfile(CONFIG)
-    cfg.work_dir = str(tmp_path)
-    cfg.experiment_name = f'runner_{uuid.uuid4().hex}'
-    cfg.log_level = 'WARNING'
-    cfg.custom_hooks = []
-    cfg.merge_from_dict(overrides)
-    return cfg
+    return make
 
 
 def test_misspelt_keys_are_found_and_helper_variables_pass():
@@ -57,8 +49,8 @@ def test_misspelt_keys_are_found_and_helper_variables_pass():
 
 
 @pytest.mark.parametrize('build', ['from_cfg', 'registry'])
-def test_a_misspelt_key_stops_the_runner(tmp_path, build):
-    cfg = _cfg(tmp_path)
+def test_a_misspelt_key_stops_the_runner(tmp_path, build, make_cfg):
+    cfg = make_cfg(tmp_path)
     cfg.optim_wraper = dict(optimizer=dict(type='SGD', lr=0.1))
     with pytest.raises(
             ValueError,
@@ -74,8 +66,9 @@ def test_a_misspelt_key_stops_the_runner(tmp_path, build):
     assert isinstance(Runner.from_cfg(cfg), Runner)
 
 
-def test_mmengine_types_are_built_as_the_reliable_ones(tmp_path):
-    runner = XFMRunner.from_cfg(_cfg(tmp_path, train_cfg=dict(max_iters=1)))
+def test_mmengine_types_are_built_as_the_reliable_ones(tmp_path, make_cfg):
+    runner = XFMRunner.from_cfg(
+        make_cfg(tmp_path, train_cfg=dict(max_iters=1)))
     runner.train()
     assert type(runner.optim_wrapper) is GuardedOptimWrapper
     hooks = [h for h in runner.hooks if 'Checkpoint' in type(h).__name__]
@@ -83,8 +76,8 @@ def test_mmengine_types_are_built_as_the_reliable_ones(tmp_path):
     assert hooks[0].interval == 2  # the config's settings are kept
 
 
-def test_scoped_mmengine_types_opt_out(tmp_path):
-    cfg = _cfg(tmp_path, train_cfg=dict(max_iters=1))
+def test_scoped_mmengine_types_opt_out(tmp_path, make_cfg):
+    cfg = make_cfg(tmp_path, train_cfg=dict(max_iters=1))
     cfg.optim_wrapper.type = 'mmengine.OptimWrapper'
     cfg.default_hooks.checkpoint.type = 'mmengine.CheckpointHook'
     runner = XFMRunner.from_cfg(cfg)
@@ -93,8 +86,8 @@ def test_scoped_mmengine_types_opt_out(tmp_path):
     assert any(type(h).__name__ == 'CheckpointHook' for h in runner.hooks)
 
 
-def test_the_default_checkpoint_hook_is_atomic_too(tmp_path):
-    cfg = _cfg(tmp_path)
+def test_the_default_checkpoint_hook_is_atomic_too(tmp_path, make_cfg):
+    cfg = make_cfg(tmp_path)
     del cfg.default_hooks['checkpoint']
     runner = XFMRunner.from_cfg(cfg)
     hooks = [h for h in runner.hooks if 'Checkpoint' in type(h).__name__]

@@ -37,7 +37,7 @@ MOMENTS = [
 ]
 
 
-def _write_config(path, hook_type, marker_dir):
+def _write_config(path, hook_type, marker_dir, pause_s=PAUSE_S):
     path.write_text(f"""
 _base_ = [{TOY_CONFIG!r}]
 custom_imports = dict(imports=['toy_model', 'faults'],
@@ -49,7 +49,7 @@ default_hooks = dict(
     checkpoint=dict(type={hook_type!r}, by_epoch=False, interval=1,
                     max_keep_ckpts=1))
 custom_hooks = [dict(type='SlowSaveHook', marker_dir={str(marker_dir)!r},
-                     pause_s={PAUSE_S}, padding_mb=16)]
+                     pause_s={pause_s}, padding_mb=16)]
 log_level = 'WARNING'
 """)
     return str(path)
@@ -162,10 +162,14 @@ def test_the_same_kill_loses_everything_with_mmengines_hook(tmp_path):
     """Control: the failure the test above guards against is real."""
     work_dir = tmp_path / 'work'
     work_dir.mkdir()
-    config = _write_config(tmp_path / 'cfg.py', 'CheckpointHook',
-                           tmp_path / 'markers')
+    # A long pause: the kill lands in it however loaded the machine is.
+    config = _write_config(
+        tmp_path / 'cfg.py', 'CheckpointHook', tmp_path / 'markers', 3.0)
     proc = _start(config, work_dir)
     _kill_during_second_save(proc, work_dir, tmp_path / 'markers',
                              'before_write', 0.0)
-    with pytest.raises(Exception):
+    # last_checkpoint names iter_1.pth, which the hook deleted before
+    # writing iter_2.pth.
+    assert not (work_dir / 'iter_1.pth').exists()
+    with pytest.raises(FileNotFoundError):
         _recoverable_iteration(work_dir)
