@@ -162,9 +162,10 @@ def test_the_same_kill_loses_everything_with_mmengines_hook(tmp_path):
     """Control: the failure the test above guards against is real."""
     work_dir = tmp_path / 'work'
     work_dir.mkdir()
-    # A long pause: the kill lands in it however loaded the machine is.
-    config = _write_config(
-        tmp_path / 'cfg.py', 'CheckpointHook', tmp_path / 'markers', 3.0)
+    # The scoped name keeps XFMRunner from building AtomicCheckpointHook;
+    # the long pause lets the kill land in it however loaded the machine is.
+    config = _write_config(tmp_path / 'cfg.py', 'mmengine.CheckpointHook',
+                           tmp_path / 'markers', 3.0)
     proc = _start(config, work_dir)
     _kill_during_second_save(proc, work_dir, tmp_path / 'markers',
                              'before_write', 0.0)
