@@ -121,30 +121,25 @@ class AtomicCheckpointHook(CheckpointHook):
             self.keep_ckpt_ids.append(step)
             runner.message_hub.update_info('keep_ckpt_ids',
                                            list(self.keep_ckpt_ids))
-        previous_ckpt = self.last_ckpt
         self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        try:
-            runner.save_checkpoint(
-                self.out_dir,
-                filename,
-                self.file_client_args,
-                save_optimizer=self.save_optimizer,
-                save_param_scheduler=self.save_param_scheduler,
-                meta=meta,
-                by_epoch=self.by_epoch,
-                backend_args=self.backend_args,
-                **self.args)
-        except BaseException:
-            self.last_ckpt = previous_ckpt
-            raise
+        runner.save_checkpoint(
+            self.out_dir,
+            filename,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args)
         if not is_main_process():
             return
         # Only now is the new file complete: point at it, then drop the old.
         atomic_write(
             osp.join(runner.work_dir, 'last_checkpoint'),
             str(self.last_ckpt).encode('utf-8'))
-        if outdated is not None and outdated != step:
+        if outdated is not None:
             self._remove(self.filename_tmpl.format(outdated))
 
     def _remove(self, filename: str) -> None:
