@@ -1,5 +1,5 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""Evaluate a checkpoint on a config's test set with mmengine's Runner.
+"""Evaluate a checkpoint on a config's test set with GuardedRunner.
 
 Single process::
 
@@ -12,10 +12,11 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, ConfigDict, DictAction
-from mmengine.runner import Runner
 
+from xfm_mm.engine import GuardedRunner
 from xfm_mm.registry import RUNNERS
 from xfm_mm.utils import register_safe_loader, setup_cpu_distributed
+from xfm_mm.utils.config_keys import check_config_keys
 
 
 def parse_args() -> argparse.Namespace:
@@ -98,11 +99,14 @@ def main() -> None:
     args = parse_args()
     register_safe_loader()
     cfg = merge_args(Config.fromfile(args.config), args)
+    check_config_keys(cfg, f'tools/{osp.basename(__file__)}', args.config)
     setup_cpu_distributed(cfg)
+    # GuardedRunner unless the config names another runner: see
+    # docs/en/reliability.md for what it adds to mmengine's Runner.
     if 'runner_type' in cfg:
         runner = RUNNERS.build(cfg)
     else:
-        runner = Runner.from_cfg(cfg)
+        runner = GuardedRunner.from_cfg(cfg)
     runner.test()
 
 

@@ -1,5 +1,5 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""Train a model from a config with mmengine's Runner.
+"""Train a model from a config with GuardedRunner (mmengine's Runner, made safer).
 
 Single process::
 
@@ -13,14 +13,20 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 from mmengine.device import get_device
-from mmengine.runner import Runner
 
+from xfm_mm.engine import GuardedRunner
 from xfm_mm.registry import OPTIM_WRAPPERS, RUNNERS
 from xfm_mm.utils import register_safe_loader, setup_cpu_distributed
+from xfm_mm.utils.config_keys import check_config_keys
 
 # The optimizer wrapper --amp selects on a CPU-only machine (bfloat16
 # autocast): mmengine's AmpOptimWrapper refuses to run without a GPU.
 CPU_AMP_WRAPPER = 'CPUAmpOptimWrapper'
+# Wrapper types --amp can replace (GuardedRunner builds mmengine's two as the
+# guarded ones, which skip non-finite steps).
+AMP_CAPABLE_WRAPPERS = ('OptimWrapper', 'AmpOptimWrapper',
+                        'GuardedOptimWrapper', 'GuardedAmpOptimWrapper',
+                        CPU_AMP_WRAPPER)
 
 
 def parse_args() -> argparse.Namespace:
@@ -76,11 +82,11 @@ def enable_amp(cfg: Config, config_path: str) -> None:
         config_path (str): Config file, for error messages.
     """
     wrapper_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
-    if wrapper_type not in ('OptimWrapper', 'AmpOptimWrapper',
-                            CPU_AMP_WRAPPER):
+    if wrapper_type.split('.')[-1] not in AMP_CAPABLE_WRAPPERS:
         raise ValueError(
-            f'--amp needs optim_wrapper.type OptimWrapper or '
-            f'AmpOptimWrapper, but {config_path} sets {wrapper_type!r}')
+            f'enable_amp: --amp needs optim_wrapper.type to be one of '
+            f'{AMP_CAPABLE_WRAPPERS}, but {config_path} sets '
+            f'{wrapper_type!r}')
     if get_device() == 'cpu':
         if OPTIM_WRAPPERS.get(CPU_AMP_WRAPPER) is None:
             raise RuntimeError(
@@ -142,11 +148,14 @@ def main() -> None:
     args = parse_args()
     register_safe_loader()
     cfg = merge_args(Config.fromfile(args.config), args)
+    check_config_keys(cfg, f'tools/{osp.basename(__file__)}', args.config)
     setup_cpu_distributed(cfg)
+    # GuardedRunner unless the config names another runner: see
+    # docs/en/reliability.md for what it adds to mmengine's Runner.
     if 'runner_type' in cfg:
         runner = RUNNERS.build(cfg)
     else:
-        runner = Runner.from_cfg(cfg)
+        runner = GuardedRunner.from_cfg(cfg)
     runner.train()
 
 

@@ -26,7 +26,7 @@ model = dict(
 # Upstream checkpoints every 50k steps (and every 5 virtual epochs).
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook', by_epoch=False, interval=50_000,
+        type='AtomicCheckpointHook', by_epoch=False, interval=50_000,
         max_keep_ckpts=3),
     logger=dict(type='LoggerHook', interval=50),
 )

@@ -141,4 +141,4 @@ default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
 log_processor = dict(window_size=10)
-randomness = dict(seed=0)
+randomness = dict(seed=0, diff_rank_seed=True)

@@ -45,7 +45,11 @@ def _collate(items):
         data_samples=[i['data_samples'] for i in items])
 
 
-def _runner(tmp_path, schedule, loss_weights=None, max_iters=2):
+def _runner(tmp_path,
+            schedule,
+            loss_weights=None,
+            max_iters=2,
+            wrapper='OptimWrapper'):
     loaders = {
         s: DataLoader(_Batches(s), batch_size=2, collate_fn=_collate)
         for s in SOURCES
@@ -59,9 +63,24 @@ def _runner(tmp_path, schedule, loss_weights=None, max_iters=2):
             max_iters=max_iters,
             schedule=schedule,
             loss_weights=loss_weights),
-        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-4)),
+        optim_wrapper=dict(
+            type=wrapper, optimizer=dict(type='AdamW', lr=1e-4)),
         default_hooks=dict(checkpoint=None, logger=None),
         default_scope='xfm_mm')
+
+
+def _train_counting_steps(runner):
+    """Train; return the iteration of every optimizer step."""
+    optimizer_steps = []
+    original = torch.optim.AdamW.step
+
+    def counting_step(self, *args, **kwargs):
+        optimizer_steps.append(runner.iter)
+        return original(self, *args, **kwargs)
+
+    with mock.patch.object(torch.optim.AdamW, 'step', counting_step):
+        runner.train()
+    return optimizer_steps
 
 
 @pytest.mark.parametrize('schedule,steps', [
@@ -72,16 +91,7 @@ def _runner(tmp_path, schedule, loss_weights=None, max_iters=2):
 def test_optimizer_steps_per_iteration_follow_the_schedule(
         tmp_path, schedule, steps):
     runner = _runner(tmp_path, schedule, max_iters=2)
-    optimizer_steps = []
-    original = torch.optim.AdamW.step
-
-    def counting_step(self, *args, **kwargs):
-        optimizer_steps.append(runner.iter)
-        return original(self, *args, **kwargs)
-
-    with mock.patch.object(torch.optim.AdamW, 'step', counting_step):
-        runner.train()
-    assert optimizer_steps == [0] * steps + [1] * steps
+    assert _train_counting_steps(runner) == [0] * steps + [1] * steps
 
 
 def test_loss_weights_scale_each_source(tmp_path):
@@ -107,6 +117,29 @@ def test_loss_weights_scale_each_source(tmp_path):
         logged = recorded_log[f'train/{source}/loss'].current()
         assert float(loss) == pytest.approx(weights[source] * logged, rel=1e-5)
     assert len(backward_losses) == 4
+
+
+def test_a_poisoned_source_skips_only_its_step_group(tmp_path):
+    runner = _runner(
+        tmp_path, [['text'], ['region', 'image'], ['image_text']],
+        wrapper='GuardedOptimWrapper')
+    model = runner.model
+    parse_losses = model.parse_losses
+    parsed = []
+
+    def poison_the_first_region_loss(losses):
+        loss, log_vars = parse_losses(losses)
+        parsed.append(loss)
+        if len(parsed) == 2:  # iteration 0: text, then region
+            loss = loss * float('nan')
+        return loss, log_vars
+
+    model.parse_losses = poison_the_first_region_loss
+    # The [region, image] group of iteration 0 did not step; the others did.
+    assert _train_counting_steps(runner) == [0, 0, 1, 1, 1]
+    assert runner.message_hub.get_scalar(
+        'train/non_finite_skips').current() == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_schedule_must_cover_every_source_once(tmp_path):

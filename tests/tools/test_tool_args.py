@@ -102,6 +102,18 @@ def test_train_amp_on_cpu(train_tool, monkeypatch):
         assert cfg.optim_wrapper.dtype == 'bfloat16'
 
 
+@pytest.mark.parametrize('wrapper', ['GuardedOptimWrapper',
+                                     'xfm_mm.GuardedAmpOptimWrapper'])
+def test_train_amp_accepts_the_guarded_wrappers(train_tool, monkeypatch,
+                                                wrapper):
+    args = _parse(train_tool, monkeypatch, CONFIG, '--amp')
+    monkeypatch.setattr(train_tool, 'get_device', lambda: 'cpu')
+    cfg = _config()
+    cfg.optim_wrapper.type = wrapper
+    cfg = train_tool.merge_args(cfg, args)
+    assert cfg.optim_wrapper.type == train_tool.CPU_AMP_WRAPPER
+
+
 def test_cpu_distributed_setup(monkeypatch):
     from xfm_mm.utils import launch as tool
     monkeypatch.setattr(tool, 'get_device', lambda: 'cpu')

@@ -62,6 +62,20 @@ def test_literal_settings_survive_a_round_trip():
     assert Config.fromstring(clean, '.py').to_dict() == cfg.to_dict()
 
 
+def test_nested_dicts_survive():
+    """Only '{{' opens a template: '}}' from nested dicts is kept (a Runner
+    config's default_hooks, model, dataloaders)."""
+    cfg = Config(
+        dict(
+            default_hooks=dict(checkpoint=dict(type='CheckpointHook')),
+            model=dict(backbone=dict(arch=dict(depth=2)))))
+    clean, dropped = literal_config_text(cfg.pretty_text)
+    assert dropped == []
+    assert Config.fromstring(clean, '.py').to_dict() == cfg.to_dict()
+    clean, dropped = literal_config_text("x = dict(a='{{$HOME:a}}')\n")
+    assert clean is None and dropped == ['x (template braces)']
+
+
 @pytest.mark.parametrize('trick', sorted(_payloads('m')))
 def test_code_is_dropped_before_mmengine_runs_the_text(tmp_path, trick):
     marker = str(tmp_path / 'marker')

@@ -1,14 +1,18 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 from .hooks import *  # noqa: F401,F403
 from .loops import MultiSourceTrainLoop
+from .non_finite import NonFiniteGuard, NonFiniteStepError
 from .optim_constructors import LayerDecayOptimWrapperConstructor
-from .optim_wrappers import CPUAmpOptimWrapper
+from .optim_wrappers import (CPUAmpOptimWrapper, GuardedAmpOptimWrapper,
+                             GuardedOptimWrapper)
 from .pretrain_optim_constructor import PretrainOptimWrapperConstructor
 from .retrieval_loop import (ImageTextRetrievalTestLoop,
                              ImageTextRetrievalValLoop)
+from .runner import GuardedRunner
 
 __all__ = [
-    'MultiSourceTrainLoop', 'CPUAmpOptimWrapper',
+    'MultiSourceTrainLoop', 'CPUAmpOptimWrapper', 'GuardedAmpOptimWrapper',
+    'GuardedOptimWrapper', 'NonFiniteGuard', 'NonFiniteStepError',
     'LayerDecayOptimWrapperConstructor', 'PretrainOptimWrapperConstructor',
-    'ImageTextRetrievalTestLoop', 'ImageTextRetrievalValLoop'
+    'ImageTextRetrievalTestLoop', 'ImageTextRetrievalValLoop', 'GuardedRunner'
 ]

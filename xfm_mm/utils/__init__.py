@@ -1,12 +1,17 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-from .checkpoint import (TRUST_ENV_VAR, UnsafeCheckpointError,
-                         checkpoint_safe_globals, load_from_safe_alias,
-                         load_from_safe_http, load_from_safe_local,
-                         register_safe_loader, safe_torch_load)
+from .atomic_io import (ATOMIC_BACKEND, AtomicLocalBackend, atomic_write,
+                        remove_partial_files)
+from .checkpoint import (TRUST_ENV_VAR, CorruptCheckpointError,
+                         UnsafeCheckpointError, checkpoint_safe_globals,
+                         load_from_safe_alias, load_from_safe_http,
+                         load_from_safe_local, register_safe_loader,
+                         safe_torch_load)
 from .launch import setup_cpu_distributed
 
 __all__ = [
-    'TRUST_ENV_VAR', 'UnsafeCheckpointError', 'checkpoint_safe_globals',
-    'load_from_safe_alias', 'load_from_safe_http', 'load_from_safe_local',
-    'register_safe_loader', 'safe_torch_load', 'setup_cpu_distributed'
+    'ATOMIC_BACKEND', 'AtomicLocalBackend', 'CorruptCheckpointError',
+    'TRUST_ENV_VAR', 'UnsafeCheckpointError', 'atomic_write',
+    'checkpoint_safe_globals', 'load_from_safe_alias', 'load_from_safe_http',
+    'load_from_safe_local', 'register_safe_loader', 'remove_partial_files',
+    'safe_torch_load', 'setup_cpu_distributed'
 ]

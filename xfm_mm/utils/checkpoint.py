@@ -20,38 +20,35 @@ A file the user trusts can be opted in with the ``XFM_MM_TRUST_CHECKPOINT``
 environment variable (``1`` for every file, or a list of paths separated by
 ``os.pathsep``). See ``docs/en/checkpoints.md`` for the policy.
 """
-import contextlib
 import functools
 import logging
 import os
 import os.path as osp
 import pickle
-from typing import Any, Callable, Iterator, List, Optional, Union
+from typing import Any, Callable, List, Optional, Union
 from urllib.parse import urlparse
 
-import numpy as np
 import torch
 from mmengine.dist import get_dist_info
-from mmengine.logging import HistoryBuffer, print_log
+from mmengine.logging import print_log
 from mmengine.runner import checkpoint as mm_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from .checkpoint_allowlist import allowlisted, checkpoint_safe_globals
+from .checkpoint_file import (CorruptCheckpointError, corrupt_checkpoint_error,
+                              corrupt_file_reason)
 from .config_text import sanitize_checkpoint_configs
 
 __all__ = [
-    'TRUST_ENV_VAR', 'UnsafeCheckpointError', 'checkpoint_safe_globals',
-    'safe_torch_load', 'load_from_safe_local', 'load_from_safe_http',
-    'load_from_safe_alias', 'register_safe_loader'
+    'TRUST_ENV_VAR', 'UnsafeCheckpointError', 'CorruptCheckpointError',
+    'checkpoint_safe_globals', 'safe_torch_load', 'load_from_safe_local',
+    'load_from_safe_http', 'load_from_safe_alias', 'register_safe_loader'
 ]
 
 #: Environment variable that opts trusted files out of the allowlist.
 TRUST_ENV_VAR = 'XFM_MM_TRUST_CHECKPOINT'
 _TRUST_ALL_VALUES = ('1', 'true', 'yes', 'on')
 _DOCS = 'docs/en/checkpoints.md'
-
-# Bound methods HistoryBuffer pickles in its ``statistics_methods`` state,
-# as ``getattr(HistoryBuffer, name)``.
-_HISTORY_BUFFER_METHODS = frozenset(('min', 'max', 'current', 'mean'))
 
 PathOrFile = Union[str, os.PathLike, Any]
 
@@ -62,85 +59,6 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     Subclasses :class:`pickle.UnpicklingError`, which is what ``torch.load``
     raises for the same files, so existing handlers keep working.
     """
-
-
-def _history_buffer_getattr(owner: Any, name: str) -> Callable:
-    """Stand-in for ``builtins.getattr`` while unpickling a checkpoint.
-
-    ``HistoryBuffer.__getstate__`` stores its statistics methods, which
-    pickle as ``getattr(HistoryBuffer, 'mean')``. A general ``getattr`` would
-    let a file walk from any allowed object to ``__globals__`` and beyond, so
-    only those four lookups are answered.
-    """
-    if owner is HistoryBuffer and name in _HISTORY_BUFFER_METHODS:
-        return getattr(HistoryBuffer, name)
-    raise pickle.UnpicklingError(
-        f'Unsupported global: GLOBAL builtins.getattr with arguments '
-        f'({owner!r}, {name!r}); only HistoryBuffer statistics methods '
-        f'{sorted(_HISTORY_BUFFER_METHODS)} are allowed')
-
-
-def _numpy_multiarray() -> Any:
-    """NumPy's ``multiarray`` module (``numpy._core`` on NumPy >= 2)."""
-    core = getattr(np, '_core', None) or np.core
-    return core.multiarray
-
-
-def _numpy_dtype_classes() -> list:
-    """The per-dtype classes (``numpy.dtypes.Float64DType``, ...).
-
-    Unpickling a dtype builds an instance of one of them, which the
-    ``weights_only`` unpickler only does for allowlisted types.
-    """
-    classes = {type(np.dtype(code)) for code in np.typecodes['All']}
-    return sorted(classes, key=lambda cls: cls.__name__)
-
-
-@functools.lru_cache(maxsize=None)
-def _allowlist() -> tuple:
-    multiarray = _numpy_multiarray()
-    return (
-        HistoryBuffer,
-        np.ndarray,
-        np.dtype,
-        *_numpy_dtype_classes(),
-        # Checkpoints written under NumPy 2 and NumPy 1 name these
-        # functions differently; both names map to the installed function.
-        (multiarray._reconstruct, 'numpy._core.multiarray._reconstruct'),
-        (multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
-        (multiarray.scalar, 'numpy._core.multiarray.scalar'),
-        (multiarray.scalar, 'numpy.core.multiarray.scalar'),
-        (_history_buffer_getattr, 'builtins.getattr'),
-    )
-
-
-def checkpoint_safe_globals() -> List[Union[Callable, tuple]]:
-    """The globals that xfm_mm allows on top of torch's ``weights_only`` set.
-
-    They are what a Runner checkpoint of mmengine 0.10.7 contains besides
-    tensors and Python containers: ``HistoryBuffer`` (message hub), NumPy
-    arrays, dtypes (with their per-dtype classes) and scalars (message hub,
-    meta), and the four ``HistoryBuffer`` statistics methods through a
-    restricted ``getattr``.
-
-    Returns:
-        list: entries in the form accepted by
-        :func:`torch.serialization.safe_globals`.
-    """
-    return list(_allowlist())
-
-
-@contextlib.contextmanager
-def _allowlisted() -> Iterator[None]:
-    """Adds the allowlist for the duration of one load.
-
-    Only the entries the user has not allowlisted already are added, so that
-    leaving the context does not remove the user's own entries.
-    """
-    present = torch.serialization.get_safe_globals()
-    missing = [g for g in _allowlist() if g not in present]
-    with torch.serialization.safe_globals(missing):
-        yield
 
 
 def _is_trusted(source: str) -> bool:
@@ -162,7 +80,7 @@ def _refused_globals(file: PathOrFile) -> List[str]:
     try:
         if hasattr(file, 'seek'):
             file.seek(0)
-        with _allowlisted():
+        with allowlisted():
             return sorted(
                 torch.serialization.get_unsafe_globals_in_checkpoint(file))
     except Exception:  # legacy (non-zip) format, URL or unreadable file
@@ -208,24 +126,35 @@ def safe_torch_load(file: PathOrFile,
 
     Raises:
         UnsafeCheckpointError: The file needs globals outside the allowlist.
+        CorruptCheckpointError: The file is empty, cut off or not a
+            PyTorch file.
     """
     source = str(file) if source is None else source
+    if isinstance(file, (str, os.PathLike)) and osp.isfile(file):
+        reason = corrupt_file_reason(os.fspath(file))
+        if reason is not None:
+            raise corrupt_checkpoint_error(source, reason)
+    try:
+        checkpoint = _torch_load(file, map_location, source)
+    except EOFError:  # a legacy-format file cut off in the middle
+        raise corrupt_checkpoint_error(source, 'it ends too early') from None
+    return sanitize_checkpoint_configs(checkpoint, source)
+
+
+def _torch_load(file: PathOrFile, map_location: Any, source: str) -> Any:
     if _is_trusted(source):
         print_log(
             f'{TRUST_ENV_VAR} is set: loading {source!r} with full '
             'unpickling (weights_only=False); the file can run code.',
             logger='current',
             level=logging.WARNING)
-        checkpoint = torch.load(
-            file, map_location=map_location, weights_only=False)
-    else:
-        with _allowlisted():
-            try:
-                checkpoint = torch.load(
-                    file, map_location=map_location, weights_only=True)
-            except pickle.UnpicklingError as error:
-                raise _unsafe_error(source, file, error) from None
-    return sanitize_checkpoint_configs(checkpoint, source)
+        return torch.load(file, map_location=map_location, weights_only=False)
+    with allowlisted():
+        try:
+            return torch.load(
+                file, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise _unsafe_error(source, file, error) from None
 
 
 def _load_safetensors(filename: str, map_location: Any) -> dict:
@@ -260,7 +189,7 @@ def load_from_safe_local(filename: str, map_location: Any = None) -> Any:
 def _download_and_load(url: str, map_location: Any,
                        model_dir: Optional[str]) -> Any:
     trusted = _is_trusted(url)
-    with _allowlisted():
+    with allowlisted():
         try:
             checkpoint = torch.hub.load_state_dict_from_url(
                 url,
@@ -354,7 +283,7 @@ def _with_allowlist(loader: Callable) -> Callable:
 
     @functools.wraps(loader)
     def safe_loader(filename: str, map_location: Any = None) -> Any:
-        with _allowlisted():
+        with allowlisted():
             try:
                 checkpoint = loader(filename, map_location)
             except UnsafeCheckpointError:

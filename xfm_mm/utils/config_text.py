@@ -13,10 +13,11 @@ checkpoint could run code on ``--resume``.
 top-level assignments whose values are literals (numbers, strings, ``None``,
 booleans, lists, tuples, sets, dicts and ``dict(key=literal, ...)`` calls);
 it drops ``_base_``, ``custom_imports`` and every other underscore or import
-hook, since ``Config.fromfile`` acts on those, and any value holding ``{{`` or
-``}}``, which ``Config.fromfile`` substitutes as raw text before executing. The result is re-rendered from
-the evaluated values, so what mmengine executes afterwards is text xfm_mm
-wrote, made only of literal assignments.
+hook, since ``Config.fromfile`` acts on those, and any value whose rendering
+holds ``{{`` (every template ``Config.fromfile`` substitutes as raw text
+before executing starts so). The result is re-rendered from the evaluated
+values, so what mmengine executes afterwards is text xfm_mm wrote, made only
+of literal assignments.
 """
 import ast
 import logging
@@ -125,9 +126,11 @@ def literal_config_text(text: str) -> Tuple[Optional[str], List[str]]:
             dropped.append(f'{name} (no literal form)')
             continue
         line = f'{name} = {value!r}'
-        if '{{' in line or '}}' in line:
+        if '{{' in line:
             # Config.fromfile substitutes '{{$ENV:default}}' and friends as
             # raw text before executing, which could break out of a string.
+            # Every such template opens with '{{', which only a string can
+            # render; '}}' alone is a dict nested in a dict.
             dropped.append(f'{name} (template braces)')
             continue
         kept.append(line)

@@ -24,6 +24,9 @@ test_cfg = dict(type='TestLoop')
 
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook', by_epoch=True, interval=1, max_keep_ckpts=1),
+        type='AtomicCheckpointHook',
+        by_epoch=True,
+        interval=1,
+        max_keep_ckpts=1),
     logger=dict(type='LoggerHook', interval=50))
 log_processor = dict(by_epoch=True)

@@ -47,7 +47,7 @@ test_cfg = dict(type='ImageTextRetrievalTestLoop')
 custom_hooks = [dict(type='ClampTemperatureHook')]  # temp in [0.001, 0.5]
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook',
+        type='AtomicCheckpointHook',
         by_epoch=True,
         interval=1,
         max_keep_ckpts=1,

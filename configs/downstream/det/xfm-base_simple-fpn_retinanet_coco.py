@@ -130,7 +130,7 @@ train_cfg = dict(
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(
-        type='CheckpointHook',
+        type='xfm_mm.AtomicCheckpointHook',
         by_epoch=False,
         save_last=True,
         interval=interval,
@@ -138,3 +138,8 @@ default_hooks = dict(
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
 
 auto_scale_lr = dict(base_batch_size=64)
+
+# xfm_mm's runner (docs/en/reliability.md) and a random stream per rank
+# (seed + rank; samplers still share one seed).
+runner_type = 'xfm_mm.GuardedRunner'
+randomness = dict(seed=0, diff_rank_seed=True)

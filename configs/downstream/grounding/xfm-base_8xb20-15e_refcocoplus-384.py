@@ -67,7 +67,10 @@ test_cfg = dict()
 
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook', by_epoch=True, interval=1, max_keep_ckpts=1,
+        type='AtomicCheckpointHook',
+        by_epoch=True,
+        interval=1,
+        max_keep_ckpts=1,
         save_best='grounding/val_acc', rule='greater'),
     logger=dict(type='LoggerHook', interval=50))
 log_processor = dict(by_epoch=True)

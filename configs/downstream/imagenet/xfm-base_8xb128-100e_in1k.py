@@ -95,7 +95,13 @@ val_cfg = dict()
 test_cfg = dict()
 
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
+    checkpoint=dict(
+        type='xfm_mm.AtomicCheckpointHook', interval=1, max_keep_ckpts=2))
 
 # 8 GPUs x 128 images assumed (see above).
 auto_scale_lr = dict(base_batch_size=1024)
+
+# xfm_mm's runner (docs/en/reliability.md) and a random stream per rank
+# (seed + rank; samplers still share one seed).
+runner_type = 'xfm_mm.GuardedRunner'
+randomness = dict(seed=0, diff_rank_seed=True)

@@ -71,9 +71,13 @@ val_cfg = dict()
 test_cfg = dict()
 
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    checkpoint=dict(
+        type='xfm_mm.AtomicCheckpointHook', interval=1, max_keep_ckpts=3),
     logger=dict(type='LoggerHook', interval=10))
 
+# xfm_mm's runner (docs/en/reliability.md) and a random stream per rank
+# (seed + rank; samplers still share one seed).
+runner_type = 'xfm_mm.GuardedRunner'
 randomness = dict(seed=0, diff_rank_seed=True)
 
 # 8 GPUs x 2048 images.

@@ -62,7 +62,10 @@ test_cfg = dict()
 
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook', by_epoch=True, interval=1, max_keep_ckpts=1,
+        type='AtomicCheckpointHook',
+        by_epoch=True,
+        interval=1,
+        max_keep_ckpts=1,
         save_best='accuracy/top1', rule='greater'),
     logger=dict(type='LoggerHook', interval=50))
 log_processor = dict(by_epoch=True)

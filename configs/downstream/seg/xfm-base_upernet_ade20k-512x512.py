@@ -78,3 +78,10 @@ param_scheduler = [
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
+
+# xfm_mm's runner (docs/en/reliability.md) and a random stream per rank
+# (seed + rank; samplers still share one seed).
+runner_type = 'xfm_mm.GuardedRunner'
+randomness = dict(seed=0, diff_rank_seed=True)
+# Crash-safe checkpoint saves (mmseg's schedule sets CheckpointHook).
+default_hooks = dict(checkpoint=dict(type='xfm_mm.AtomicCheckpointHook'))

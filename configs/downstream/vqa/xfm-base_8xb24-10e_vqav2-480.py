@@ -90,7 +90,10 @@ test_cfg = dict()
 
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook', by_epoch=True, interval=1, max_keep_ckpts=2),
+        type='AtomicCheckpointHook',
+        by_epoch=True,
+        interval=1,
+        max_keep_ckpts=2),
     logger=dict(type='LoggerHook', interval=50))
 log_processor = dict(by_epoch=True)
 auto_scale_lr = dict(base_batch_size=8 * 24)

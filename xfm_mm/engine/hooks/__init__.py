@@ -1,5 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
+from .checkpoint import AtomicCheckpointHook
 from .random_state import RandomStateHook
 from .temperature import ClampTemperatureHook
 
-__all__ = ['ClampTemperatureHook', 'RandomStateHook']
+__all__ = ['AtomicCheckpointHook', 'ClampTemperatureHook', 'RandomStateHook']
