@@ -1,9 +1,11 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """Iteration-based training over several data sources at once."""
 import logging
+from contextlib import ExitStack
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
+from mmengine.dist import get_rank
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import IterBasedTrainLoop
@@ -11,6 +13,7 @@ from mmengine.runner.loops import _InfiniteDataloaderIterator
 from torch.utils.data import DataLoader
 
 from xfm_mm.registry import LOOPS
+from .source_sampling import SourcePlan
 
 
 class _WholeRunLoader:
@@ -40,17 +43,26 @@ class _WholeRunLoader:
 class MultiSourceTrainLoop(IterBasedTrainLoop):
     """Train from several sources, each with its own infinite dataloader.
 
-    One iteration draws one batch from every source and runs the
-    ``schedule``: a list of step groups; the losses of the sources in a group
-    are back-propagated one source at a time (so only one graph is alive)
-    and the group ends with one optimizer step. The parameter schedulers
-    step once per iteration (``ParamSchedulerHook``), as upstream does.
+    Each iteration runs the step groups that :class:`SourcePlan` gives: the
+    losses of the sources in a group are back-propagated one source at a
+    time (so only one graph is alive; under DDP every backward but the last
+    skips the gradient all-reduce) and the group ends with one optimizer
+    step. The parameter schedulers step once per iteration
+    (``ParamSchedulerHook``), as upstream does.
 
     X-FM's loop (``Pretrain.py``) is three optimizer steps per iteration::
 
         schedule=[['text'], ['region', 'image'], ['image_text']]
 
-    and X2-VLM's single summed step is ``[['image_text', 'region']]``.
+    X2-VLM's single summed step is ``[['image_text', 'region']]``, FLAVA's
+    one random source per iteration is ``sampling=dict(type='random',
+    weights=...)`` (see :mod:`xfm_mm.engine.source_sampling`).
+
+    ``current_sources`` holds the sources of the running iteration (set
+    before the ``before_train_iter`` hooks run). When the optimizer wrapper
+    has a ``source_context(name)`` context manager, each source's forward
+    and backward run inside it (per-source gradient handling, e.g. gradient
+    masking).
 
     Args:
         runner (Runner): The runner.
@@ -58,10 +70,16 @@ class MultiSourceTrainLoop(IterBasedTrainLoop):
             ``DataLoader``); None switches a source off. The first source is
             the one ``runner.train_dataloader`` returns.
         max_iters (int): Number of iterations.
-        schedule (list[list[str]], optional): Step groups, see above.
-            Defaults to one group with every source (one summed step).
+        schedule (list[list[str]], optional): Step groups of sources or
+            ``alternatives`` slots. Defaults to one group with every source
+            (one summed step).
         loss_weights (dict[str, float], optional): Source name -> factor on
             that source's total loss. Defaults to 1 for every source.
+        sampling (dict, optional): Which slots run each iteration:
+            ``dict(type='all' | 'random' | 'round_robin', ...)``. Defaults
+            to all.
+        alternatives (dict, optional): Slot -> ``{source: probability}``,
+            resolved to one source per iteration.
         val_begin (int): First iteration that may validate. Defaults to 1.
         val_interval (int): Validation interval in iterations.
         dynamic_intervals (list[tuple[int, int]], optional): As in
@@ -74,13 +92,15 @@ class MultiSourceTrainLoop(IterBasedTrainLoop):
                  max_iters: int,
                  schedule: Optional[List[List[str]]] = None,
                  loss_weights: Optional[Dict[str, float]] = None,
+                 sampling: Optional[dict] = None,
+                 alternatives: Optional[Dict[str, Dict[str, float]]] = None,
                  val_begin: int = 1,
                  val_interval: int = 1000,
                  dynamic_intervals=None) -> None:
         if not isinstance(dataloader, dict) or 'dataset' in dataloader:
-            raise TypeError('MultiSourceTrainLoop expects train_dataloader '
-                            'to map source names to dataloader configs, '
-                            'e.g. dict(text=dict(dataset=...), ...)')
+            raise TypeError('MultiSourceTrainLoop: train_dataloader must map '
+                            'source names to dataloader configs, e.g. '
+                            'dict(text=dict(dataset=...), ...)')
         self._runner = runner
         # A source set to None (e.g. by an ablation config) is switched off.
         disabled = {name for name, cfg in dataloader.items() if cfg is None}
@@ -88,29 +108,26 @@ class MultiSourceTrainLoop(IterBasedTrainLoop):
             name: self._build(runner, cfg)
             for name, cfg in dataloader.items() if cfg is not None
         }
-        self.schedule = [list(g) for g in schedule] if schedule else \
+        alternatives = {
+            slot: {s: p
+                   for s, p in choices.items() if s not in disabled}
+            for slot, choices in (alternatives or {}).items()
+        }
+        schedule = [list(g) for g in schedule] if schedule else \
             [list(self.dataloaders)]
-        used = [name for group in self.schedule for name in group]
-        unknown = set(used) - set(self.dataloaders)
-        if unknown:
-            raise ValueError(f'schedule names sources {sorted(unknown)} '
-                             'that train_dataloader does not define '
-                             f'({sorted(self.dataloaders)})')
-        if len(used) != len(set(used)):
-            raise ValueError(f'a source appears twice in schedule {used}')
-        unused = set(self.dataloaders) - set(used)
-        if unused:
-            raise ValueError(f'sources {sorted(unused)} have a dataloader '
-                             'but no place in schedule')
+        self.plan = SourcePlan(schedule, sampling, alternatives,
+                               self._shared_seed(runner))
+        self._check_sources(self.plan)
         loss_weights = dict(loss_weights or {})
         unknown = set(loss_weights) - set(self.dataloaders) - disabled
         if unknown:
-            raise ValueError(f'loss_weights names unknown sources '
-                             f'{sorted(unknown)}')
+            raise ValueError(f'MultiSourceTrainLoop: loss_weights names '
+                             f'unknown sources {sorted(unknown)}')
         self.loss_weights = {
             name: float(loss_weights.get(name, 1.0))
             for name in self.dataloaders
         }
+        self.current_sources: List[str] = []
 
         # IterBasedTrainLoop.__init__ builds one dataloader; hand it the
         # first source's, already built.
@@ -125,6 +142,35 @@ class MultiSourceTrainLoop(IterBasedTrainLoop):
             _InfiniteDataloaderIterator(loader)
             for name, loader in self.dataloaders.items()
         }
+
+    @property
+    def schedule(self) -> List[List[str]]:
+        """The step groups (of sources or alternatives slots)."""
+        return self.plan.schedule
+
+    def _check_sources(self, plan: SourcePlan) -> None:
+        used = plan.sources
+        unknown = set(used) - set(self.dataloaders)
+        if unknown:
+            raise ValueError(f'MultiSourceTrainLoop: schedule names sources '
+                             f'{sorted(unknown)} that train_dataloader does '
+                             f'not define ({sorted(self.dataloaders)})')
+        if len(used) != len(set(used)):
+            raise ValueError(f'MultiSourceTrainLoop: a source appears twice '
+                             f'in schedule / alternatives {used}')
+        unused = set(self.dataloaders) - set(used)
+        if unused:
+            raise ValueError(f'MultiSourceTrainLoop: sources '
+                             f'{sorted(unused)} have a dataloader but no '
+                             'place in schedule')
+
+    @staticmethod
+    def _shared_seed(runner) -> int:
+        """The run's seed before mmengine adds the rank to it."""
+        seed = runner.seed
+        if runner._randomness_cfg.get('diff_rank_seed', False):
+            seed -= get_rank()
+        return seed
 
     @staticmethod
     def _build(runner, cfg):
@@ -142,11 +188,13 @@ class MultiSourceTrainLoop(IterBasedTrainLoop):
             self._skip_trained_batches(self._iter)
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
+            groups = self.plan.groups(self._iter)
+            self.current_sources = [name for g in groups for name in g]
             batches = {
-                name: next(it)
-                for name, it in self.iterators.items()
+                name: next(self.iterators[name])
+                for name in self.current_sources
             }
-            self.run_iter(batches)
+            self.run_iter(batches, groups)
             self._decide_current_val_interval()
             if (self.runner.val_loop is not None
                     and self._iter >= self.val_begin
@@ -163,29 +211,34 @@ class MultiSourceTrainLoop(IterBasedTrainLoop):
         Samplers with ``skip(num_batches)`` jump there without loading data;
         other dataloaders are advanced batch by batch.
         """
+        served = self.plan.batches_served(num_iters)
         for name, loader in self.dataloaders.items():
             sampler = getattr(loader, 'sampler', None)
             if hasattr(sampler, 'skip'):
-                sampler.skip(num_iters * loader.batch_size)
+                sampler.skip(served[name] * loader.batch_size)
                 # A new iterator draws its worker base seed from torch's
                 # generator; keep the restored random state untouched.
                 with torch.random.fork_rng(devices=[]):
                     self.iterators[name] = _InfiniteDataloaderIterator(loader)
                 continue
             print_log(
-                f'Advancing source {name!r} by {num_iters} batches to skip '
-                'data that has already been trained',
+                f'Advancing source {name!r} by {served[name]} batches to '
+                'skip data that has already been trained',
                 logger='current',
                 level=logging.WARNING)
-            for _ in range(num_iters):
+            for _ in range(served[name]):
                 next(self.iterators[name])
 
-    def run_iter(self, data_batch: Dict[str, dict]) -> None:
-        """Run every step group of the schedule on one batch per source."""
+    def run_iter(self,
+                 data_batch: Dict[str, dict],
+                 groups: Optional[List[List[str]]] = None) -> None:
+        """Run the step groups of this iteration, one batch per source."""
+        if groups is None:
+            groups = self.plan.groups(self._iter)
         self.runner.call_hook(
             'before_train_iter', batch_idx=self._iter, data_batch=data_batch)
         outputs = {}
-        for group in self.schedule:
+        for group in groups:
             outputs.update(self._step_group(group, data_batch))
         outputs['loss'] = sum(v for k, v in outputs.items()
                               if k.endswith('/loss'))
@@ -201,13 +254,20 @@ class MultiSourceTrainLoop(IterBasedTrainLoop):
         model = self.runner.model
         module = model.module if is_model_wrapper(model) else model
         optim_wrapper = self.runner.optim_wrapper
+        source_context = getattr(optim_wrapper, 'source_context', None)
         log_vars = {}
-        for name in group:
-            with optim_wrapper.optim_context(model):
-                data = module.data_preprocessor(data_batch[name], True)
-                losses = model(**data, mode='loss')
-            loss, source_vars = module.parse_losses(losses)
-            optim_wrapper.backward(loss * self.loss_weights[name])
+        for index, name in enumerate(group):
+            with ExitStack() as stack:
+                if index < len(group) - 1 and hasattr(model, 'no_sync'):
+                    # One gradient all-reduce per optimizer step.
+                    stack.enter_context(model.no_sync())
+                if source_context is not None:
+                    stack.enter_context(source_context(name))
+                with optim_wrapper.optim_context(model):
+                    data = module.data_preprocessor(data_batch[name], True)
+                    losses = model(**data, mode='loss')
+                loss, source_vars = module.parse_losses(losses)
+                optim_wrapper.backward(loss * self.loss_weights[name])
             for key, value in source_vars.items():
                 log_vars[f'{name}/{key}'] = value
         optim_wrapper.step()
