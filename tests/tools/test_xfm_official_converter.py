@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from mmengine.runner import load_checkpoint
 
-from xfm_mm.models.pretrainers import (convert_xfm_official,
-                                       convert_xfm_official_with_report)
+from xfm_mm.models.weights import (convert_xfm_official,
+                                   convert_xfm_official_with_report)
 from xfm_mm.registry import MODELS
 from xfm_mm.utils import register_safe_loader
 
@@ -160,7 +160,7 @@ def tiny_xfm_cfg():
             embed_dims=D,
             num_layers=TEXT_LAYERS,
             num_heads=HEADS,
-            ffn_dims=FFN,
+            feedforward_channels=FFN,
             max_positions=POS,
             type_vocab_size=1,
             pad_token_id=1,
@@ -178,7 +178,7 @@ def tiny_xfm_cfg():
             num_layers=FUSION_LAYERS,
             embed_dims=D,
             num_heads=HEADS,
-            ffn_dims=FFN,
+            feedforward_channels=FFN,
             vision_dims=DV,
             layer_norm_eps=1e-5),
         itc_head=dict(
@@ -245,7 +245,7 @@ def test_every_model_tensor_comes_from_the_checkpoint(official):
 def test_values_land_in_place(official, loaded):
     o, m = official, loaded
     t1 = 'text_encoder.roberta.encoder.layer.1.attention.self.'
-    qkv = m.text_encoder.layers[1].attn.qkv
+    qkv = m.text_encoder.transformer.layers[1].attn.qkv
     assert torch.equal(
         qkv.weight,
         torch.cat([
@@ -258,29 +258,30 @@ def test_values_land_in_place(official, loaded):
             [o[t1 + 'query.bias'], o[t1 + 'key.bias'], o[t1 + 'value.bias']]))
 
     v0 = 'vision_encoder.blocks.0.'
-    layer = m.vision_encoder.layers[0]
+    layer = m.vision_encoder.transformer.layers[0]
     assert torch.equal(layer.attn.qkv.weight, o[v0 + 'attn.qkv.weight'])
     assert torch.equal(layer.attn.qkv.bias[:DV], o[v0 + 'attn.q_bias'])
     assert not layer.attn.qkv.bias[DV:2 * DV].any()
     assert torch.equal(layer.attn.qkv.bias[2 * DV:], o[v0 + 'attn.v_bias'])
-    assert torch.equal(layer.gamma_2, o[v0 + 'gamma_2'])
+    assert torch.equal(layer.ffn_scale.weight, o[v0 + 'gamma_2'])
     assert torch.equal(layer.rel_pos_bias.relative_position_bias_table,
                        o[v0 + 'attn.relative_position_bias_table'])
-    assert torch.equal(m.vision_encoder.mask_token,
+    assert torch.equal(m.vision_encoder.patch_embed.mask_token,
                        o['vision_encoder.mask_token'])
-    assert torch.equal(m.vision_encoder.patch_embed.weight,
+    assert torch.equal(m.vision_encoder.patch_embed.projection.weight,
                        o['vision_encoder.patch_embed.proj.weight'])
-    assert torch.equal(m.vision_encoder.fc_norm.bias,
+    assert torch.equal(m.vision_encoder.transformer.norm.bias,
                        o['vision_encoder.fc_norm.bias'])
 
     f1 = 'fusion_encoder.roberta.encoder.layer.1.crossattention.'
-    cross = m.fusion_encoder.layers[1].cross_attn
+    cross = m.fusion_encoder.transformer.layers[1].cross_attn
     assert torch.equal(cross.q.weight, o[f1 + 'self.query.weight'])
     assert torch.equal(cross.kv.weight[:D], o[f1 + 'self.key.weight'])
     assert torch.equal(cross.kv.weight[D:], o[f1 + 'self.value.weight'])
     assert torch.equal(cross.proj.bias, o[f1 + 'output.dense.bias'])
-    assert torch.equal(m.fusion_encoder.layers[1].cross_attn_norm.weight,
-                       o[f1 + 'output.LayerNorm.weight'])
+    assert torch.equal(
+        m.fusion_encoder.transformer.layers[1].cross_attn_norm.weight,
+        o[f1 + 'output.LayerNorm.weight'])
 
     assert m.itc_head.temp.item() == pytest.approx(0.0421)
     assert torch.equal(m.itc_head.vision_proj.weight, o['vision_proj.weight'])
@@ -417,7 +418,7 @@ def test_cli_verify_config(official, tmp_path):
     bad_cfg = tiny_xfm_cfg()
     bad_cfg['fusion_encoder']['num_layers'] = 3
     config.write_text(f'model = {bad_cfg!r}\n')
-    with pytest.raises(KeyError, match='fusion_encoder.layers.2'):
+    with pytest.raises(KeyError, match='fusion_encoder.transformer.layers.2'):
         cli.main(
             [src,
              str(tmp_path / 'out2.pth'), '--verify-config',

@@ -7,7 +7,7 @@ import torch
 from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import MODELS
-from ..base import XFMBaseModel
+from ..base import BaseMultimodalModel
 from ..utils import box_cxcywh_to_xyxy
 
 
@@ -47,7 +47,7 @@ def boxes_to_original(boxes: torch.Tensor, input_size: Sequence[int],
 
 
 @MODELS.register_module()
-class XFMGrounding(XFMBaseModel):
+class XFMGrounding(BaseMultimodalModel):
     """X-FM RefCOCO+ grounding: fusion token 0 -> ``BoxHead``.
 
     The expression attends to the whole image in the fusion encoder; the

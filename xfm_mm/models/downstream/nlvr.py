@@ -7,13 +7,13 @@ import torch.nn.functional as F
 from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import MODELS
-from ..base import XFMBaseModel
+from ..base import BaseMultimodalModel
 from ..layers import build_mlp
 from .utils import stack_field
 
 
 @MODELS.register_module()
-class XFMNLVR(XFMBaseModel):
+class XFMNLVR(BaseMultimodalModel):
     """X-FM NLVR2 head: both fusion outputs, concatenated, classified.
 
     The sentence is encoded once; the fusion encoder runs on (sentence,

@@ -6,13 +6,13 @@ import torch
 from mmengine.structures import BaseDataElement
 
 from xfm_mm.registry import MODELS
-from ..base import XFMBaseModel
+from ..base import BaseMultimodalModel
 
 _WHERE = 'XFMRetrieval'
 
 
 @MODELS.register_module()
-class XFMRetrieval(XFMBaseModel):
+class XFMRetrieval(BaseMultimodalModel):
     """X-FM retrieval: ITC + ITM fine-tuning, ITC top-k + ITM re-ranking.
 
     Training loss (X-FM ``XFMForRetrieval``): ITC whose targets are uniform

@@ -7,7 +7,7 @@ import torch
 from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import MODELS
-from ..base import XFMBaseModel
+from ..base import BaseMultimodalModel
 from .decoder_init import init_decoder_from_pretraining
 from .generation import rank_answers, tokenize_texts
 from .utils import build_tokenizer, stack_field
@@ -16,7 +16,7 @@ _WHERE = 'XFMVQA'
 
 
 @MODELS.register_module()
-class XFMVQA(XFMBaseModel):
+class XFMVQA(BaseMultimodalModel):
     """X-FM VQA: encode the question with the image, decode the answer.
 
     question -> language encoder -> fusion encoder (cross-attending to the

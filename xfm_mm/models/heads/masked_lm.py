@@ -7,10 +7,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
-from xfm_mm.models.towers.hf_weights import (check_load_result,
-                                             convert_hf_lm_head,
-                                             load_hf_state_dict, resolve_arch)
 from xfm_mm.models.towers.text import BERT_BASE_ARCH, init_bert_weights
+from xfm_mm.models.weights import (check_load_result, convert_hf_lm_head,
+                                   load_state_dict_file, resolve_arch)
 from xfm_mm.registry import MODELS
 
 
@@ -97,7 +96,7 @@ class MaskedLMHead(BaseModule):
             path (str): Local HF directory or weights file.
         """
         try:
-            state = convert_hf_lm_head(load_hf_state_dict(path))
+            state = convert_hf_lm_head(load_state_dict_file(path))
         except KeyError as e:
             raise KeyError(f'MaskedLMHead: {path}: {e}') from e
         try:

@@ -8,13 +8,13 @@ import torch
 from mmengine.structures import BaseDataElement
 
 from xfm_mm.registry import MODELS
-from ..base import XFMBaseModel
+from ..base import BaseMultimodalModel
 
 SOURCES = ('text', 'image', 'image_text', 'region')
 
 
 @MODELS.register_module()
-class XFM(XFMBaseModel):
+class XFM(BaseMultimodalModel):
     """X-FM: a language, a vision and a fusion encoder trained jointly.
 
     Losses per batch source (X-FM §3, upstream ``model_pretrain.py``):

@@ -5,39 +5,13 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModule
-from torch.utils.checkpoint import checkpoint
 
 from xfm_mm.registry import MODELS
+from ..layers import causal_attention_bias, mask_to_bias
+from ..weights import resolve_arch
 from .fusion import FusionEncoder
-from .hf_weights import resolve_arch
-from .text import (BERT_BASE_ARCH, PostNormLayer, TextEmbeddings,
-                   init_bert_weights, mask_to_bias)
-
-
-def causal_attention_bias(mask: torch.Tensor,
-                          ref: torch.Tensor) -> torch.Tensor:
-    """Causal + key-padding additive bias for self-attention.
-
-    Args:
-        mask (Tensor): ``(B, L)``, 1 / True = real token.
-        ref (Tensor): A tensor whose dtype (or the autocast dtype) the
-            attention scores will have.
-
-    Returns:
-        Tensor: ``(B, 1, L, L)``; 0 where query ``i`` may see key ``j``
-        (``j <= i`` and ``j`` real), the dtype's finite minimum elsewhere.
-    """
-    dtype = ref.dtype
-    if torch.is_autocast_enabled(ref.device.type):
-        dtype = torch.get_autocast_dtype(ref.device.type)
-    length = mask.shape[1]
-    causal = torch.ones(
-        length, length, dtype=torch.bool, device=mask.device).tril()
-    keep = causal[None] & mask.bool()[:, None, :]
-    bias = torch.zeros(keep.shape, dtype=dtype, device=mask.device)
-    bias.masked_fill_(~keep, torch.finfo(dtype).min)
-    return bias.unsqueeze(1)
+from .text import (BERT_BASE_ARCH, BertTower, bert_stack, init_bert_weights,
+                   text_embedding)
 
 
 class LMPredictionHead(nn.Module):
@@ -69,15 +43,15 @@ class LMPredictionHead(nn.Module):
 
 
 @MODELS.register_module()
-class TextDecoder(BaseModule):
+class TextDecoder(BertTower):
     """A causal BERT-style decoder that cross-attends to a context.
 
-    Each layer is :class:`~xfm_mm.models.towers.text.PostNormLayer`:
-    causal self-attention, cross-attention to the context (e.g. the fusion
-    outputs of a question, or image tokens) and an FFN, each followed by a
-    residual LayerNorm (HF ``BertLMHeadModel`` / ``RobertaForCausalLM`` with
-    cross-attention). Embeddings are :class:`TextEmbeddings` and the output
-    head an LM head (:class:`LMPredictionHead`).
+    :class:`TextEmbedding`, a post-norm :class:`TransformerStack`
+    (``transformer``) whose layers run causal self-attention,
+    cross-attention to the context (e.g. the fusion outputs of a question,
+    or image tokens) and an FFN, each followed by a residual LayerNorm (HF
+    ``BertLMHeadModel`` / ``RobertaForCausalLM`` with cross-attention), and
+    an LM head (:class:`LMPredictionHead`).
 
     X-FM initialises its VQA decoder by copying every fusion-encoder layer
     (:meth:`copy_from_fusion`). Architecture arguments left as None come
@@ -91,7 +65,7 @@ class TextDecoder(BaseModule):
         embed_dims (int, optional): Hidden width.
         num_layers (int, optional): Number of layers.
         num_heads (int, optional): Attention heads.
-        ffn_dims (int, optional): FFN hidden width.
+        feedforward_channels (int, optional): FFN hidden width.
         context_dims (int, optional): Width of the cross-attended context.
             Defaults to ``embed_dims``.
         max_positions (int, optional): Rows of the position table.
@@ -115,7 +89,7 @@ class TextDecoder(BaseModule):
                  embed_dims: Optional[int] = None,
                  num_layers: Optional[int] = None,
                  num_heads: Optional[int] = None,
-                 ffn_dims: Optional[int] = None,
+                 feedforward_channels: Optional[int] = None,
                  context_dims: Optional[int] = None,
                  max_positions: Optional[int] = None,
                  type_vocab_size: Optional[int] = None,
@@ -135,7 +109,7 @@ class TextDecoder(BaseModule):
                 embed_dims=embed_dims,
                 num_layers=num_layers,
                 num_heads=num_heads,
-                ffn_dims=ffn_dims,
+                feedforward_channels=feedforward_channels,
                 max_positions=max_positions,
                 type_vocab_size=type_vocab_size,
                 pad_token_id=pad_token_id,
@@ -148,22 +122,12 @@ class TextDecoder(BaseModule):
         self.vocab_size = arch['vocab_size']
         self.pad_token_id = arch['pad_token_id']
         self.context_dims = context_dims or self.embed_dims
-        self.with_cp = with_cp
-        self.embeddings = TextEmbeddings(
-            arch['vocab_size'], arch['embed_dims'], arch['max_positions'],
-            arch['type_vocab_size'], arch['pad_token_id'],
-            arch['position_style'], arch['layer_norm_eps'], arch['dropout'])
-        self.layers = nn.ModuleList([
-            PostNormLayer(
-                arch['embed_dims'],
-                arch['num_heads'],
-                arch['ffn_dims'],
-                kv_dims=self.context_dims,
-                layer_norm_eps=arch['layer_norm_eps'],
-                dropout=arch['dropout'],
-                attn_dropout=arch['attn_dropout'])
-            for _ in range(arch['num_layers'])
-        ])
+        self.embeddings = text_embedding(arch)
+        self.transformer = bert_stack(
+            arch,
+            arch['num_layers'],
+            cross_attn_dims=self.context_dims,
+            with_cp=with_cp)
         self.lm_head = LMPredictionHead(arch['embed_dims'], arch['vocab_size'],
                                         arch['layer_norm_eps'])
         self.apply(init_bert_weights)
@@ -184,21 +148,23 @@ class TextDecoder(BaseModule):
         Args:
             fusion_encoder (FusionEncoder): Same depth and width.
         """
-        if len(fusion_encoder.layers) != len(self.layers):
+        name = f'{type(self).__name__}.copy_from_fusion'
+        dst_layers = self.transformer.layers
+        src_layers = fusion_encoder.transformer.layers
+        if len(src_layers) != len(dst_layers):
             raise ValueError(
-                f'TextDecoder.copy_from_fusion: the fusion encoder has '
-                f'{len(fusion_encoder.layers)} layers, the decoder '
-                f'{len(self.layers)}')
-        for dst, src in zip(self.layers, fusion_encoder.layers):
+                f'{name}: the fusion encoder has {len(src_layers)} layers, '
+                f'the decoder {len(dst_layers)}')
+        for dst, src in zip(dst_layers, src_layers):
             dst_state = dst.state_dict()
-            for name, value in src.state_dict().items():
-                if dst_state[name].shape == value.shape:
-                    dst_state[name].copy_(value)
-                elif '.kv.' not in name:
+            for key, value in src.state_dict().items():
+                if dst_state[key].shape == value.shape:
+                    dst_state[key].copy_(value)
+                elif '.kv.' not in key:
                     raise ValueError(
-                        f'TextDecoder.copy_from_fusion: {name} has shape '
-                        f'{tuple(value.shape)} in the fusion encoder and '
-                        f'{tuple(dst_state[name].shape)} in the decoder')
+                        f'{name}: {key} has shape {tuple(value.shape)} in the '
+                        'fusion encoder and '
+                        f'{tuple(dst_state[key].shape)} in the decoder')
 
     def forward(self,
                 input_ids: torch.Tensor,
@@ -221,7 +187,7 @@ class TextDecoder(BaseModule):
             ``0..i`` only.
         """
         if context.shape[-1] != self.context_dims:
-            raise ValueError(f'TextDecoder: context width '
+            raise ValueError(f'{type(self).__name__}: context width '
                              f'{context.shape[-1]} != {self.context_dims}')
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -230,18 +196,7 @@ class TextDecoder(BaseModule):
         context_bias = None
         if context_mask is not None:
             context_bias = mask_to_bias(context_mask, x)
-        for layer in self.layers:
-            if self.with_cp and self.training and torch.is_grad_enabled():
-                x = checkpoint(
-                    layer,
-                    x,
-                    self_bias,
-                    context,
-                    context_bias,
-                    use_reentrant=False)
-            else:
-                x = layer(x, self_bias, context, context_bias)
-        return x
+        return self.transformer(x, self_bias, context, context_bias)
 
     def logits(self,
                input_ids: torch.Tensor,
