@@ -170,8 +170,8 @@ def make_batch(source: str, batch_size: int = 4, seed: int = 0) -> dict:
         fields = {}
         if source != 'text':
             inputs.append(
-                torch.randint(0, 256, (3, IMG, IMG), generator=gen,
-                              dtype=torch.uint8))
+                torch.randint(
+                    0, 256, (3, IMG, IMG), generator=gen, dtype=torch.uint8))
             fields['image_mask'] = _image_mask(gen)
             fields['image_id'] = i
         else:
