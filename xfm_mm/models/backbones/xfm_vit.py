@@ -1,6 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """The X-FM vision tower as an mmpretrain / mmdet / mmseg backbone."""
-from typing import Optional, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import torch
 
@@ -31,69 +31,30 @@ class XFMViT(VisionEncoder):
     mmpretrain's ViTs do.
 
     Args:
-        arch (str | dict): See :class:`VisionEncoder`. Defaults to
-            ``'base'``.
-        img_size (int | tuple[int, int]): Resolution of the tables.
-            Defaults to 224.
-        patch_size (int): Defaults to 16.
-        in_channels (int): Defaults to 3.
-        out_indices (int | Sequence[int]): Blocks to output, negative from
+        out_indices (int | Sequence[int]): Layers to output, negative from
             the end. Defaults to -1 (the last).
         out_type (str): ``'featmap'``: ``(B, C, H/p, W/p)`` maps;
             ``'avg_featmap'``: ``(B, C)`` mean of the patch tokens;
             ``'cls_token'``: ``(B, C)`` token 0 by ``token0`` (X-FM: that
             same mean); ``'raw'``: ``(B, 1 + N, C)``, token 0 by ``token0``.
             Defaults to ``'avg_featmap'`` (mmpretrain's ``BEiTViT``).
-        drop_path_rate (float): Defaults to 0.1.
-        layer_scale_init_value (float): Defaults to 0.1.
-        layer_norm_eps (float): Defaults to 1e-6.
-        pos_embed (str): ``'none'`` or ``'absolute'``. Defaults to
-            ``'none'``.
-        rel_pos_bias (bool): Defaults to True.
-        token0 (str): ``'mean_patches'`` or ``'cls'``. Defaults to
-            ``'mean_patches'``.
         frozen_stages (int): Freeze the stem and the first
             ``frozen_stages`` layers (and the final norm when all are
             frozen); -1 or 0 freezes nothing. Defaults to -1.
-        with_cp (bool): Activation checkpointing. Defaults to False.
-        with_mask_token (bool): Keep a mask token (to load it for MIM
-            fine-tuning). Defaults to False.
-        init_cfg (dict, optional): e.g. ``dict(type='Pretrained',
-            checkpoint='xfm.pth', prefix='vision_encoder.')``.
+        **kwargs: The arguments of :class:`VisionEncoder` (``arch``,
+            ``img_size``, ``patch_size``, ``drop_path_rate``, ``with_cp``,
+            ``with_mask_token``, ``init_cfg`` such as
+            ``dict(type='Pretrained', checkpoint='xfm.pth',
+            prefix='vision_encoder.')``, ...).
     """
     OUT_TYPES = ('featmap', 'avg_featmap', 'cls_token', 'raw')
 
     def __init__(self,
-                 arch: Union[str, dict] = 'base',
-                 img_size: Union[int, Sequence[int]] = 224,
-                 patch_size: int = 16,
-                 in_channels: int = 3,
                  out_indices: Union[int, Sequence[int]] = -1,
                  out_type: str = 'avg_featmap',
-                 drop_path_rate: float = 0.1,
-                 layer_scale_init_value: float = 0.1,
-                 layer_norm_eps: float = 1e-6,
-                 pos_embed: str = 'none',
-                 rel_pos_bias: bool = True,
-                 token0: str = 'mean_patches',
                  frozen_stages: int = -1,
-                 with_cp: bool = False,
-                 with_mask_token: bool = False,
-                 init_cfg: Optional[dict] = None):
-        super().__init__(
-            arch=arch,
-            img_size=img_size,
-            patch_size=patch_size,
-            in_channels=in_channels,
-            drop_path_rate=drop_path_rate,
-            layer_scale_init_value=layer_scale_init_value,
-            layer_norm_eps=layer_norm_eps,
-            pos_embed=pos_embed,
-            rel_pos_bias=rel_pos_bias,
-            token0=token0,
-            with_mask_token=with_mask_token,
-            with_cp=with_cp,
-            init_cfg=init_cfg)
+                 **kwargs):
+        super().__init__(**kwargs)
         if out_type not in self.OUT_TYPES:
             raise ValueError(f'{type(self).__name__}: out_type={out_type!r} '
                              f'is not one of {self.OUT_TYPES}')

@@ -8,9 +8,8 @@ import torch.nn.functional as F
 
 from xfm_mm.registry import MODELS
 from ..layers import causal_attention_bias, mask_to_bias
-from ..weights import resolve_arch
 from .fusion import FusionEncoder
-from .text import (BERT_BASE_ARCH, BertTower, bert_stack, init_bert_weights,
+from .text import (BertTower, bert_arch, bert_stack, init_bert_weights,
                    text_embedding)
 
 
@@ -54,27 +53,15 @@ class TextDecoder(BertTower):
     an LM head (:class:`LMPredictionHead`).
 
     X-FM initialises its VQA decoder by copying every fusion-encoder layer
-    (:meth:`copy_from_fusion`). Architecture arguments left as None come
-    from ``hf_config`` when given, otherwise from BERT-base; the argument
-    names equal :class:`TextEncoder`'s, so a text-encoder config plus
-    ``context_dims`` builds a matching decoder. Decoding is batched;
-    there is no key/value cache (each step re-runs the prefix).
+    (:meth:`copy_from_fusion`). Architecture arguments left out come from
+    ``hf_config`` when given, otherwise from BERT-base; they are
+    :class:`TextEncoder`'s, so a text-encoder config plus ``context_dims``
+    builds a matching decoder. Decoding is batched; there is no key/value
+    cache (each step re-runs the prefix).
 
     Args:
-        vocab_size (int, optional): Vocabulary size.
-        embed_dims (int, optional): Hidden width.
-        num_layers (int, optional): Number of layers.
-        num_heads (int, optional): Attention heads.
-        feedforward_channels (int, optional): FFN hidden width.
         context_dims (int, optional): Width of the cross-attended context.
             Defaults to ``embed_dims``.
-        max_positions (int, optional): Rows of the position table.
-        type_vocab_size (int, optional): Rows of the token-type table.
-        pad_token_id (int, optional): Padding token id.
-        position_style (str, optional): ``'bert'`` or ``'roberta'``.
-        layer_norm_eps (float, optional): LayerNorm epsilon.
-        dropout (float, optional): Hidden dropout.
-        attn_dropout (float, optional): Attention-probability dropout.
         tie_word_embeddings (bool): Share the LM head's output matrix with
             the word embeddings (HF ``RobertaForCausalLM``). Defaults to
             False.
@@ -82,41 +69,22 @@ class TextDecoder(BertTower):
             Defaults to False.
         hf_config (str, optional): Local HF directory or ``config.json``.
         init_cfg (dict, optional): mmengine initialisation config.
+        **arch: The architecture arguments of :class:`TextEncoder`
+            (``vocab_size``, ``embed_dims``, ``num_layers``, ``num_heads``,
+            ``feedforward_channels``, ``max_positions``,
+            ``type_vocab_size``, ``pad_token_id``, ``position_style``,
+            ``layer_norm_eps``, ``dropout``, ``attn_dropout``).
     """
 
     def __init__(self,
-                 vocab_size: Optional[int] = None,
-                 embed_dims: Optional[int] = None,
-                 num_layers: Optional[int] = None,
-                 num_heads: Optional[int] = None,
-                 feedforward_channels: Optional[int] = None,
                  context_dims: Optional[int] = None,
-                 max_positions: Optional[int] = None,
-                 type_vocab_size: Optional[int] = None,
-                 pad_token_id: Optional[int] = None,
-                 position_style: Optional[str] = None,
-                 layer_norm_eps: Optional[float] = None,
-                 dropout: Optional[float] = None,
-                 attn_dropout: Optional[float] = None,
                  tie_word_embeddings: bool = False,
                  with_cp: bool = False,
                  hf_config: Optional[str] = None,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 **arch):
         super().__init__(init_cfg=init_cfg)
-        arch = resolve_arch(
-            dict(
-                vocab_size=vocab_size,
-                embed_dims=embed_dims,
-                num_layers=num_layers,
-                num_heads=num_heads,
-                feedforward_channels=feedforward_channels,
-                max_positions=max_positions,
-                type_vocab_size=type_vocab_size,
-                pad_token_id=pad_token_id,
-                position_style=position_style,
-                layer_norm_eps=layer_norm_eps,
-                dropout=dropout,
-                attn_dropout=attn_dropout), hf_config, BERT_BASE_ARCH)
+        arch = bert_arch(type(self).__name__, arch, hf_config)
         self.arch = arch
         self.embed_dims = arch['embed_dims']
         self.vocab_size = arch['vocab_size']
@@ -124,10 +92,7 @@ class TextDecoder(BertTower):
         self.context_dims = context_dims or self.embed_dims
         self.embeddings = text_embedding(arch)
         self.transformer = bert_stack(
-            arch,
-            arch['num_layers'],
-            cross_attn_dims=self.context_dims,
-            with_cp=with_cp)
+            arch, cross_attn_dims=self.context_dims, with_cp=with_cp)
         self.lm_head = LMPredictionHead(arch['embed_dims'], arch['vocab_size'],
                                         arch['layer_norm_eps'])
         self.apply(init_bert_weights)

@@ -7,10 +7,10 @@ from mmengine.logging import print_log
 
 from xfm_mm.registry import MODELS
 from ..layers import mask_to_bias
-from ..weights import (convert_hf_layer, load_state_dict_file, resolve_arch,
+from ..weights import (convert_hf_layer, load_state_dict_file,
                        split_model_prefix)
 from ..weights.hf_bert import STACK_LAYERS
-from .text import BERT_BASE_ARCH, BertTower, bert_stack, init_bert_weights
+from .text import BertTower, bert_arch, bert_stack, init_bert_weights
 
 
 @MODELS.register_module()
@@ -26,81 +26,65 @@ class FusionEncoder(BertTower):
     projections read ``vision_dims``-wide tokens directly, so no extra
     projection exists whatever the widths.
 
-    Architecture arguments left as None come from ``hf_config`` when given,
+    Architecture arguments left out come from ``hf_config`` when given,
     otherwise from BERT-base (12 layers, 768 wide).
 
     Args:
-        num_layers (int, optional): Number of fusion layers.
-        embed_dims (int, optional): Text width.
-        num_heads (int, optional): Attention heads.
-        feedforward_channels (int, optional): FFN hidden width.
         vision_dims (int, optional): Width of the vision tokens. Defaults
             to ``embed_dims``.
-        layer_norm_eps (float, optional): LayerNorm epsilon.
-        dropout (float, optional): Hidden dropout.
-        attn_dropout (float, optional): Attention-probability dropout.
         with_cp (bool): Activation checkpointing per layer in training.
             Defaults to False.
         hf_config (str, optional): Local HF BERT/RoBERTa directory or
             ``config.json`` to take the widths from.
         pretrained (str, optional): Local HF directory or weights file whose
             encoder layers initialise the self-attention and FFN sub-layers
-            (:meth:`init_weights` calls :meth:`load_hf_layers`).
+            (:meth:`init_weights` calls :meth:`load_pretrained`).
         pretrained_layers (Sequence[int], optional): Source layer indices,
             one per fusion layer. Defaults to the last ``num_layers`` layers
             of the checkpoint (BERT layers 6-11 for 6 fusion layers).
         init_cfg (dict, optional): mmengine initialisation config.
+        **arch: ``num_layers`` (fusion layers), ``embed_dims`` (text
+            width), ``num_heads``, ``feedforward_channels``,
+            ``layer_norm_eps``, ``dropout``, ``attn_dropout``, as in
+            :class:`TextEncoder`.
     """
+    ARCH_KEYS = ('num_layers', 'embed_dims', 'num_heads',
+                 'feedforward_channels', 'layer_norm_eps', 'dropout',
+                 'attn_dropout')
 
     def __init__(self,
-                 num_layers: Optional[int] = None,
-                 embed_dims: Optional[int] = None,
-                 num_heads: Optional[int] = None,
-                 feedforward_channels: Optional[int] = None,
                  vision_dims: Optional[int] = None,
-                 layer_norm_eps: Optional[float] = None,
-                 dropout: Optional[float] = None,
-                 attn_dropout: Optional[float] = None,
                  with_cp: bool = False,
                  hf_config: Optional[str] = None,
                  pretrained: Optional[str] = None,
                  pretrained_layers: Optional[Sequence[int]] = None,
-                 init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
-        arch = resolve_arch(
-            dict(
-                num_layers=num_layers,
-                embed_dims=embed_dims,
-                num_heads=num_heads,
-                feedforward_channels=feedforward_channels,
-                layer_norm_eps=layer_norm_eps,
-                dropout=dropout,
-                attn_dropout=attn_dropout), hf_config, BERT_BASE_ARCH)
+                 init_cfg: Optional[dict] = None,
+                 **arch):
+        super().__init__(pretrained, init_cfg=init_cfg)
+        arch = bert_arch(type(self).__name__, arch, hf_config, self.ARCH_KEYS)
         self.num_layers = arch['num_layers']
         self.embed_dims = arch['embed_dims']
         self.vision_dims = vision_dims or self.embed_dims
-        self.pretrained = pretrained
         self.pretrained_layers = pretrained_layers
         self.transformer = bert_stack(
-            arch,
-            self.num_layers,
-            cross_attn_dims=self.vision_dims,
-            with_cp=with_cp)
+            arch, cross_attn_dims=self.vision_dims, with_cp=with_cp)
         self.apply(init_bert_weights)
 
-    def init_weights(self) -> None:
-        """Apply ``init_cfg``, then copy ``pretrained`` layers if given."""
-        first_time = not self._is_init
-        super().init_weights()
-        if self.pretrained is not None and first_time:
-            not_loaded = self.load_hf_layers(
-                load_state_dict_file(self.pretrained), self.pretrained_layers)
-            source = self.pretrained_layers or f'last {self.num_layers}'
-            print_log(
-                f'{type(self).__name__}: self-attention and FFN from layers '
-                f'{source} of {self.pretrained}; {len(not_loaded)} '
-                'cross-attention parameters keep their random init',
-                logger='current')
+    def load_pretrained(self, path: str) -> None:
+        """Copy the ``pretrained_layers`` of HF weights (see
+        :meth:`load_hf_layers`).
+
+        Args:
+            path (str): Local HF directory or weights file.
+        """
+        not_loaded = self.load_hf_layers(
+            load_state_dict_file(path), self.pretrained_layers)
+        source = self.pretrained_layers or f'last {self.num_layers}'
+        print_log(
+            f'{type(self).__name__}: self-attention and FFN from layers '
+            f'{source} of {path}; {len(not_loaded)} cross-attention '
+            'parameters keep their random init',
+            logger='current')
 
     def _source_layers(self, src_layers: Optional[Sequence[int]],
                        available: List[int]) -> List[int]:

@@ -1,7 +1,7 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """BERT / RoBERTa-compatible text encoder: embedding + transformer stack."""
 import os.path as osp
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -51,7 +51,6 @@ def init_bert_weights(module: nn.Module) -> None:
 
 
 def bert_stack(arch: dict,
-               num_layers: int,
                cross_attn_dims: Optional[int] = None,
                norm_first: bool = False,
                final_norm: bool = False,
@@ -59,9 +58,9 @@ def bert_stack(arch: dict,
     """The transformer stack of a BERT-style tower.
 
     Args:
-        arch (dict): ``embed_dims``, ``num_heads``, ``feedforward_channels``,
-            ``layer_norm_eps``, ``dropout``, ``attn_dropout``.
-        num_layers (int): Number of layers.
+        arch (dict): ``num_layers``, ``embed_dims``, ``num_heads``,
+            ``feedforward_channels``, ``layer_norm_eps``, ``dropout``,
+            ``attn_dropout``.
         cross_attn_dims (int, optional): Context width; every layer
             cross-attends when given.
         norm_first (bool): Pre-norm layers. Defaults to False (BERT).
@@ -82,11 +81,37 @@ def bert_stack(arch: dict,
     if cross_attn_dims is not None:
         layer_cfg['cross_attn_dims'] = cross_attn_dims
     return TransformerStack(
-        num_layers,
+        arch['num_layers'],
         layer_cfg,
         cross_attn_layers=None if cross_attn_dims is None else 'all',
         final_norm=final_norm,
         with_cp=with_cp)
+
+
+def bert_arch(
+    owner: str,
+    arch: dict,
+    hf_config: Optional[str],
+    keys: Sequence[str] = tuple(BERT_BASE_ARCH)) -> dict:
+    """Architecture of a BERT-style tower: given > HF config > BERT-base.
+
+    Args:
+        owner (str): The tower's name, for the error message.
+        arch (dict): The architecture arguments given (the tower's
+            ``**arch``); None counts as not given.
+        hf_config (str, optional): Local HF directory or ``config.json``.
+        keys (Sequence[str]): The tower's architecture arguments (names in
+            :data:`BERT_BASE_ARCH`). Defaults to all.
+
+    Returns:
+        dict: A value for each of ``keys``.
+    """
+    unknown = sorted(set(arch) - set(keys))
+    if unknown:
+        raise TypeError(f'{owner}: unexpected arguments {unknown}; the '
+                        f'architecture arguments are {list(keys)}')
+    return resolve_arch({k: arch.get(k)
+                         for k in keys}, hf_config, BERT_BASE_ARCH)
 
 
 def text_embedding(arch: dict) -> TextEmbedding:
@@ -98,18 +123,35 @@ def text_embedding(arch: dict) -> TextEmbedding:
 
 
 class BertTower(BaseModule):
-    """What the BERT-style towers share: BERT initialisation and the
-    renaming of checkpoints saved before they were built on
-    :class:`TransformerStack`.
+    """What the BERT-style towers share: loading ``pretrained`` weights
+    once, after ``init_cfg``, and renaming the keys of checkpoints saved
+    before the towers were built on :class:`TransformerStack`.
 
     Args:
+        pretrained (str, optional): Weights that :meth:`load_pretrained`
+            reads at the first :meth:`init_weights`.
         init_cfg (dict, optional): mmengine initialisation config.
     """
     legacy_key_rules = TEXT_137E521
 
-    def __init__(self, init_cfg: Optional[dict] = None):
+    def __init__(self,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        self.pretrained = pretrained
         self.register_load_state_dict_pre_hook(upgrade_legacy_keys)
+
+    def init_weights(self) -> None:
+        """Apply ``init_cfg``, then load ``pretrained`` if given."""
+        first_time = not self._is_init
+        super().init_weights()
+        if self.pretrained is not None and first_time:
+            self.load_pretrained(self.pretrained)
+
+    def load_pretrained(self, path: str) -> None:
+        """Load ``path`` (see the subclass)."""
+        raise NotImplementedError(
+            f'{type(self).__name__} loads no pretrained weights')
 
 
 @MODELS.register_module()
@@ -120,25 +162,13 @@ class TextEncoder(BertTower):
     Post-norm BERT layers by default; ``norm_first=True, final_norm=True``
     gives the pre-LN encoder of FLAVA.
 
-    Architecture arguments left as None come from ``hf_config`` when given,
-    otherwise from BERT-base. When ``pretrained`` is a HF directory with a
-    ``config.json`` and ``hf_config`` is None, that config is used, so
-    ``TextEncoder(pretrained='<hf dir>')`` rebuilds the published model.
+    Architecture arguments left out come from ``hf_config`` when given,
+    otherwise from BERT-base (:data:`BERT_BASE_ARCH`). When ``pretrained``
+    is a HF directory with a ``config.json`` and ``hf_config`` is None,
+    that config is used, so ``TextEncoder(pretrained='<hf dir>')`` rebuilds
+    the published model.
 
     Args:
-        vocab_size (int, optional): Vocabulary size.
-        embed_dims (int, optional): Hidden width.
-        num_layers (int, optional): Number of layers.
-        num_heads (int, optional): Attention heads.
-        feedforward_channels (int, optional): FFN hidden width.
-        max_positions (int, optional): Rows of the position table.
-        type_vocab_size (int, optional): Rows of the token-type table.
-        pad_token_id (int, optional): Padding token id.
-        position_style (str, optional): ``'bert'`` or ``'roberta'``, see
-            :class:`TextEmbedding`.
-        layer_norm_eps (float, optional): LayerNorm epsilon.
-        dropout (float, optional): Hidden dropout.
-        attn_dropout (float, optional): Attention-probability dropout.
         norm_first (bool): Pre-norm layers. Defaults to False.
         final_norm (bool): A LayerNorm after the last layer. Defaults to
             False.
@@ -150,54 +180,43 @@ class TextEncoder(BertTower):
             loaded strictly by :meth:`init_weights`; HF pooler and LM-head
             keys are skipped and logged.
         init_cfg (dict, optional): mmengine initialisation config.
+        **arch: Architecture arguments:
+
+            - ``vocab_size`` (int): Vocabulary size.
+            - ``embed_dims`` (int): Hidden width.
+            - ``num_layers`` (int): Number of layers.
+            - ``num_heads`` (int): Attention heads.
+            - ``feedforward_channels`` (int): FFN hidden width.
+            - ``max_positions`` (int): Rows of the position table.
+            - ``type_vocab_size`` (int): Rows of the token-type table.
+            - ``pad_token_id`` (int): Padding token id.
+            - ``position_style`` (str): ``'bert'`` or ``'roberta'``, see
+              :class:`TextEmbedding`.
+            - ``layer_norm_eps`` (float): LayerNorm epsilon.
+            - ``dropout`` (float): Hidden dropout.
+            - ``attn_dropout`` (float): Attention-probability dropout.
     """
 
     def __init__(self,
-                 vocab_size: Optional[int] = None,
-                 embed_dims: Optional[int] = None,
-                 num_layers: Optional[int] = None,
-                 num_heads: Optional[int] = None,
-                 feedforward_channels: Optional[int] = None,
-                 max_positions: Optional[int] = None,
-                 type_vocab_size: Optional[int] = None,
-                 pad_token_id: Optional[int] = None,
-                 position_style: Optional[str] = None,
-                 layer_norm_eps: Optional[float] = None,
-                 dropout: Optional[float] = None,
-                 attn_dropout: Optional[float] = None,
                  norm_first: bool = False,
                  final_norm: bool = False,
                  with_cp: bool = False,
                  hf_config: Optional[str] = None,
                  pretrained: Optional[str] = None,
-                 init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
+                 init_cfg: Optional[dict] = None,
+                 **arch):
         if pretrained is not None:
             pretrained = resolve_path(pretrained)
+        super().__init__(pretrained, init_cfg=init_cfg)
         if (hf_config is None and pretrained is not None
                 and osp.isfile(osp.join(pretrained, 'config.json'))):
             hf_config = pretrained
-        arch = resolve_arch(
-            dict(
-                vocab_size=vocab_size,
-                embed_dims=embed_dims,
-                num_layers=num_layers,
-                num_heads=num_heads,
-                feedforward_channels=feedforward_channels,
-                max_positions=max_positions,
-                type_vocab_size=type_vocab_size,
-                pad_token_id=pad_token_id,
-                position_style=position_style,
-                layer_norm_eps=layer_norm_eps,
-                dropout=dropout,
-                attn_dropout=attn_dropout), hf_config, BERT_BASE_ARCH)
+        arch = bert_arch(type(self).__name__, arch, hf_config)
         self.arch = arch
         self.embed_dims = arch['embed_dims']
-        self.pretrained = pretrained
         self.embeddings = text_embedding(arch)
         self.transformer = bert_stack(
             arch,
-            arch['num_layers'],
             norm_first=norm_first,
             final_norm=final_norm,
             with_cp=with_cp)
@@ -207,13 +226,6 @@ class TextEncoder(BertTower):
     def word_embeddings(self) -> nn.Embedding:
         """The word embedding table (an MLM decoder may tie to it)."""
         return self.embeddings.word_embeddings
-
-    def init_weights(self) -> None:
-        """Apply ``init_cfg``, then load ``pretrained`` if given."""
-        first_time = not self._is_init
-        super().init_weights()
-        if self.pretrained is not None and first_time:
-            self.load_pretrained(self.pretrained)
 
     def load_pretrained(self, path: str) -> None:
         """Load HF BERT / RoBERTa encoder weights strictly.
