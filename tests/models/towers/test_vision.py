@@ -332,3 +332,58 @@ def test_224_checkpoint_loads_at_384():
     with torch.no_grad():
         out = model(images(1, (384, 384)))
     assert out.shape == (1, 577, 32) and torch.isfinite(out).all()
+
+
+def test_flava_image_encoder_by_options():
+    """pos_embed='absolute', no relative bias or LayerScale, eps 1e-12,
+    token0='cls': FLAVA's image encoder (HF FlavaImageModel), masking
+    included."""
+    from hf_layers import vit_layer_state
+    from transformers import FlavaImageConfig, FlavaImageModel
+    torch.manual_seed(0)
+    reference = randomize(
+        FlavaImageModel(
+            FlavaImageConfig(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=48,
+                image_size=64,
+                patch_size=16))).eval()
+    sd = reference.state_dict()
+    state = {
+        'patch_embed.cls_token': sd['embeddings.cls_token'],
+        'patch_embed.mask_token': sd['embeddings.mask_token'],
+        'patch_embed.pos_embed': sd['embeddings.position_embeddings'],
+        'transformer.norm.weight': sd['layernorm.weight'],
+        'transformer.norm.bias': sd['layernorm.bias'],
+    }
+    for name in ('weight', 'bias'):
+        state[f'patch_embed.projection.{name}'] = \
+            sd[f'embeddings.patch_embeddings.projection.{name}']
+    for i in range(2):
+        state.update(
+            vit_layer_state(sd, f'encoder.layer.{i}.',
+                            f'transformer.layers.{i}.'))
+    model = VisionEncoder(
+        arch=dict(
+            embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=48),
+        img_size=64,
+        drop_path_rate=0.,
+        layer_scale_init_value=0.,
+        layer_norm_eps=1e-12,
+        pos_embed='absolute',
+        rel_pos_bias=False,
+        token0='cls',
+        with_mask_token=True).eval()
+    model.load_state_dict(state, strict=True)
+    x = images()
+    mask = torch.rand(2, 16, generator=torch.Generator().manual_seed(1)) > .5
+    with torch.no_grad():
+        for patch_mask in (None, mask):
+            expected = reference(x, bool_masked_pos=patch_mask)
+            torch.testing.assert_close(
+                model(x, patch_mask),
+                expected.last_hidden_state,
+                atol=1e-5,
+                rtol=1e-5)
