@@ -9,6 +9,7 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.logging import HistoryBuffer
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from tiny_models import HEADS, IMG, WIDTH, make_batch, tiny_xfm_cfg
 from torch.utils.data import DataLoader
@@ -26,6 +27,8 @@ def _collate(items):
 @pytest.fixture(scope='module')
 def runner_checkpoint(tmp_path_factory):
     """One training iteration of a tiny X-FM, saved by the Runner."""
+    # Module-scoped: the per-test scope isolation does not cover it.
+    scopes = dict(DefaultScope._instance_dict)
     work_dir = str(tmp_path_factory.mktemp('pretrain'))
     batch = make_batch('image_text', batch_size=4)
     samples = list(zip(batch['inputs'], batch['data_samples']))
@@ -44,6 +47,8 @@ def runner_checkpoint(tmp_path_factory):
             logger=None),
         default_scope='xfm_mm')
     runner.train()
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(scopes)
     path = osp.join(work_dir, 'iter_1.pth')
     vision = {
         k: v.detach().clone()

@@ -8,8 +8,8 @@ from typing import Optional
 import mmcv
 import numpy as np
 from mmengine.config import Config
-from tiny_models import BERT_VOCAB as VOCAB
-from tiny_models import WIDTH, towers
+from tiny_models import BERT_VOCAB as VOCAB  # noqa: F401 (for the tests)
+from tiny_models import itc_itm_heads, towers, vl_pretrainer_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 RETRIEVAL_CONFIGS = osp.join(ROOT, 'configs', 'downstream', 'retrieval')
@@ -26,14 +26,8 @@ SHAPES = ('circle', 'square', 'triangle')
 
 def tiny_towers(img_size: int = IMAGE, embed_dims: int = 16) -> dict:
     """Towers and ITC / ITM heads of a 32-wide, 2-layer X-FM."""
-    return dict(
-        **towers(img_size, patch_size=PATCH, fusion_layers=1),
-        itc_head=dict(
-            type='ContrastiveHead',
-            vision_dims=WIDTH,
-            text_dims=WIDTH,
-            embed_dims=embed_dims),
-        itm_head=dict(type='MatchingHead', embed_dims=WIDTH))
+    return dict(**towers(img_size, patch_size=PATCH, fusion_layers=1),
+                **itc_itm_heads(embed_dims))
 
 
 def tiny_retrieval_model(**overrides) -> dict:
@@ -47,22 +41,8 @@ def tiny_retrieval_model(**overrides) -> dict:
 def tiny_pretrainer(**overrides) -> dict:
     """The ``XFM`` pretrainer with the same towers (its checkpoint is the
     'pre-training checkpoint' fine-tuned by the tests)."""
-    cfg = dict(
-        type='XFM',
-        mlm_head=dict(
-            type='MaskedLMHead',
-            embed_dims=WIDTH,
-            vocab_size=VOCAB,
-            loss_name='loss_mlm'),
-        imlm_head=dict(
-            type='MaskedLMHead',
-            embed_dims=WIDTH,
-            vocab_size=VOCAB,
-            loss_name='loss_imlm'),
-        mim_sources=(),
-        box_head=dict(type='BoxHead', embed_dims=WIDTH))
-    cfg.update(tiny_towers())
-    cfg['vision_encoder'] = dict(cfg['vision_encoder'], with_mask_token=True)
+    cfg = vl_pretrainer_cfg(IMAGE, patch_size=PATCH, fusion_layers=1)
+    cfg['vision_encoder'].update(with_mask_token=True)
     cfg.update(overrides)
     return cfg
 

@@ -19,8 +19,9 @@ BERT_VOCAB, BERT_MAX_POSITIONS = 30522, 64
 def text_cfg(vocab_size: int = VOCAB,
              max_positions: int = 16,
              **overrides) -> dict:
-    """A 2-layer, 32-wide ``TextEncoder`` without dropout."""
-    return dict(
+    """A 2-layer, 32-wide ``TextEncoder`` without dropout; ``overrides``
+    replace or add arguments."""
+    cfg = dict(
         type='TextEncoder',
         vocab_size=vocab_size,
         embed_dims=WIDTH,
@@ -29,8 +30,9 @@ def text_cfg(vocab_size: int = VOCAB,
         feedforward_channels=FFN,
         max_positions=max_positions,
         dropout=0.,
-        attn_dropout=0.,
-        **overrides)
+        attn_dropout=0.)
+    cfg.update(overrides)
+    return cfg
 
 
 def vision_cfg(img_size: int = IMG, **overrides) -> dict:
@@ -47,7 +49,7 @@ def vision_cfg(img_size: int = IMG, **overrides) -> dict:
 
 def fusion_cfg(num_layers: int = 2, **overrides) -> dict:
     """A 32-wide ``FusionEncoder`` without dropout."""
-    return dict(
+    cfg = dict(
         type='FusionEncoder',
         num_layers=num_layers,
         embed_dims=WIDTH,
@@ -55,8 +57,9 @@ def fusion_cfg(num_layers: int = 2, **overrides) -> dict:
         feedforward_channels=FFN,
         vision_dims=WIDTH,
         dropout=0.,
-        attn_dropout=0.,
-        **overrides)
+        attn_dropout=0.)
+    cfg.update(overrides)
+    return cfg
 
 
 def decoder_cfg(vocab_size: int = BERT_VOCAB,
@@ -82,21 +85,22 @@ def towers(img_size: int = IMG,
         fusion_encoder=fusion_cfg(fusion_layers))
 
 
-def _mlm_heads(vocab_size: int) -> dict:
-    return dict(
-        mlm_head=dict(
+def mlm_heads(vocab_size: int, **kwargs) -> dict:
+    """``mlm_head`` and ``imlm_head`` configs (``kwargs`` added to both)."""
+    return {
+        f'{name}_head':
+        dict(
             type='MaskedLMHead',
             embed_dims=WIDTH,
             vocab_size=vocab_size,
-            loss_name='loss_mlm'),
-        imlm_head=dict(
-            type='MaskedLMHead',
-            embed_dims=WIDTH,
-            vocab_size=vocab_size,
-            loss_name='loss_imlm'))
+            loss_name=f'loss_{name}',
+            **kwargs)
+        for name in ('mlm', 'imlm')
+    }
 
 
-def _itc_itm_heads(itc_dims: int = 16) -> dict:
+def itc_itm_heads(itc_dims: int = 16) -> dict:
+    """``itc_head`` and ``itm_head`` configs for ``WIDTH``-wide towers."""
     return dict(
         itc_head=dict(
             type='ContrastiveHead',
@@ -114,8 +118,8 @@ def tiny_xfm_cfg(**overrides) -> dict:
         text_encoder=text_cfg(),
         vision_encoder=vision_cfg(with_mask_token=True),
         fusion_encoder=fusion_cfg(),
-        **_itc_itm_heads(),
-        **_mlm_heads(VOCAB),
+        **itc_itm_heads(),
+        **mlm_heads(VOCAB),
         mim_head=dict(type='MaskedImageHead'),
         box_head=dict(type='BoxHead', embed_dims=WIDTH))
     cfg.update(overrides)
@@ -133,8 +137,8 @@ def vl_pretrainer_cfg(img_size: int = IMG, **tower_args) -> dict:
     return dict(
         type='XFM',
         **towers(img_size, **tower_args),
-        **_itc_itm_heads(),
-        **_mlm_heads(BERT_VOCAB),
+        **itc_itm_heads(),
+        **mlm_heads(BERT_VOCAB),
         box_head=dict(type='BoxHead', embed_dims=WIDTH),
         mim_sources=())
 

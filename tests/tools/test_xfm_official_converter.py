@@ -2,13 +2,14 @@
 """Released X-FM checkpoint -> XFM: strict load, values, CLI round trip.
 
 The upstream state dict is written here by hand from the layout of the
-released files (reference ``xfm_x2vlm.md`` §2.8, upstream ``models/xfm.py``,
+released files (upstream ``Pretrain.py``'s save logic, ``models/xfm.py``,
 ``models/xroberta.py``, ``models/beit2.py``), at a tiny size.
 """
 import importlib.util
 import os.path as osp
 
 import pytest
+import tiny_models
 import torch
 import torch.nn.functional as F
 from mmengine.runner import load_checkpoint
@@ -24,8 +25,11 @@ SCRIPT = osp.join(REPO_ROOT, 'tools', 'model_converters',
 
 # Tiny sizes: text / fusion width D, vision width DV (equal, as in X-FM
 # base, so that HF layers can serve as references), 2x2 patch grid.
-D, HEADS, FFN, VOCAB, POS = 32, 4, 48, 50, 20
-DV, V_HEADS, GRID, PATCH, EMBED = 32, 4, 2, 16, 16
+D = DV = tiny_models.WIDTH
+HEADS = V_HEADS = tiny_models.HEADS
+FFN, VOCAB, POS = 48, 50, 20
+PATCH, EMBED = tiny_models.PATCH, 16
+GRID = tiny_models.IMG // PATCH
 TEXT_LAYERS, FUSION_LAYERS, VISION_LAYERS = 2, 2, 2
 
 
@@ -152,54 +156,20 @@ def official_xfm_state_dict(seed=0):
 
 
 def tiny_xfm_cfg():
-    return dict(
-        type='XFM',
-        text_encoder=dict(
-            type='TextEncoder',
-            vocab_size=VOCAB,
-            embed_dims=D,
-            num_layers=TEXT_LAYERS,
-            num_heads=HEADS,
+    """The tiny X-FM of the tests with X-FM's RoBERTa-style text towers."""
+    roberta_eps = dict(layer_norm_eps=1e-5)
+    return tiny_models.tiny_xfm_cfg(
+        text_encoder=tiny_models.text_cfg(
+            VOCAB,
+            POS,
             feedforward_channels=FFN,
-            max_positions=POS,
             type_vocab_size=1,
             pad_token_id=1,
             position_style='roberta',
-            layer_norm_eps=1e-5),
-        vision_encoder=dict(
-            type='VisionEncoder',
-            arch=dict(
-                embed_dims=DV, num_layers=VISION_LAYERS, num_heads=V_HEADS),
-            img_size=GRID * PATCH,
-            patch_size=PATCH,
-            with_mask_token=True),
-        fusion_encoder=dict(
-            type='FusionEncoder',
-            num_layers=FUSION_LAYERS,
-            embed_dims=D,
-            num_heads=HEADS,
-            feedforward_channels=FFN,
-            vision_dims=DV,
-            layer_norm_eps=1e-5),
-        itc_head=dict(
-            type='ContrastiveHead',
-            vision_dims=DV,
-            text_dims=D,
-            embed_dims=EMBED),
-        itm_head=dict(type='MatchingHead', embed_dims=D),
-        mlm_head=dict(
-            type='MaskedLMHead',
-            embed_dims=D,
-            vocab_size=VOCAB,
-            layer_norm_eps=1e-5),
-        imlm_head=dict(
-            type='MaskedLMHead',
-            embed_dims=D,
-            vocab_size=VOCAB,
-            layer_norm_eps=1e-5,
-            loss_name='loss_imlm'),
-        mim_head=dict(type='MaskedImageHead'),
-        box_head=dict(type='BoxHead', embed_dims=D))
+            **roberta_eps),
+        fusion_encoder=tiny_models.fusion_cfg(
+            feedforward_channels=FFN, **roberta_eps),
+        **tiny_models.mlm_heads(VOCAB, **roberta_eps))
 
 
 @pytest.fixture(scope='module')

@@ -4,13 +4,15 @@ a FLAVA text encoder, X2-VLM's 18-layer text + fusion stack, and the
 unified transformer's one stack behind two modality embeddings."""
 import torch
 from hf_layers import vit_layer_state
+from tiny_models import FFN, HEADS, VOCAB, text_cfg
+from tiny_models import WIDTH as D
 from transformers import FlavaTextConfig, FlavaTextModel
 
 from xfm_mm.models.layers import (PatchEmbedding, TextEmbedding,
                                   TransformerStack, mask_to_bias)
 from xfm_mm.registry import MODELS
 
-D, HEADS, FFN, VOCAB, POS = 32, 4, 48, 50, 20
+POS = 16
 
 
 def layer_cfg(**kwargs):
@@ -75,18 +77,8 @@ def test_flava_text_encoder_from_bricks():
     stack.load_state_dict(stack_state, strict=True)
     # The same through the text tower's options.
     tower = MODELS.build(
-        dict(
-            type='TextEncoder',
-            vocab_size=VOCAB,
-            embed_dims=D,
-            num_layers=2,
-            num_heads=HEADS,
-            feedforward_channels=FFN,
-            max_positions=POS,
-            layer_norm_eps=1e-12,
-            dropout=0.,
-            attn_dropout=0.,
-            norm_first=True,
+        text_cfg(
+            VOCAB, POS, layer_norm_eps=1e-12, norm_first=True,
             final_norm=True))
     tower.load_state_dict(
         {

@@ -61,6 +61,17 @@ def stack(num_layers=4, final_norm=False, **layer_kwargs):
             with_cp=with_cp)).eval()
 
 
+def hf_sizes(hidden_dropout_prob=0., **kwargs) -> dict:
+    """Config arguments of a transformers layer of our test sizes."""
+    return dict(
+        hidden_size=D,
+        num_attention_heads=HEADS,
+        intermediate_size=FFN,
+        hidden_dropout_prob=hidden_dropout_prob,
+        attention_probs_dropout_prob=0.,
+        **kwargs)
+
+
 def from_torch(ref: nn.TransformerEncoderLayer) -> dict:
     sd = ref.state_dict()
     return {
@@ -107,13 +118,7 @@ def test_parity_with_torch_encoder_layer(norm_first):
 
 def test_post_norm_parity_with_bert_layer_and_cross_attention():
     config = BertConfig(
-        hidden_size=D,
-        num_attention_heads=HEADS,
-        intermediate_size=FFN,
-        hidden_dropout_prob=0.,
-        attention_probs_dropout_prob=0.,
-        is_decoder=True,
-        add_cross_attention=True)
+        **hf_sizes(), is_decoder=True, add_cross_attention=True)
     config.encoder_width = CTX  # BertLayer has no width of its own here
     torch.manual_seed(0)
     ref = randomize(BertLayer(config)).eval()
@@ -148,13 +153,7 @@ def test_post_norm_parity_with_bert_layer_and_cross_attention():
 
 
 def test_pre_norm_parity_with_vit_layer():
-    config = ViTConfig(
-        hidden_size=D,
-        num_attention_heads=HEADS,
-        intermediate_size=FFN,
-        hidden_dropout_prob=0.,
-        attention_probs_dropout_prob=0.,
-        layer_norm_eps=1e-12)
+    config = ViTConfig(**hf_sizes(), layer_norm_eps=1e-12)
     torch.manual_seed(0)
     ref = randomize(ViTLayer(config)).eval()
     ours = TransformerLayer(
@@ -169,13 +168,7 @@ def test_dropout_placement_matches_bert_and_vit():
     """Same weights, same dropout RNG: our layer drops where BERT and ViT
     do (after attention probabilities, the attention output and the FFN
     output; never between the FFN's linears)."""
-    kwargs = dict(
-        hidden_size=D,
-        num_attention_heads=HEADS,
-        intermediate_size=FFN,
-        hidden_dropout_prob=0.3,
-        attention_probs_dropout_prob=0.,
-        attn_implementation='eager')
+    kwargs = hf_sizes(hidden_dropout_prob=0.3, attn_implementation='eager')
     x = tokens()
     for norm_first, ref in ((False, BertLayer(BertConfig(**kwargs))),
                             (True, ViTLayer(ViTConfig(**kwargs)))):
