@@ -82,9 +82,9 @@ class TransformerLayer(nn.Module):
         self.has_cross_attn = cross_attn_dims is not None
         sublayers = [s for s in SUBLAYERS
                      if s != 'cross_attn' or self.has_cross_attn]
-        # The LayerScales come first and every sub-layer's modules are
-        # registered in the order they run: the parameter order (which the
-        # optimizer state follows) of the towers before this class existed.
+        # LayerScales first, then each sub-layer's modules in the order they
+        # run: the parameter order of the towers this class replaced, which
+        # the optimizer states of their checkpoints follow.
         for name in sublayers:
             setattr(self, f'{name}_scale',
                     LayerScale(embed_dims, layer_scale_init_value)
