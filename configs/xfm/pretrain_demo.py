@@ -34,7 +34,7 @@ model = dict(
         num_layers=2,
         embed_dims=text_dims,
         num_heads=6,
-        ffn_dims=4 * text_dims,
+        feedforward_channels=4 * text_dims,
         vision_dims=vision_dims,
         layer_norm_eps=1e-12),
     itc_head=dict(vision_dims=vision_dims, text_dims=text_dims),

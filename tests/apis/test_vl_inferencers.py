@@ -17,9 +17,9 @@ from xfm_mm.registry import DATASETS, INFERENCERS
 sys.path.insert(
     0,
     osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'downstream_vl'))
-from tiny_vl_models import tokenizer_cfg  # noqa: E402
-from tiny_vl_models import DECODER, IMG, WIDTH, image_dir, towers  # noqa: E402
-from tiny_vl_models import vision, write_json  # noqa: E402
+from tiny_models import IMG, WIDTH, decoder_cfg, towers  # noqa: E402
+from tiny_models import vision_cfg  # noqa: E402
+from vl_fixtures import image_dir, tokenizer_cfg, write_json  # noqa: E402
 
 ANSWERS = ['yes', 'no', 'two', 'red', 'a dog']
 
@@ -81,7 +81,7 @@ def test_vqa_inferencer(images, tmp_path):
         dict(
             type='XFMVQA',
             **towers(),
-            text_decoder=DECODER,
+            text_decoder=decoder_cfg(),
             tokenizer=tokenizer_cfg(),
             answer_list=ANSWERS,
             max_answer_tokens=6,
@@ -154,8 +154,8 @@ def test_caption_inferencer(images, tmp_path):
     cfg = make_config(
         dict(
             type='XFMCaptioner',
-            vision_encoder=vision(),
-            text_decoder=DECODER,
+            vision_encoder=vision_cfg(),
+            text_decoder=decoder_cfg(),
             tokenizer=tokenizer_cfg(),
             max_new_tokens=5,
             min_new_tokens=1))

@@ -45,7 +45,7 @@ def test_full_size_config_on_meta(name, load_config, scoped_models):
         model = models.build(cfg.model).eval()
     backbone = model.backbone
     assert (backbone.embed_dims, backbone.num_layers) == (768, 12)
-    side = backbone.img_size
+    side = backbone.patch_embed.img_size
     with torch.no_grad():
         feats = backbone(torch.empty(1, 3, *side, device='meta'))
         if getattr(model, 'neck', None) is not None:

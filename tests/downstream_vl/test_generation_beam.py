@@ -15,8 +15,8 @@ from xfm_mm.models.downstream.generation import (beam_search, rank_answers,
 from xfm_mm.registry import MODELS
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from tiny_vl_models import tokenizer_cfg  # noqa: E402
-from tiny_vl_models import DECODER, FUSION, WIDTH  # noqa: E402
+from tiny_models import WIDTH, decoder_cfg, fusion_cfg  # noqa: E402
+from vl_fixtures import tokenizer_cfg  # noqa: E402
 
 PAD, BOS, EOS, A, B, C = range(6)
 
@@ -133,7 +133,7 @@ def test_wide_beam_equals_exhaustive_search():
 
 def build_decoder(seed=0, **kwargs):
     torch.manual_seed(seed)
-    return MODELS.build(dict(DECODER, **kwargs)).eval()
+    return MODELS.build(decoder_cfg(**kwargs)).eval()
 
 
 def test_decoder_is_causal_and_copies_fusion():
@@ -153,9 +153,9 @@ def test_decoder_is_causal_and_copies_fusion():
     torch.testing.assert_close(
         decoder(ids, pad_mask, context)[:, :5], out[:, :5])
 
-    fusion = MODELS.build(FUSION)
+    fusion = MODELS.build(fusion_cfg())
     decoder.copy_from_fusion(fusion)
-    for dst, src in zip(decoder.layers, fusion.layers):
+    for dst, src in zip(decoder.transformer.layers, fusion.transformer.layers):
         for (name, a), b in zip(dst.state_dict().items(),
                                 src.state_dict().values()):
             assert torch.equal(a, b), name

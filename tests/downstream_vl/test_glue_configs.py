@@ -84,7 +84,7 @@ def test_full_size_model_on_meta():
     with torch.device('meta'):
         model = MODELS.build(cfg.model)
     encoder = model.text_encoder
-    assert encoder.embed_dims == 768 and len(encoder.layers) == 12
+    assert encoder.embed_dims == 768 and encoder.transformer.num_layers == 12
     assert encoder.word_embeddings.num_embeddings == 50265  # RoBERTa
     assert model.cls_head[0].in_features == 768
     assert model.cls_head[-1].out_features == 3
@@ -99,7 +99,7 @@ def _tiny(name, root, work_dir):
         embed_dims=32,
         num_layers=2,
         num_heads=4,
-        ffn_dims=64,
+        feedforward_channels=64,
         max_positions=64,
         type_vocab_size=2,
         pad_token_id=0,

@@ -22,7 +22,7 @@ def text_encoder():
         embed_dims=WIDTH,
         num_layers=2,
         num_heads=4,
-        ffn_dims=64,
+        feedforward_channels=64,
         max_positions=32,
         type_vocab_size=2,
         pad_token_id=0,
@@ -138,7 +138,8 @@ def test_loads_the_language_encoder_of_a_pretraining_checkpoint(tmp_path):
     encoder = MODELS.build(text_encoder())
     path = str(tmp_path / 'pretrain.pth')
     state = {f'text_encoder.{k}': v for k, v in encoder.state_dict().items()}
-    state['fusion_encoder.layers.0.attn_norm.weight'] = torch.ones(WIDTH)
+    state['fusion_encoder.transformer.layers.0.attn_norm.weight'] = torch.ones(
+        WIDTH)
     torch.save(dict(state_dict=state), path)
     model = MODELS.build(
         dict(

@@ -19,10 +19,10 @@ from xfm_mm.models.downstream.grounding import boxes_to_original
 from xfm_mm.registry import DATASETS, MODELS
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from tiny_vl_models import image_dir  # noqa: E402
-from tiny_vl_models import IMG, WIDTH, fast_config_text  # noqa: E402
-from tiny_vl_models import tiny_runner_cfg, tokenizer_cfg, towers  # noqa: E402
-from tiny_vl_models import write_json, write_jsonl  # noqa: E402
+from tiny_models import IMG, WIDTH, towers  # noqa: E402
+from vl_fixtures import fast_config_text, image_dir  # noqa: E402
+from vl_fixtures import tiny_runner_cfg, tokenizer_cfg  # noqa: E402
+from vl_fixtures import write_json, write_jsonl  # noqa: E402
 
 HEIGHT, WIDTH_PX = 40, 48  # size of the fixture images
 

@@ -11,10 +11,10 @@ from mmengine.optim import OptimWrapper
 from xfm_mm.registry import DATASETS, METRICS, MODELS
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from tiny_vl_models import image_dir  # noqa: E402
-from tiny_vl_models import IMG, WIDTH, fast_config_text  # noqa: E402
-from tiny_vl_models import tiny_runner_cfg, tokenizer_cfg, towers  # noqa: E402
-from tiny_vl_models import write_json  # noqa: E402
+from tiny_models import IMG, WIDTH, towers  # noqa: E402
+from vl_fixtures import fast_config_text, image_dir  # noqa: E402
+from vl_fixtures import tiny_runner_cfg, tokenizer_cfg  # noqa: E402
+from vl_fixtures import write_json  # noqa: E402
 
 
 def pipeline(train: bool):

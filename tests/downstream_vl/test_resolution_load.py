@@ -11,8 +11,9 @@ import torch
 from xfm_mm.registry import MODELS
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from tiny_vl_models import tokenizer_cfg  # noqa: E402
-from tiny_vl_models import DECODER, WIDTH, tiny_xfm_cfg, towers  # noqa: E402
+from tiny_models import WIDTH, decoder_cfg, towers  # noqa: E402
+from tiny_models import vl_pretrainer_cfg  # noqa: E402
+from vl_fixtures import tokenizer_cfg  # noqa: E402
 
 PRETRAIN_IMG = 32
 
@@ -20,10 +21,10 @@ PRETRAIN_IMG = 32
 @pytest.fixture(scope='module')
 def pretrained(tmp_path_factory):
     torch.manual_seed(0)
-    xfm = MODELS.build(tiny_xfm_cfg(PRETRAIN_IMG)).eval()
+    xfm = MODELS.build(vl_pretrainer_cfg(PRETRAIN_IMG)).eval()
     # Make the relative position tables non-trivial (they start at 0).
     with torch.no_grad():
-        for layer in xfm.vision_encoder.layers:
+        for layer in xfm.vision_encoder.transformer.layers:
             layer.rel_pos_bias.relative_position_bias_table.normal_()
     path = str(tmp_path_factory.mktemp('ckpt') / 'xfm_pretrain.pth')
     torch.save(dict(state_dict=xfm.state_dict(), meta=dict()), path)
@@ -36,7 +37,7 @@ def build(kind: str, img_size: int, checkpoint: str, tied: bool = False):
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint))
     if kind == 'XFMVQA':
         cfg.update(
-            text_decoder=dict(DECODER, tie_word_embeddings=tied),
+            text_decoder=decoder_cfg(tie_word_embeddings=tied),
             tokenizer=tokenizer_cfg(),
             answer_list=['yes', 'no', 'two'],
             max_answer_tokens=5)
@@ -76,7 +77,8 @@ def test_same_resolution_load_is_exact(pretrained):
         vqa.fuse(inputs), expected, rtol=0, atol=0)
     # X-FM's decoder starts as a copy of the fusion encoder; embeddings
     # from the language encoder, LM head from the IMLM head.
-    for dst, src in zip(vqa.text_decoder.layers, xfm.fusion_encoder.layers):
+    for dst, src in zip(vqa.text_decoder.transformer.layers,
+                        xfm.fusion_encoder.transformer.layers):
         for a, b in zip(dst.state_dict().values(), src.state_dict().values()):
             assert torch.equal(a, b)
     for a, b in zip(vqa.text_decoder.embeddings.state_dict().values(),
@@ -104,7 +106,7 @@ def test_higher_resolution_load_resizes_tables(pretrained):
     expected = xfm_fused(xfm, inputs)
 
     vqa = build('XFMVQA', img, path)
-    table = vqa.vision_encoder.layers[0].rel_pos_bias
+    table = vqa.vision_encoder.transformer.layers[0].rel_pos_bias
     assert table.grid == (4, 4)
     assert table.relative_position_bias_table.shape == ((2 * 4 - 1)**2 + 3, 4)
     states = vqa.fuse(inputs)
@@ -124,14 +126,16 @@ def test_finetuned_checkpoint_keeps_its_decoder(pretrained, tmp_path):
     _, path = pretrained
     vqa = build('XFMVQA', PRETRAIN_IMG, path)
     with torch.no_grad():
-        vqa.text_decoder.layers[0].ffn.fc1.weight.add_(1.)
+        vqa.text_decoder.transformer.layers[0].ffn.fc1.weight.add_(1.)
     finetuned = str(tmp_path / 'vqa.pth')
     torch.save(dict(state_dict=vqa.state_dict()), finetuned)
     reloaded = build('XFMVQA', PRETRAIN_IMG, finetuned)
-    assert torch.equal(reloaded.text_decoder.layers[0].ffn.fc1.weight,
-                       vqa.text_decoder.layers[0].ffn.fc1.weight)
-    assert not torch.equal(reloaded.text_decoder.layers[0].ffn.fc1.weight,
-                           reloaded.fusion_encoder.layers[0].ffn.fc1.weight)
+    assert torch.equal(
+        reloaded.text_decoder.transformer.layers[0].ffn.fc1.weight,
+        vqa.text_decoder.transformer.layers[0].ffn.fc1.weight)
+    assert not torch.equal(
+        reloaded.text_decoder.transformer.layers[0].ffn.fc1.weight,
+        reloaded.fusion_encoder.transformer.layers[0].ffn.fc1.weight)
 
 
 def test_tied_decoder_takes_the_imlm_matrix(pretrained):

@@ -92,9 +92,9 @@ def test_full_size_model_on_meta():
             torch.empty(1, 3, 384, 384, device='meta'))
     assert vision.shape == (1, 1 + 24 * 24, 768)
     assert model.text_encoder.word_embeddings.num_embeddings == 50265
-    assert len(model.fusion_encoder.layers) == 12
+    assert len(model.fusion_encoder.transformer.layers) == 12
     assert model.itc_head.vision_proj.out_features == 256
-    assert model.vision_encoder.mask_token is None
+    assert model.vision_encoder.patch_embed.mask_token is None
     names = {name.split('.')[0] for name, _ in model.named_parameters()}
     # The pretrainer's names: its checkpoint loads into these by name.
     assert names == {

@@ -183,10 +183,11 @@ def test_train_step_and_predict_on_packed_data(tmp_path):
     model = _model()
     optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3))
     data = pseudo_collate([dataset[i] for i in range(8)])
-    before = model.text_encoder.layers[0].ffn.fc1.weight.clone()
+    before = model.text_encoder.transformer.layers[0].ffn.fc1.weight.clone()
     log = model.train_step(data, optim)
     assert {'loss', 'loss_itc', 'loss_itm'} <= set(log)
-    assert not torch.equal(before, model.text_encoder.layers[0].ffn.fc1.weight)
+    assert not torch.equal(
+        before, model.text_encoder.transformer.layers[0].ffn.fc1.weight)
     samples = model.eval().val_step(data)
     assert len(samples) == 8
     assert samples[0].image_feat.shape == (16, )

@@ -13,10 +13,10 @@ from xfm_mm.evaluation.metrics import VQAAccuracy
 from xfm_mm.registry import DATASETS, MODELS
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from tiny_vl_models import fast_config_text  # noqa: E402
-from tiny_vl_models import DECODER, IMG, image_dir  # noqa: E402
-from tiny_vl_models import tiny_runner_cfg, tokenizer_cfg, towers  # noqa: E402
-from tiny_vl_models import write_json, write_jsonl  # noqa: E402
+from tiny_models import IMG, decoder_cfg, towers  # noqa: E402
+from vl_fixtures import fast_config_text, image_dir  # noqa: E402
+from vl_fixtures import tiny_runner_cfg, tokenizer_cfg  # noqa: E402
+from vl_fixtures import write_json, write_jsonl  # noqa: E402
 
 ANSWERS = ['yes', 'no', '2', 'red', 'left side']
 
@@ -104,7 +104,7 @@ def build_model(**kwargs):
         dict(
             type='XFMVQA',
             **towers(),
-            text_decoder=DECODER,
+            text_decoder=decoder_cfg(),
             tokenizer=tokenizer_cfg(),
             answer_list=ANSWERS,
             max_answer_tokens=6,
@@ -192,11 +192,12 @@ def test_train_step_and_predict_with_dump(vqa_files, tmp_path):
     optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3))
     train = build_dataset(vqa_files, 'train')
     batch = pseudo_collate([train[i] for i in range(3)])
-    before = model.text_decoder.layers[0].cross_attn.q.weight.clone()
+    before = model.text_decoder.transformer.layers[
+        0].cross_attn.q.weight.clone()
     log = model.train_step(batch, optim)
     assert torch.isfinite(log['loss'])
-    assert not torch.equal(before,
-                           model.text_decoder.layers[0].cross_attn.q.weight)
+    assert not torch.equal(
+        before, model.text_decoder.transformer.layers[0].cross_attn.q.weight)
 
     test = build_dataset(vqa_files, 'test')
     model.eval()

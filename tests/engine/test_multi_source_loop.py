@@ -17,7 +17,7 @@ from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader, Dataset
-from tiny_xfm import make_batch, tiny_xfm_cfg
+from tiny_models import make_batch, tiny_xfm_cfg
 
 import xfm_mm  # noqa: F401
 

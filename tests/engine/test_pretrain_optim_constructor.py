@@ -2,7 +2,7 @@
 """Upstream's four pre-training parameter groups."""
 import pytest
 import torch
-from tiny_xfm import tiny_xfm_cfg
+from tiny_models import tiny_xfm_cfg
 
 from xfm_mm.engine import PretrainOptimWrapperConstructor
 from xfm_mm.registry import MODELS
@@ -37,16 +37,16 @@ def test_decay_and_lr_groups_follow_upstream_rules():
         'itm_head.classifier.1.weight': (2e-4, 0.),  # LayerNorm
         'box_head.bbox_head.3.weight': (2e-4, 0.01),
         # initialised from checkpoints: 1x lr
-        'text_encoder.layers.0.attn.qkv.weight': (1e-4, 0.01),
-        'text_encoder.layers.0.attn.qkv.bias': (1e-4, 0.),
-        'vision_encoder.cls_token': (1e-4, 0.01),
-        'vision_encoder.mask_token': (1e-4, 0.01),
-        'vision_encoder.layers.0.gamma_1': (1e-4, 0.01),
-        'vision_encoder.layers.0.rel_pos_bias.relative_position_bias_table':
-        (1e-4, 0.),
-        'vision_encoder.fc_norm.weight': (1e-4, 0.),
+        'text_encoder.transformer.layers.0.attn.qkv.weight': (1e-4, 0.01),
+        'text_encoder.transformer.layers.0.attn.qkv.bias': (1e-4, 0.),
+        'vision_encoder.patch_embed.cls_token': (1e-4, 0.01),
+        'vision_encoder.patch_embed.mask_token': (1e-4, 0.01),
+        'vision_encoder.transformer.layers.0.attn_scale.weight': (1e-4, 0.01),
+        'vision_encoder.transformer.layers.0.rel_pos_bias.'
+        'relative_position_bias_table': (1e-4, 0.),
+        'vision_encoder.transformer.norm.weight': (1e-4, 0.),
         # the randomly initialised fusion encoder stays at 1x (upstream)
-        'fusion_encoder.layers.0.ffn.fc1.weight': (1e-4, 0.01),
+        'fusion_encoder.transformer.layers.0.ffn.fc1.weight': (1e-4, 0.01),
     }
     for name, (lr, wd) in expect.items():
         assert name in params, name

@@ -14,7 +14,7 @@ from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tiny_xfm import make_batch, tiny_xfm_cfg
+from tiny_models import make_batch, tiny_xfm_cfg
 
 import xfm_mm  # noqa: F401
 from xfm_mm.engine.source_sampling import SourcePlan

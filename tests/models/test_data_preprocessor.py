@@ -3,7 +3,7 @@
 import pytest
 import torch
 from mmengine.structures import BaseDataElement
-from tiny_xfm import make_batch
+from tiny_models import make_batch
 
 from xfm_mm.models import MultiSourceDataPreprocessor
 from xfm_mm.models.data_preprocessor import CLIP_MEAN, CLIP_STD

@@ -2,19 +2,20 @@
 """Released X-FM checkpoint -> XFM: strict load, values, CLI round trip.
 
 The upstream state dict is written here by hand from the layout of the
-released files (reference ``xfm_x2vlm.md`` §2.8, upstream ``models/xfm.py``,
+released files (upstream ``Pretrain.py``'s save logic, ``models/xfm.py``,
 ``models/xroberta.py``, ``models/beit2.py``), at a tiny size.
 """
 import importlib.util
 import os.path as osp
 
 import pytest
+import tiny_models
 import torch
 import torch.nn.functional as F
 from mmengine.runner import load_checkpoint
 
-from xfm_mm.models.pretrainers import (convert_xfm_official,
-                                       convert_xfm_official_with_report)
+from xfm_mm.models.weights import (convert_xfm_official,
+                                   convert_xfm_official_with_report)
 from xfm_mm.registry import MODELS
 from xfm_mm.utils import register_safe_loader
 
@@ -24,8 +25,11 @@ SCRIPT = osp.join(REPO_ROOT, 'tools', 'model_converters',
 
 # Tiny sizes: text / fusion width D, vision width DV (equal, as in X-FM
 # base, so that HF layers can serve as references), 2x2 patch grid.
-D, HEADS, FFN, VOCAB, POS = 32, 4, 48, 50, 20
-DV, V_HEADS, GRID, PATCH, EMBED = 32, 4, 2, 16, 16
+D = DV = tiny_models.WIDTH
+HEADS = V_HEADS = tiny_models.HEADS
+FFN, VOCAB, POS = 48, 50, 20
+PATCH, EMBED = tiny_models.PATCH, 16
+GRID = tiny_models.IMG // PATCH
 TEXT_LAYERS, FUSION_LAYERS, VISION_LAYERS = 2, 2, 2
 
 
@@ -152,54 +156,20 @@ def official_xfm_state_dict(seed=0):
 
 
 def tiny_xfm_cfg():
-    return dict(
-        type='XFM',
-        text_encoder=dict(
-            type='TextEncoder',
-            vocab_size=VOCAB,
-            embed_dims=D,
-            num_layers=TEXT_LAYERS,
-            num_heads=HEADS,
-            ffn_dims=FFN,
-            max_positions=POS,
+    """The tiny X-FM of the tests with X-FM's RoBERTa-style text towers."""
+    roberta_eps = dict(layer_norm_eps=1e-5)
+    return tiny_models.tiny_xfm_cfg(
+        text_encoder=tiny_models.text_cfg(
+            VOCAB,
+            POS,
+            feedforward_channels=FFN,
             type_vocab_size=1,
             pad_token_id=1,
             position_style='roberta',
-            layer_norm_eps=1e-5),
-        vision_encoder=dict(
-            type='VisionEncoder',
-            arch=dict(
-                embed_dims=DV, num_layers=VISION_LAYERS, num_heads=V_HEADS),
-            img_size=GRID * PATCH,
-            patch_size=PATCH,
-            with_mask_token=True),
-        fusion_encoder=dict(
-            type='FusionEncoder',
-            num_layers=FUSION_LAYERS,
-            embed_dims=D,
-            num_heads=HEADS,
-            ffn_dims=FFN,
-            vision_dims=DV,
-            layer_norm_eps=1e-5),
-        itc_head=dict(
-            type='ContrastiveHead',
-            vision_dims=DV,
-            text_dims=D,
-            embed_dims=EMBED),
-        itm_head=dict(type='MatchingHead', embed_dims=D),
-        mlm_head=dict(
-            type='MaskedPredictionHead',
-            embed_dims=D,
-            vocab_size=VOCAB,
-            layer_norm_eps=1e-5),
-        imlm_head=dict(
-            type='MaskedPredictionHead',
-            embed_dims=D,
-            vocab_size=VOCAB,
-            layer_norm_eps=1e-5,
-            loss_name='loss_imlm'),
-        mim_head=dict(type='FeatureRegressionMIMHead'),
-        box_head=dict(type='BoxHead', embed_dims=D))
+            **roberta_eps),
+        fusion_encoder=tiny_models.fusion_cfg(
+            feedforward_channels=FFN, **roberta_eps),
+        **tiny_models.mlm_heads(VOCAB, **roberta_eps))
 
 
 @pytest.fixture(scope='module')
@@ -245,7 +215,7 @@ def test_every_model_tensor_comes_from_the_checkpoint(official):
 def test_values_land_in_place(official, loaded):
     o, m = official, loaded
     t1 = 'text_encoder.roberta.encoder.layer.1.attention.self.'
-    qkv = m.text_encoder.layers[1].attn.qkv
+    qkv = m.text_encoder.transformer.layers[1].attn.qkv
     assert torch.equal(
         qkv.weight,
         torch.cat([
@@ -258,29 +228,30 @@ def test_values_land_in_place(official, loaded):
             [o[t1 + 'query.bias'], o[t1 + 'key.bias'], o[t1 + 'value.bias']]))
 
     v0 = 'vision_encoder.blocks.0.'
-    layer = m.vision_encoder.layers[0]
+    layer = m.vision_encoder.transformer.layers[0]
     assert torch.equal(layer.attn.qkv.weight, o[v0 + 'attn.qkv.weight'])
     assert torch.equal(layer.attn.qkv.bias[:DV], o[v0 + 'attn.q_bias'])
     assert not layer.attn.qkv.bias[DV:2 * DV].any()
     assert torch.equal(layer.attn.qkv.bias[2 * DV:], o[v0 + 'attn.v_bias'])
-    assert torch.equal(layer.gamma_2, o[v0 + 'gamma_2'])
+    assert torch.equal(layer.ffn_scale.weight, o[v0 + 'gamma_2'])
     assert torch.equal(layer.rel_pos_bias.relative_position_bias_table,
                        o[v0 + 'attn.relative_position_bias_table'])
-    assert torch.equal(m.vision_encoder.mask_token,
+    assert torch.equal(m.vision_encoder.patch_embed.mask_token,
                        o['vision_encoder.mask_token'])
-    assert torch.equal(m.vision_encoder.patch_embed.weight,
+    assert torch.equal(m.vision_encoder.patch_embed.projection.weight,
                        o['vision_encoder.patch_embed.proj.weight'])
-    assert torch.equal(m.vision_encoder.fc_norm.bias,
+    assert torch.equal(m.vision_encoder.transformer.norm.bias,
                        o['vision_encoder.fc_norm.bias'])
 
     f1 = 'fusion_encoder.roberta.encoder.layer.1.crossattention.'
-    cross = m.fusion_encoder.layers[1].cross_attn
+    cross = m.fusion_encoder.transformer.layers[1].cross_attn
     assert torch.equal(cross.q.weight, o[f1 + 'self.query.weight'])
     assert torch.equal(cross.kv.weight[:D], o[f1 + 'self.key.weight'])
     assert torch.equal(cross.kv.weight[D:], o[f1 + 'self.value.weight'])
     assert torch.equal(cross.proj.bias, o[f1 + 'output.dense.bias'])
-    assert torch.equal(m.fusion_encoder.layers[1].cross_attn_norm.weight,
-                       o[f1 + 'output.LayerNorm.weight'])
+    assert torch.equal(
+        m.fusion_encoder.transformer.layers[1].cross_attn_norm.weight,
+        o[f1 + 'output.LayerNorm.weight'])
 
     assert m.itc_head.temp.item() == pytest.approx(0.0421)
     assert torch.equal(m.itc_head.vision_proj.weight, o['vision_proj.weight'])
@@ -417,7 +388,7 @@ def test_cli_verify_config(official, tmp_path):
     bad_cfg = tiny_xfm_cfg()
     bad_cfg['fusion_encoder']['num_layers'] = 3
     config.write_text(f'model = {bad_cfg!r}\n')
-    with pytest.raises(KeyError, match='fusion_encoder.layers.2'):
+    with pytest.raises(KeyError, match='fusion_encoder.transformer.layers.2'):
         cli.main(
             [src,
              str(tmp_path / 'out2.pth'), '--verify-config',

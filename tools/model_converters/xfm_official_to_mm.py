@@ -21,8 +21,8 @@ from typing import List, Optional
 
 import torch
 
-from xfm_mm.models.pretrainers.xfm_weights import (
-    convert_xfm_official_with_report, load_xfm_official)
+from xfm_mm.models.weights import (convert_xfm_official_with_report,
+                                   load_xfm_official)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -1,5 +1,5 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""The base of xfm_mm's pre-training and task models."""
+"""The base of every xfm_mm pre-training and task model."""
 from abc import abstractmethod
 from typing import List, Optional, Union
 
@@ -8,12 +8,14 @@ from mmengine.structures import BaseDataElement
 from torch import nn
 
 from xfm_mm.registry import MODELS
+from .weights import upgrade_legacy_keys
 
 
-class XFMBaseModel(BaseModel):
+class BaseMultimodalModel(BaseModel):
     """Data preprocessor, sub-module building and ``mode`` dispatch.
 
-    What every xfm_mm model shares:
+    What every xfm_mm model (X-FM, X2-VLM, FLAVA, the unified model, their
+    task models) shares:
 
     - The data preprocessor is built in xfm_mm's ``MODELS`` registry, so it
       resolves whatever the default scope (mmengine's ``BaseModel`` would
@@ -21,6 +23,10 @@ class XFMBaseModel(BaseModel):
     - :meth:`build_module` builds a tower or head from its config.
     - :meth:`forward` dispatches on ``mode`` to :meth:`loss`,
       :meth:`predict` and :meth:`_forward`, which subclasses implement.
+    - Checkpoints saved before the towers were rebuilt have their keys
+      renamed before anything else reads them, the model's own
+      ``load_state_dict`` pre-hooks included
+      (:func:`~xfm_mm.models.weights.upgrade_legacy_keys`).
 
     Args:
         data_preprocessor (dict | nn.Module, optional): The data
@@ -38,6 +44,7 @@ class XFMBaseModel(BaseModel):
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.register_load_state_dict_pre_hook(upgrade_legacy_keys)
 
     @staticmethod
     def build_module(cfg: Optional[dict]) -> Optional[nn.Module]:

@@ -1,5 +1,5 @@
 # X-FM base (327M parameters; upstream configs/xfm-pt/Pretrain_XBrain_base_4m.yaml
-# and models/xfm.py, see reference xfm_x2vlm.md §2.1).
+# and models/xfm.py).
 # Language: RoBERTa-base sized (12 x 768, vocab 50265, pad id 1).
 # Vision: BEiT-v2 ViT-B/16 at 224. Fusion: 12 layers, cross-attention in all.
 text_dims = 768
@@ -29,7 +29,7 @@ model = dict(
         embed_dims=text_dims,
         num_layers=12,
         num_heads=12,
-        ffn_dims=3072,
+        feedforward_channels=3072,
         max_positions=514,
         type_vocab_size=1,
         pad_token_id=1,
@@ -48,7 +48,7 @@ model = dict(
         num_layers=12,  # fusion_num_hidden_layers, cross-attention in every layer
         embed_dims=text_dims,
         num_heads=12,
-        ffn_dims=3072,
+        feedforward_channels=3072,
         vision_dims=vision_dims,
         layer_norm_eps=1e-5),
     itc_head=dict(

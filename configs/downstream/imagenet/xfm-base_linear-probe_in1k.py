@@ -2,14 +2,14 @@
 # LinearClsHead.
 #
 # X-FM's own "linear evaluation" is an MLP probe (see
-# xfm-base_mlp-probe_in1k.py, reference xfm_x2vlm.md §2.6); this config is
+# xfm-base_mlp-probe_in1k.py; upstream Imagenet.py with is_lp); this config is
 # the standard single-linear-layer protocol instead, borrowed from
 # mmpretrain's MAE benchmark `mae/benchmarks/vit-base-p16_8xb2048-linear-
 # coslr-90e_in1k.py` (MAE paper, appendix A.2): a parameter-free BatchNorm
 # on the pooled feature, a linear layer (trunc-normal std 0.01), LARS
 # lr 6.4 for batch 16384 (0.1 x batch / 256), no weight decay, 10 warm-up
 # epochs + cosine to 90 epochs, crop + flip only. The feature is X-FM's
-# pooled token 0 (the mean of the fc_norm-ed patch tokens).
+# pooled token 0 (the mean of the normalised patch tokens).
 #
 # Placeholder: `pretrained`, see xfm-base_8xb128-100e_in1k.py.
 _base_ = [
@@ -28,7 +28,7 @@ model = dict(
         patch_size=16,
         out_type='avg_featmap',
         drop_path_rate=0.0,
-        frozen_stages=12,  # every block, the stem and fc_norm
+        frozen_stages=12,  # every layer, the stem and the final norm
         init_cfg=dict(
             type='Pretrained', checkpoint=pretrained,
             prefix='vision_encoder.')),

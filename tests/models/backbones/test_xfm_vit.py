@@ -61,12 +61,14 @@ def test_features_equal_vision_encoder():
         expected = encoder(x)
         early, last = model(x)
         raw_early = encoder.forward_features(x, out_indices=[1])[0]
+        last_normed = encoder.forward_features(x, out_indices=[-1])[0]
         model.out_type = 'avg_featmap'
         pooled = model(x)[1]
         model.out_type = 'raw'
         raw = model(x)[1]
     assert torch.equal(last.flatten(2).transpose(1, 2), expected[:, 1:])
     assert torch.equal(early.flatten(2).transpose(1, 2), raw_early[:, 1:])
+    assert torch.equal(last_normed[:, 1:], expected[:, 1:])
     torch.testing.assert_close(pooled, expected[:, 0])
     torch.testing.assert_close(raw, expected)
 
@@ -78,21 +80,24 @@ def test_get_layer_depth_matches_mmpretrain():
         img_size=64,
         final_norm=True,
         out_type='raw')
-    names = [
-        'backbone.cls_token', 'backbone.patch_embed.weight',
-        'backbone.layers.0.norm1.weight', 'backbone.layers.3.gamma_2',
-        'backbone.layers.2.attn.qkv.bias', 'head.fc.weight', 'neck.0.weight',
-        'backbone.ln1.weight'
-    ]
-    for name in names:
+    names = {  # ours: mmpretrain's
+        'patch_embed.cls_token': 'cls_token',
+        'patch_embed.projection.weight': 'patch_embed.projection.weight',
+        'transformer.layers.0.attn_norm.weight': 'layers.0.ln1.weight',
+        'transformer.layers.3.ffn_scale.weight': 'layers.3.gamma_2',
+        'transformer.layers.2.attn.qkv.bias': 'layers.2.attn.q_bias',
+        'transformer.norm.weight': 'ln1.weight',
+    }
+    for ours, theirs in names.items():
+        assert model.get_layer_depth(f'backbone.{ours}', 'backbone.') == \
+            reference.get_layer_depth(f'backbone.{theirs}', 'backbone.'), ours
+    for name in ('head.fc.weight', 'neck.0.weight'):
         assert model.get_layer_depth(name, 'backbone.') == \
-            reference.get_layer_depth(name, 'backbone.'), name
-    assert model.get_layer_depth('backbone.fc_norm.bias', 'backbone.') == \
-        (5, 6)
+            reference.get_layer_depth(name, 'backbone.') == (5, 6)
     # Unlike mmpretrain (which has no mask token in BEiTViT), the mask
     # token is part of the stem.
-    assert model.get_layer_depth('backbone.mask_token', 'backbone.') == \
-        (0, 6)
+    assert model.get_layer_depth('backbone.patch_embed.mask_token',
+                                 'backbone.') == (0, 6)
 
 
 def test_pretrained_init_from_pretraining_checkpoint(tmp_path):
@@ -117,10 +122,11 @@ def test_pretrained_init_from_pretraining_checkpoint(tmp_path):
         init_cfg=dict(
             type='Pretrained', checkpoint=path, prefix='vision_encoder.'))
     model.init_weights()
-    table = model.layers[0].rel_pos_bias.relative_position_bias_table
+    layers = model.transformer.layers
+    table = layers[0].rel_pos_bias.relative_position_bias_table
     assert table.shape == ((2 * 6 - 1)**2 + 3, 2)
-    assert torch.equal(model.layers[1].mlp.fc1.weight,
-                       encoder.layers[1].mlp.fc1.weight)
+    assert torch.equal(layers[1].ffn.fc1.weight,
+                       encoder.transformer.layers[1].ffn.fc1.weight)
     x = images((96, 96))
     with torch.no_grad():
         out = model(x)[0]
@@ -137,11 +143,13 @@ def test_pretrained_init_from_pretraining_checkpoint(tmp_path):
 def test_frozen_stages():
     model = backbone(frozen_stages=2, drop_path_rate=0.2)
     model.train()
-    assert not model.cls_token.requires_grad
-    assert not model.patch_embed.weight.requires_grad
-    assert not any(p.requires_grad for p in model.layers[1].parameters())
-    assert all(p.requires_grad for p in model.layers[2].parameters())
-    assert not model.layers[1].training and model.layers[2].training
+    layers = model.transformer.layers
+    assert not model.patch_embed.cls_token.requires_grad
+    assert not model.patch_embed.projection.weight.requires_grad
+    assert not any(p.requires_grad for p in layers[1].parameters())
+    assert all(p.requires_grad for p in layers[2].parameters())
+    assert not layers[1].training and layers[2].training
+    assert model.transformer.norm.weight.requires_grad
     with pytest.raises(ValueError, match='frozen_stages'):
         backbone(frozen_stages=5)
 
@@ -182,6 +190,8 @@ def test_cross_scope_build_and_layer_decay():
         group['param_name']: group['lr']
         for group in wrapper.optimizer.param_groups
     }
-    assert lr['backbone.patch_embed.weight'] == pytest.approx(0.5**5)
-    assert lr['backbone.layers.0.attn.qkv.weight'] == pytest.approx(0.5**4)
+    assert lr['backbone.patch_embed.projection.weight'] == \
+        pytest.approx(0.5**5)
+    assert lr['backbone.transformer.layers.0.attn.qkv.weight'] == \
+        pytest.approx(0.5**4)
     assert lr['head.fc.weight'] == pytest.approx(1.)

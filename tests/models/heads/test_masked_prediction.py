@@ -9,7 +9,7 @@ from transformers.models.bert import modeling_bert
 from xfm_mm.models.heads import MaskedPredictionHead
 from xfm_mm.models.layers.prediction import TokenPredictor
 from xfm_mm.models.towers import TextEncoder
-from xfm_mm.models.towers.hf_weights import convert_hf_lm_head
+from xfm_mm.models.weights import convert_hf_lm_head
 from xfm_mm.registry import MODELS
 
 TINY = dict(

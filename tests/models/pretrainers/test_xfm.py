@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from tiny_xfm import IMG, TEXT_LEN, make_batch, tiny_xfm_cfg
+from tiny_models import IMG, TEXT_LEN, make_batch, tiny_xfm_cfg
 
 from xfm_mm.registry import MODELS
 

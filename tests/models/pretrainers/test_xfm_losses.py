@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import box_convert, generalized_box_iou
 
-from tiny_xfm import make_batch, tiny_xfm_cfg
+from tiny_models import make_batch, tiny_xfm_cfg
 
 from xfm_mm.registry import MODELS
 

@@ -51,7 +51,10 @@ def test_parity_with_hf_cross_attention_layers():
         for k, v in layer.state_dict().items()
     }
     ours = FusionEncoder(
-        num_layers=3, embed_dims=DIMS, num_heads=HEADS, ffn_dims=FFN)
+        num_layers=3,
+        embed_dims=DIMS,
+        num_heads=HEADS,
+        feedforward_channels=FFN)
     assert ours.load_hf_layers(hf_state, range(3)) == []
     ours.eval()
 
@@ -88,22 +91,23 @@ def test_load_hf_layers_from_bert_copies_self_attention_and_ffn(tmp_path):
     bert.save_pretrained(tmp_path)
     fusion = FusionEncoder(
         num_layers=2, hf_config=str(tmp_path), pretrained=str(tmp_path))
-    cross_before = fusion.layers[0].cross_attn.q.weight.clone()
+    cross_before = fusion.transformer.layers[0].cross_attn.q.weight.clone()
     fusion.init_weights()  # default source layers: the last two (2, 3)
     src = bert.encoder.layer[2]
     ref_qkv = torch.cat([
         src.attention.self.query.weight, src.attention.self.key.weight,
         src.attention.self.value.weight
     ])
-    assert torch.equal(fusion.layers[0].attn.qkv.weight, ref_qkv)
-    assert torch.equal(fusion.layers[1].ffn.fc2.weight,
+    assert torch.equal(fusion.transformer.layers[0].attn.qkv.weight, ref_qkv)
+    assert torch.equal(fusion.transformer.layers[1].ffn.fc2.weight,
                        bert.encoder.layer[3].output.dense.weight)
-    assert torch.equal(fusion.layers[1].attn_norm.bias,
+    assert torch.equal(fusion.transformer.layers[1].attn_norm.bias,
                        bert.encoder.layer[3].attention.output.LayerNorm.bias)
-    assert torch.equal(fusion.layers[0].cross_attn.q.weight, cross_before)
+    assert torch.equal(fusion.transformer.layers[0].cross_attn.q.weight,
+                       cross_before)
 
     not_loaded = fusion.load_hf_layers(bert.state_dict(), [0, 1])
-    assert torch.equal(fusion.layers[1].ffn.fc1.weight,
+    assert torch.equal(fusion.transformer.layers[1].ffn.fc1.weight,
                        bert.encoder.layer[1].intermediate.dense.weight)
     assert not_loaded and all('.cross_attn' in k for k in not_loaded)
     with pytest.raises(ValueError, match='3 source layers'):
@@ -119,7 +123,7 @@ def test_vision_width_differs():
             num_layers=1,
             embed_dims=DIMS,
             num_heads=HEADS,
-            ffn_dims=FFN,
+            feedforward_channels=FFN,
             vision_dims=48))
     text, text_mask, _, vision_mask = inputs()
     out = fusion(text, text_mask, torch.randn(3, 10, 48), vision_mask)
@@ -133,7 +137,7 @@ def test_with_cp_and_bf16():
         num_layers=2,
         embed_dims=DIMS,
         num_heads=HEADS,
-        ffn_dims=FFN,
+        feedforward_channels=FFN,
         dropout=0.,
         attn_dropout=0.)
     torch.manual_seed(0)

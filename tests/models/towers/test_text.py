@@ -10,7 +10,7 @@ from transformers import (BertConfig, BertForMaskedLM, BertModel,
 
 from xfm_mm.models.tokenizers import HFTokenizer
 from xfm_mm.models.towers import TextEncoder
-from xfm_mm.models.towers.hf_weights import text_arch_from_hf_config
+from xfm_mm.models.weights import text_arch_from_hf_config
 from xfm_mm.registry import MODELS
 
 MINILM_SHA256 = \
@@ -137,7 +137,7 @@ def test_inputs_embeds_equals_ids(style):
         embed_dims=32,
         num_layers=2,
         num_heads=4,
-        ffn_dims=48,
+        feedforward_channels=48,
         max_positions=42,
         pad_token_id=pad,
         position_style=style).eval()
@@ -153,8 +153,11 @@ def test_inputs_embeds_equals_ids(style):
 
 def test_bf16_autocast_finite():
     enc = TextEncoder(
-        vocab_size=99, embed_dims=32, num_layers=2, num_heads=4,
-        ffn_dims=48).eval()
+        vocab_size=99,
+        embed_dims=32,
+        num_layers=2,
+        num_heads=4,
+        feedforward_channels=48).eval()
     ids, mask, _ = batch(pad_id=0)
     with torch.autocast('cpu', dtype=torch.bfloat16), torch.no_grad():
         out = enc(ids, mask)
@@ -170,7 +173,7 @@ def test_with_cp_same_output_and_grad():
         embed_dims=32,
         num_layers=2,
         num_heads=4,
-        ffn_dims=48,
+        feedforward_channels=48,
         dropout=0.,
         attn_dropout=0.)
     torch.manual_seed(0)
@@ -183,7 +186,7 @@ def test_with_cp_same_output_and_grad():
         out = enc(ids, mask)
         (out * torch.linspace(-1, 1, 32)).sum().backward()
         outs.append(out.detach())
-        grads.append(enc.layers[0].attn.qkv.weight.grad.clone())
+        grads.append(enc.transformer.layers[0].attn.qkv.weight.grad.clone())
     assert max_diff(*outs) < 1e-6
     assert max_diff(*grads) < 1e-6
     assert grads[0].abs().sum() > 0
@@ -227,7 +230,7 @@ def test_too_long_sequence_is_a_clear_error():
         embed_dims=32,
         num_layers=1,
         num_heads=4,
-        ffn_dims=48,
+        feedforward_channels=48,
         max_positions=8)
     with pytest.raises(ValueError, match='max_positions'):
         enc(torch.ones(1, 9, dtype=torch.long))

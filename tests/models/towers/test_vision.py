@@ -10,8 +10,8 @@ from xfm_mm.models.layers import (num_relative_distances,
                                   relative_position_index,
                                   resize_rel_pos_bias_table)
 from xfm_mm.models.towers import VisionEncoder
-from xfm_mm.models.towers.vision_weights import (convert_vision_state_dict,
-                                                 detect_vision_layout)
+from xfm_mm.models.weights import (convert_vision_state_dict,
+                                   detect_vision_layout)
 from xfm_mm.registry import MODELS
 
 ARCH = dict(embed_dims=96, num_layers=4, num_heads=3)
@@ -139,7 +139,7 @@ def test_parity_shared_table_mmpretrain_and_official_layouts():
         model = encoder()
         model.load_pretrained(checkpoint)
         table = state_dict['rel_pos_bias.relative_position_bias_table']
-        for layer in model.layers:
+        for layer in model.transformer.layers:
             assert torch.equal(layer.rel_pos_bias.relative_position_bias_table,
                                table)
         with torch.no_grad():
@@ -150,13 +150,15 @@ def test_parity_shared_table_mmpretrain_and_official_layouts():
 def test_q_v_bias_become_fused_bias_with_zero_key_bias():
     state_dict = mmpretrain_beit().state_dict()
     converted = convert_vision_state_dict(state_dict)
-    bias = converted['layers.1.attn.qkv.bias']
+    bias = converted['transformer.layers.1.attn.qkv.bias']
     assert torch.equal(bias[:96], state_dict['layers.1.attn.q_bias'])
     assert torch.equal(bias[96:192], torch.zeros(96))
     assert torch.equal(bias[192:], state_dict['layers.1.attn.v_bias'])
     assert not any('relative_position_index' in k for k in converted)
-    with pytest.raises(ValueError, match='pos_embed'):
-        convert_vision_state_dict(dict(state_dict, pos_embed=torch.zeros(1)))
+    pos_embed = torch.randn(1, 17, 96)
+    converted = convert_vision_state_dict(
+        dict(state_dict, pos_embed=pos_embed))
+    assert converted['patch_embed.pos_embed'] is pos_embed
 
 
 def test_mask_token_replaces_masked_patch_embeddings():
@@ -169,7 +171,8 @@ def test_mask_token_replaces_masked_patch_embeddings():
     # equal pasting P into the masked patches of the unmasked image.
     patch = images(1, (16, 16), seed=9)
     with torch.no_grad():
-        model.mask_token.copy_(model.patch_embed(patch).flatten(1)[None])
+        model.patch_embed.mask_token.copy_(
+            model.patch_embed.projection(patch).flatten(1)[None])
         pasted = x.clone()
         for b, n in mask.nonzero().tolist():
             row, col = divmod(n, 4)
@@ -222,7 +225,7 @@ def test_bf16_autocast_finite():
     assert out.shape == (2, 21, 96)
     for tensor in (out, masked, pooled):
         assert torch.isfinite(tensor.float()).all()
-    # CPU autocast runs fc_norm in float32; the blocks ran in bfloat16.
+    # CPU autocast runs the final norm in float32; the layers in bfloat16.
     assert not torch.equal(out.float(), reference)
     torch.testing.assert_close(out.float(), reference, atol=0.1, rtol=0.05)
 
@@ -234,7 +237,8 @@ def test_with_cp_same_output_and_grad():
         model = randomize(encoder(with_cp=with_cp)).train()
         out = model(x)
         out.square().mean().backward()
-        results.append((out.detach(), model.layers[0].attn.qkv.weight.grad))
+        results.append(
+            (out.detach(), model.transformer.layers[0].attn.qkv.weight.grad))
     torch.testing.assert_close(results[0][0], results[1][0])
     torch.testing.assert_close(results[0][1], results[1][1])
 
@@ -263,9 +267,10 @@ def test_load_at_another_resolution(tmp_path):
 
     bigger = encoder(96, pretrained=path)
     bigger.init_weights()
-    table = source.layers[2].rel_pos_bias.relative_position_bias_table
+    table = source.transformer.layers[2].rel_pos_bias.\
+        relative_position_bias_table
     assert torch.equal(
-        bigger.layers[2].rel_pos_bias.relative_position_bias_table,
+        bigger.transformer.layers[2].rel_pos_bias.relative_position_bias_table,
         resize_rel_pos_bias_table(table.detach(), 4, 6))
     x96 = images(size=(96, 96))
     with torch.no_grad():
@@ -279,7 +284,7 @@ def test_load_at_another_resolution(tmp_path):
 
 def test_errors_and_registry():
     model = MODELS.build(dict(type='VisionEncoder', arch='tiny', img_size=32))
-    assert model.embed_dims == 192 and len(model.layers) == 12
+    assert model.embed_dims == 192 and model.transformer.num_layers == 12
     with pytest.raises(ValueError, match='multiple of patch_size'):
         model(torch.zeros(1, 3, 40, 32))
     with pytest.raises(ValueError, match='arch'):
@@ -294,15 +299,21 @@ def test_errors_and_registry():
 def test_get_layer_depth():
     model = encoder(with_mask_token=True)
     depth = model.get_layer_depth
-    assert depth('cls_token') == (0, 6)
-    assert depth('mask_token') == (0, 6)
-    assert depth('patch_embed.weight') == (0, 6)
-    assert depth('layers.0.gamma_1') == (1, 6)
-    assert depth('layers.3.rel_pos_bias.relative_position_bias_table') == \
-        (4, 6)
-    assert depth('fc_norm.weight') == (5, 6)
-    assert depth('vision_encoder.layers.1.norm1.weight',
+    assert depth('patch_embed.cls_token') == (0, 6)
+    assert depth('patch_embed.mask_token') == (0, 6)
+    assert depth('patch_embed.projection.weight') == (0, 6)
+    assert depth('transformer.layers.0.attn_scale.weight') == (1, 6)
+    assert depth('transformer.layers.3.rel_pos_bias.'
+                 'relative_position_bias_table') == (4, 6)
+    assert depth('transformer.norm.weight') == (5, 6)
+    assert depth('vision_encoder.transformer.layers.1.attn_norm.weight',
                  'vision_encoder.') == (2, 6)
+    names = {n for n, _ in model.named_parameters()}
+    assert {n
+            for n in names if depth(n)[0] == 0} == {
+                'patch_embed.cls_token', 'patch_embed.mask_token',
+                'patch_embed.projection.weight', 'patch_embed.projection.bias'
+            }
     assert depth('itc_head.proj.weight', 'vision_encoder.') == (5, 6)
 
 
@@ -310,12 +321,69 @@ def test_224_checkpoint_loads_at_384():
     arch = dict(embed_dims=32, num_layers=2, num_heads=2)
     torch.manual_seed(0)
     source = randomize(VisionEncoder(arch=arch, img_size=224))
-    table = source.layers[0].rel_pos_bias.relative_position_bias_table
+    table = source.transformer.layers[0].rel_pos_bias.\
+        relative_position_bias_table
     assert table.shape == (732, 2)  # reference: 732 x heads at 224/16
     model = VisionEncoder(arch=arch, img_size=384).eval()
     model.load_pretrained({'model': source.state_dict()})
-    table = model.layers[1].rel_pos_bias.relative_position_bias_table
+    table = model.transformer.layers[1].rel_pos_bias.\
+        relative_position_bias_table
     assert table.shape == (2212, 2)  # and 2212 x heads at 384/16
     with torch.no_grad():
         out = model(images(1, (384, 384)))
     assert out.shape == (1, 577, 32) and torch.isfinite(out).all()
+
+
+def test_flava_image_encoder_by_options():
+    """pos_embed='absolute', no relative bias or LayerScale, eps 1e-12,
+    token0='cls': FLAVA's image encoder (HF FlavaImageModel), masking
+    included."""
+    from hf_layers import vit_layer_state
+    from transformers import FlavaImageConfig, FlavaImageModel
+    torch.manual_seed(0)
+    reference = randomize(
+        FlavaImageModel(
+            FlavaImageConfig(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=48,
+                image_size=64,
+                patch_size=16))).eval()
+    sd = reference.state_dict()
+    state = {
+        'patch_embed.cls_token': sd['embeddings.cls_token'],
+        'patch_embed.mask_token': sd['embeddings.mask_token'],
+        'patch_embed.pos_embed': sd['embeddings.position_embeddings'],
+        'transformer.norm.weight': sd['layernorm.weight'],
+        'transformer.norm.bias': sd['layernorm.bias'],
+    }
+    for name in ('weight', 'bias'):
+        state[f'patch_embed.projection.{name}'] = \
+            sd[f'embeddings.patch_embeddings.projection.{name}']
+    for i in range(2):
+        state.update(
+            vit_layer_state(sd, f'encoder.layer.{i}.',
+                            f'transformer.layers.{i}.'))
+    model = VisionEncoder(
+        arch=dict(
+            embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=48),
+        img_size=64,
+        drop_path_rate=0.,
+        layer_scale_init_value=0.,
+        layer_norm_eps=1e-12,
+        pos_embed='absolute',
+        rel_pos_bias=False,
+        token0='cls',
+        with_mask_token=True).eval()
+    model.load_state_dict(state, strict=True)
+    x = images()
+    mask = torch.rand(2, 16, generator=torch.Generator().manual_seed(1)) > .5
+    with torch.no_grad():
+        for patch_mask in (None, mask):
+            expected = reference(x, bool_masked_pos=patch_mask)
+            torch.testing.assert_close(
+                model(x, patch_mask),
+                expected.last_hidden_state,
+                atol=1e-5,
+                rtol=1e-5)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tiny_xfm import IMG, make_batch, tiny_xfm_cfg
+from tiny_models import IMG, make_batch, tiny_xfm_cfg
 
 from xfm_mm.models.utils.vision_language import VisionLanguageModel
 from xfm_mm.registry import MODELS

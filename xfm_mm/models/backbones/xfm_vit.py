@@ -1,6 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """The X-FM vision tower as an mmpretrain / mmdet / mmseg backbone."""
-from typing import Optional, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import torch
 
@@ -15,73 +15,49 @@ class XFMViT(VisionEncoder):
     Use it as ``backbone=dict(type='xfm_mm.XFMViT', ...)`` in mmpretrain,
     mmdet or mmseg configs. Parameter names are those of
     :class:`VisionEncoder`, so the vision tower of an xfm_mm pre-training
-    checkpoint loads with ``init_cfg=dict(type='Pretrained',
-    checkpoint=..., prefix='vision_encoder.')``; relative position tables
-    are resized to ``img_size`` (mmengine's own ``PretrainedInit`` is not
-    used: this loader reads weights only and converts BEiT / mmpretrain
-    layouts too).
+    checkpoint (a Runner's ``iter_N.pth`` too) loads with
+    ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=
+    'vision_encoder.')``; position tables are resized to ``img_size``
+    (mmengine's own ``PretrainedInit`` is not used: this loader reads
+    through xfm_mm's safe loader and converts BEiT / mmpretrain layouts
+    too).
 
     Inputs may have any sides that are multiples of ``patch_size``
     (detection crops): the tables are interpolated to the input grid on the
     fly. Attention is global, so memory grows with ``N^2``.
 
-    The output of the last block is ``fc_norm``-ed exactly as in
-    :class:`VisionEncoder` (its token 0 is the ``avg_featmap``); earlier
-    blocks are returned raw, as mmpretrain's ViTs do without a final norm.
+    The output of the last layer is normalised by the final norm exactly
+    as in :class:`VisionEncoder`; earlier layers are returned raw, as
+    mmpretrain's ViTs do.
 
     Args:
-        arch (str | dict): See :class:`VisionEncoder`. Defaults to
-            ``'base'``.
-        img_size (int | tuple[int, int]): Resolution of the tables.
-            Defaults to 224.
-        patch_size (int): Defaults to 16.
-        in_channels (int): Defaults to 3.
-        out_indices (int | Sequence[int]): Blocks to output, negative from
+        out_indices (int | Sequence[int]): Layers to output, negative from
             the end. Defaults to -1 (the last).
         out_type (str): ``'featmap'``: ``(B, C, H/p, W/p)`` maps;
-            ``'avg_featmap'`` or ``'cls_token'``: ``(B, C)`` mean of the
-            patch tokens (X-FM's token 0; BEiT's own cls token is never an
-            output); ``'raw'``: ``(B, 1 + N, C)`` with that mean first.
+            ``'avg_featmap'``: ``(B, C)`` mean of the patch tokens;
+            ``'cls_token'``: ``(B, C)`` token 0 by ``token0`` (X-FM: that
+            same mean); ``'raw'``: ``(B, 1 + N, C)``, token 0 by ``token0``.
             Defaults to ``'avg_featmap'`` (mmpretrain's ``BEiTViT``).
-        drop_path_rate (float): Defaults to 0.1.
-        layer_scale_init_value (float): Defaults to 0.1.
         frozen_stages (int): Freeze the stem and the first
-            ``frozen_stages`` blocks (and ``fc_norm`` when all are frozen);
-            -1 or 0 freezes nothing. Defaults to -1.
-        with_cp (bool): Activation checkpointing. Defaults to False.
-        with_mask_token (bool): Keep a mask token (to load it for MIM
-            fine-tuning). Defaults to False.
-        init_cfg (dict, optional): e.g. ``dict(type='Pretrained',
-            checkpoint='xfm.pth', prefix='vision_encoder.')``.
+            ``frozen_stages`` layers (and the final norm when all are
+            frozen); -1 or 0 freezes nothing. Defaults to -1.
+        **kwargs: The arguments of :class:`VisionEncoder` (``arch``,
+            ``img_size``, ``patch_size``, ``drop_path_rate``, ``with_cp``,
+            ``with_mask_token``, ``init_cfg`` such as
+            ``dict(type='Pretrained', checkpoint='xfm.pth',
+            prefix='vision_encoder.')``, ...).
     """
     OUT_TYPES = ('featmap', 'avg_featmap', 'cls_token', 'raw')
 
     def __init__(self,
-                 arch: Union[str, dict] = 'base',
-                 img_size: Union[int, Sequence[int]] = 224,
-                 patch_size: int = 16,
-                 in_channels: int = 3,
                  out_indices: Union[int, Sequence[int]] = -1,
                  out_type: str = 'avg_featmap',
-                 drop_path_rate: float = 0.1,
-                 layer_scale_init_value: float = 0.1,
                  frozen_stages: int = -1,
-                 with_cp: bool = False,
-                 with_mask_token: bool = False,
-                 init_cfg: Optional[dict] = None):
-        super().__init__(
-            arch=arch,
-            img_size=img_size,
-            patch_size=patch_size,
-            in_channels=in_channels,
-            drop_path_rate=drop_path_rate,
-            layer_scale_init_value=layer_scale_init_value,
-            with_mask_token=with_mask_token,
-            with_cp=with_cp,
-            init_cfg=init_cfg)
+                 **kwargs):
+        super().__init__(**kwargs)
         if out_type not in self.OUT_TYPES:
-            raise ValueError(f'XFMViT out_type={out_type!r} is not one of '
-                             f'{self.OUT_TYPES}')
+            raise ValueError(f'{type(self).__name__}: out_type={out_type!r} '
+                             f'is not one of {self.OUT_TYPES}')
         self.out_type = out_type
         if isinstance(out_indices, int):
             out_indices = [out_indices]
@@ -89,29 +65,27 @@ class XFMViT(VisionEncoder):
         for index in out_indices:
             if not -self.num_layers <= index < self.num_layers:
                 raise ValueError(
-                    f'XFMViT out_indices: {index} is out of range for '
-                    f'{self.num_layers} layers')
+                    f'{type(self).__name__}: out_indices: {index} is out of '
+                    f'range for {self.num_layers} layers')
             self.out_indices.append(index % self.num_layers)
         if frozen_stages > self.num_layers:
-            raise ValueError(f'XFMViT frozen_stages={frozen_stages} exceeds '
-                             f'num_layers={self.num_layers}')
+            raise ValueError(
+                f'{type(self).__name__}: frozen_stages={frozen_stages} '
+                f'exceeds num_layers={self.num_layers}')
         self.frozen_stages = frozen_stages
         self._freeze_stages()
 
     def _frozen_modules(self) -> list:
         if self.frozen_stages <= 0:
             return []
-        modules = [self.patch_embed, *self.layers[:self.frozen_stages]]
+        modules = [
+            self.patch_embed, *self.transformer.layers[:self.frozen_stages]
+        ]
         if self.frozen_stages == self.num_layers:
-            modules.append(self.fc_norm)
+            modules.append(self.transformer.norm)
         return modules
 
     def _freeze_stages(self) -> None:
-        if self.frozen_stages <= 0:
-            return
-        for token in (self.cls_token, self.mask_token):
-            if token is not None:
-                token.requires_grad = False
         for module in self._frozen_modules():
             module.eval()
             for param in module.parameters():
@@ -125,7 +99,7 @@ class XFMViT(VisionEncoder):
         return self
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Features of the blocks in ``out_indices``.
+        """Features of the layers in ``out_indices``.
 
         Args:
             x (Tensor): ``(B, C, H, W)``, sides multiples of ``patch_size``.
@@ -133,20 +107,17 @@ class XFMViT(VisionEncoder):
         Returns:
             tuple[Tensor]: One output per index, shaped by ``out_type``.
         """
-        grid = self._check_images(x)
+        grid = self.patch_embed.patch_grid(x)
         outs = []
-        raws = self.forward_features(x, out_indices=self.out_indices)
-        for index, raw in zip(self.out_indices, raws):
-            patches = raw[:, 1:]
-            if index == self.num_layers - 1:
-                patches = self.fc_norm(patches)
+        for out in self.forward_features(x, out_indices=self.out_indices):
             if self.out_type == 'featmap':
-                batch, _, channels = patches.shape
-                outs.append(
-                    patches.transpose(1, 2).reshape(batch, channels, *grid))
-            elif self.out_type == 'raw':
-                outs.append(
-                    torch.cat([patches.mean(1, keepdim=True), patches], 1))
+                batch, _, channels = out.shape
+                outs.append(out[:, 1:].transpose(1, 2).reshape(
+                    batch, channels, *grid))
+            elif self.out_type == 'avg_featmap':
+                outs.append(out[:, 1:].mean(dim=1))
+            elif self.out_type == 'cls_token':
+                outs.append(self.pool(out)[:, 0])
             else:
-                outs.append(patches.mean(dim=1))
+                outs.append(self.pool(out))
         return tuple(outs)

@@ -6,14 +6,14 @@ import torch
 from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import MODELS
-from ..base import XFMBaseModel
+from ..base import BaseMultimodalModel
 from .decoder_init import init_decoder_from_pretraining
 from .generation import beam_search
 from .utils import build_tokenizer
 
 
 @MODELS.register_module()
-class XFMCaptioner(XFMBaseModel):
+class XFMCaptioner(BaseMultimodalModel):
     """A causal decoder cross-attending to the image tokens.
 
     The decoder reads ``[CLS] prompt caption [SEP]`` and cross-attends to

@@ -12,7 +12,7 @@ def decoder_keys_from_pretraining(state_dict: dict, prefix: str,
     """Add ``text_decoder.*`` entries built from a pre-training state dict.
 
     X-FM initialises its decoders from the pre-trained fusion encoder; here
-    ``fusion_encoder.layers.*`` become ``text_decoder.layers.*``,
+    ``fusion_encoder.transformer.*`` become ``text_decoder.transformer.*``,
     ``text_encoder.embeddings.*`` the decoder embeddings and ``imlm_head.*``
     (the LM head that read the fusion outputs in pre-training) its
     ``lm_head.*``. Entries whose shape differs from ``target`` (e.g. the
@@ -31,10 +31,10 @@ def decoder_keys_from_pretraining(state_dict: dict, prefix: str,
         list[str]: The keys added.
     """
     if any(k.startswith(prefix + 'text_decoder.') for k in state_dict) or \
-            not any(k.startswith(prefix + 'fusion_encoder.layers.')
+            not any(k.startswith(prefix + 'fusion_encoder.transformer.')
                     for k in state_dict):
         return []
-    rules = [('fusion_encoder.layers.', 'text_decoder.layers.'),
+    rules = [('fusion_encoder.transformer.', 'text_decoder.transformer.'),
              ('imlm_head.', 'text_decoder.lm_head.'),
              ('text_encoder.embeddings.', 'text_decoder.embeddings.')]
     added = []

@@ -8,12 +8,12 @@ import torch.nn.functional as F
 from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import MODELS
-from ..base import XFMBaseModel
+from ..base import BaseMultimodalModel
 from ..layers import build_mlp
 
 
 @MODELS.register_module()
-class XFMTextClassifier(XFMBaseModel):
+class XFMTextClassifier(BaseMultimodalModel):
     """Language encoder, token 0 -> ``build_mlp(D, num_classes)``.
 
     ``num_classes=1`` is regression (STS-B) trained with MSE; otherwise

@@ -5,9 +5,8 @@ from typing import Dict, Optional
 import torch
 import torch.nn.functional as F
 
-from xfm_mm.models.towers.hf_weights import (check_load_result,
-                                             convert_hf_lm_head,
-                                             load_hf_state_dict, resolve_arch)
+from xfm_mm.models.weights import (check_load_result, convert_hf_lm_head,
+                                   load_state_dict_file, resolve_arch)
 from xfm_mm.models.towers.text import BERT_BASE_ARCH
 from xfm_mm.registry import MODELS
 from ..layers.prediction import TokenPredictor
@@ -92,7 +91,7 @@ class MaskedPredictionHead(TokenPredictor):
         """
         name = type(self).__name__
         try:
-            state = convert_hf_lm_head(load_hf_state_dict(path))
+            state = convert_hf_lm_head(load_state_dict_file(path))
         except KeyError as e:
             raise KeyError(f'{name}: {path}: {e}') from e
         try:

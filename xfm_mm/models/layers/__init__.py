@@ -1,12 +1,19 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-from .attention import MultiheadAttention, padding_mask_to_bias
-from .drop_path import DropPath
-from .mlp import FFN, build_mlp
+from .attention import MultiheadAttention
+from .attention_bias import (attention_dtype, causal_attention_bias,
+                             mask_to_bias, padding_mask_to_bias)
+from .embeddings import PatchEmbedding, TextEmbedding
+from .mlp import FFN, build_activation, build_mlp
+from .prediction import TokenPredictor
 from .rel_pos_bias import (RelativePositionBias, num_relative_distances,
                            relative_position_index, resize_rel_pos_bias_table)
+from .transformer import TransformerLayer, TransformerStack
 
 __all__ = [
-    'MultiheadAttention', 'padding_mask_to_bias', 'DropPath', 'FFN',
-    'build_mlp', 'RelativePositionBias', 'num_relative_distances',
-    'relative_position_index', 'resize_rel_pos_bias_table'
+    'MultiheadAttention', 'attention_dtype', 'causal_attention_bias',
+    'mask_to_bias', 'padding_mask_to_bias', 'PatchEmbedding', 'TextEmbedding',
+    'FFN', 'build_activation', 'build_mlp', 'RelativePositionBias',
+    'num_relative_distances', 'relative_position_index',
+    'resize_rel_pos_bias_table', 'TokenPredictor', 'TransformerLayer',
+    'TransformerStack'
 ]

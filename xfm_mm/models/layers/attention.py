@@ -11,24 +11,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def padding_mask_to_bias(mask: torch.Tensor,
-                         dtype: torch.dtype) -> torch.Tensor:
-    """Turn a key padding mask into an additive attention bias.
-
-    Args:
-        mask (Tensor): ``(B, L)``, 1 / True where a key may be attended.
-        dtype (torch.dtype): dtype of the attention scores.
-
-    Returns:
-        Tensor: ``(B, 1, 1, L)``; 0 where attended and the dtype's most
-        negative finite value elsewhere (finite, so a fully masked row gives
-        a uniform distribution rather than NaN; the same convention as BERT).
-    """
-    bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
-    bias.masked_fill_(~mask.bool(), torch.finfo(dtype).min)
-    return bias[:, None, None, :]
-
-
 class MultiheadAttention(nn.Module):
     """Multi-head attention with SDPA kernels, for self- or cross-attention.
 
@@ -58,8 +40,9 @@ class MultiheadAttention(nn.Module):
                  proj_drop: float = 0.):
         super().__init__()
         if embed_dims % num_heads:
-            raise ValueError(f'embed_dims={embed_dims} is not divisible by '
-                             f'num_heads={num_heads}')
+            raise ValueError(
+                f'{type(self).__name__}: embed_dims={embed_dims} is not '
+                f'divisible by num_heads={num_heads}')
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
@@ -91,14 +74,16 @@ class MultiheadAttention(nn.Module):
                 cross-attention, ``(B, Lk, kv_dims)``.
             attn_bias (Tensor, optional): Additive bias broadcastable to
                 ``(B, num_heads, Lq, Lk)`` (padding masks from
-                :func:`padding_mask_to_bias`, relative position biases).
+                :func:`~.attention_bias.mask_to_bias`, relative position
+                biases).
 
         Returns:
             Tensor: ``(B, Lq, embed_dims)``.
         """
         if self.is_cross:
             if context is None:
-                raise ValueError('cross-attention needs a context tensor')
+                raise ValueError(f'{type(self).__name__}: cross-attention '
+                                 'needs a context tensor')
             q, = self._heads(self.q(x), 1)
             k, v = self._heads(self.kv(context), 2)
         else:

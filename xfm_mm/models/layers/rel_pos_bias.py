@@ -6,7 +6,7 @@ The table has ``(2*Wh-1) * (2*Ww-1) + 3`` rows (one per relative offset
 and one column per head. :func:`relative_position_index` says which row
 scores each (query, key) pair of the ``1 + Wh*Ww`` tokens.
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -20,7 +20,8 @@ def _as_grid(grid) -> Tuple[int, int]:
         return grid, grid
     grid = tuple(int(g) for g in grid)
     if len(grid) != 2 or min(grid) < 1:
-        raise ValueError(f'a patch grid is (height, width) >= 1, got {grid}')
+        raise ValueError(
+            f'_as_grid: a patch grid is (height, width) >= 1, got {grid}')
     return grid
 
 
@@ -92,8 +93,8 @@ def resize_rel_pos_bias_table(table: torch.Tensor, src_grid: Sequence[int],
     src_grid, dst_grid = _as_grid(src_grid), _as_grid(dst_grid)
     if table.dim() != 2 or table.shape[0] != num_relative_distances(src_grid):
         raise ValueError(
-            f'relative position bias table of shape {tuple(table.shape)} '
-            f'does not fit a {src_grid} grid: expected '
+            'resize_rel_pos_bias_table: a table of shape '
+            f'{tuple(table.shape)} does not fit a {src_grid} grid: expected '
             f'({num_relative_distances(src_grid)}, num_heads)')
     if src_grid == dst_grid:
         return table
@@ -123,18 +124,21 @@ def infer_square_grid(num_rows: int) -> Tuple[int, int]:
     if side < 1 or side % 2 == 0 or side * side != \
             num_rows - NUM_EXTRA_DISTANCES:
         raise ValueError(
-            f'a relative position bias table with {num_rows} rows does not '
-            'belong to a square patch grid ((2W-1)^2 + 3 rows)')
+            f'infer_square_grid: a relative position bias table with '
+            f'{num_rows} rows does not belong to a square patch grid '
+            '((2W-1)^2 + 3 rows)')
     return (side + 1) // 2, (side + 1) // 2
 
 
 class RelativePositionBias(nn.Module):
     """One attention layer's learnable relative position bias.
 
-    Holds ``relative_position_bias_table`` for ``grid``. A state dict whose
-    table was built for another (square) grid is resized while loading, so
-    checkpoints load at any resolution; :meth:`forward` resizes on the fly
-    for inputs on another grid.
+    Holds ``relative_position_bias_table`` for ``grid`` and, as a
+    non-persistent buffer, the table row of every (query, key) pair on that
+    grid (as BEiT and mmpretrain do per block). A state dict whose table was
+    built for another (square) grid is resized while loading, so checkpoints
+    load at any resolution; :meth:`forward` resizes on the fly for inputs on
+    another grid.
 
     Args:
         grid (Sequence[int] | int): Patch grid ``(Wh, Ww)``.
@@ -146,19 +150,26 @@ class RelativePositionBias(nn.Module):
         self.grid = _as_grid(grid)
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros(num_relative_distances(self.grid), num_heads))
+        self.register_buffer(
+            'relative_position_index',
+            relative_position_index(self.grid),
+            persistent=False)
         self.register_load_state_dict_pre_hook(self._resize_on_load)
 
-    def forward(self, index: torch.Tensor,
-                grid: Sequence[int]) -> torch.Tensor:
-        """Gather the bias of every (query, key) pair.
+    def forward(self, grid: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """The bias of every (query, key) pair of ``[cls] + patches``.
 
         Args:
-            index (Tensor): ``relative_position_index(grid)``.
-            grid (Sequence[int]): Patch grid of the input.
+            grid (Sequence[int], optional): Patch grid of the input.
+                Defaults to the grid the table was built for.
 
         Returns:
             Tensor: ``(1, num_heads, 1 + N, 1 + N)`` additive bias.
         """
+        grid = self.grid if grid is None else _as_grid(grid)
+        index = self.relative_position_index
+        if grid != self.grid:
+            index = relative_position_index(grid, index.device)
         table = resize_rel_pos_bias_table(self.relative_position_bias_table,
                                           self.grid, grid)
         length = index.shape[0]
@@ -175,7 +186,8 @@ class RelativePositionBias(nn.Module):
         try:
             src_grid = infer_square_grid(table.shape[0])
         except ValueError as err:
-            raise ValueError(f'{key}: {err}') from None
+            raise ValueError(f'{type(module).__name__}: {key}: {err}') \
+                from None
         state_dict[key] = resize_rel_pos_bias_table(table, src_grid,
                                                     module.grid)
 

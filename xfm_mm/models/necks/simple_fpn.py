@@ -42,8 +42,8 @@ class LayerNorm2d(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise ``x`` (B, C, H, W) over ``C``."""
         if x.dim() != 4:
-            raise ValueError('LN2d expects (B, C, H, W) maps, got shape '
-                             f'{tuple(x.shape)}')
+            raise ValueError(f'{type(self).__name__}: LN2d expects (B, C, '
+                             f'H, W) maps, got shape {tuple(x.shape)}')
         x = F.layer_norm(
             x.permute(0, 2, 3, 1), self.normalized_shape, self.weight,
             self.bias, self.eps)
@@ -67,7 +67,7 @@ def _rescale_stage(scale: float, channels: int, norm_cfg: dict,
         return nn.Identity(), channels
     if scale == 0.5:
         return nn.MaxPool2d(kernel_size=2, stride=2), channels
-    raise ValueError(f'SimpleFPN scale_factors: {scale} is not one of '
+    raise ValueError(f'_rescale_stage: scale_factors: {scale} is not one of '
                      f'{SCALE_FACTORS}')
 
 
@@ -118,23 +118,23 @@ class SimpleFPN(BaseModule):
                  in_index: int = -1,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        scale_factors = tuple(float(s) for s in scale_factors)
-        decreasing = all(a > b
-                         for a, b in zip(scale_factors, scale_factors[1:]))
-        if not scale_factors or not decreasing:
-            raise ValueError('SimpleFPN scale_factors must be distinct and '
-                             f'decreasing, got {scale_factors}')
-        if num_outs < len(scale_factors):
-            raise ValueError(f'SimpleFPN num_outs={num_outs} is smaller '
-                             f'than len(scale_factors)={len(scale_factors)}')
+        name = type(self).__name__
+        self.scale_factors = tuple(float(s) for s in scale_factors)
+        num_levels = len(self.scale_factors)
+        if not num_levels or any(
+                a <= b
+                for a, b in zip(self.scale_factors, self.scale_factors[1:])):
+            raise ValueError(f'{name}: scale_factors must be distinct and '
+                             f'decreasing, got {self.scale_factors}')
+        if num_outs < num_levels:
+            raise ValueError(f'{name}: num_outs={num_outs} is smaller than '
+                             f'len(scale_factors)={num_levels}')
         if in_channels % 4:
-            raise ValueError(f'SimpleFPN in_channels={in_channels} must be '
+            raise ValueError(f'{name}: in_channels={in_channels} must be '
                              'divisible by 4')
         norm_cfg = dict(type='xfm_mm.LN2d') if norm_cfg is None else norm_cfg
         act_cfg = dict(type='GELU') if act_cfg is None else act_cfg
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.scale_factors = scale_factors
+        self.in_channels, self.out_channels = in_channels, out_channels
         self.num_outs = num_outs
         self.add_extra_convs = add_extra_convs
         self.in_index = in_index
@@ -142,7 +142,7 @@ class SimpleFPN(BaseModule):
         self.rescales = nn.ModuleList()
         self.lateral_convs = nn.ModuleList()
         self.fpn_convs = nn.ModuleList()
-        for scale in scale_factors:
+        for scale in self.scale_factors:
             stage, channels = _rescale_stage(scale, in_channels, norm_cfg,
                                              act_cfg)
             self.rescales.append(stage)
@@ -158,7 +158,7 @@ class SimpleFPN(BaseModule):
                     padding=1,
                     norm_cfg=norm_cfg,
                     act_cfg=None))
-        num_extra = num_outs - len(scale_factors)
+        num_extra = num_outs - num_levels
         self.extra_convs = nn.ModuleList(
             nn.Conv2d(out_channels, out_channels, 3, stride=2, padding=1)
             for _ in range(num_extra if add_extra_convs else 0))
@@ -179,8 +179,9 @@ class SimpleFPN(BaseModule):
         x = inputs[self.in_index]
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
-                f'SimpleFPN expects a (B, {self.in_channels}, H, W) map '
-                f'(backbone out_type="featmap"), got {tuple(x.shape)}')
+                f'{type(self).__name__}: expects a (B, {self.in_channels}, '
+                'H, W) map (backbone out_type="featmap"), got '
+                f'{tuple(x.shape)}')
         outs = [
             fpn_conv(lateral(rescale(x))) for rescale, lateral, fpn_conv in
             zip(self.rescales, self.lateral_convs, self.fpn_convs)

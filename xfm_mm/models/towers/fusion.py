@@ -3,112 +3,88 @@
 from typing import Dict, List, Optional, Sequence
 
 import torch
-import torch.nn as nn
 from mmengine.logging import print_log
-from mmengine.model import BaseModule
-from torch.utils.checkpoint import checkpoint
 
 from xfm_mm.registry import MODELS
-from .hf_weights import (convert_hf_layer, load_hf_state_dict, resolve_arch,
-                         split_model_prefix)
-from .text import (BERT_BASE_ARCH, PostNormLayer, init_bert_weights,
-                   mask_to_bias)
+from ..layers import mask_to_bias
+from ..weights import (convert_hf_layer, load_state_dict_file,
+                       split_model_prefix)
+from ..weights.hf_bert import STACK_LAYERS
+from .text import BertTower, bert_arch, bert_stack, init_bert_weights
 
 
 @MODELS.register_module()
-class FusionEncoder(BaseModule):
+class FusionEncoder(BertTower):
     """Stack of BERT layers with cross-attention to vision tokens.
 
     Each layer runs self-attention over the text, cross-attention from the
     text to the vision tokens and an FFN, each followed by a residual
-    LayerNorm (HF ``BertLayer`` with ``add_cross_attention``). X-FM uses 12
+    LayerNorm (HF ``BertLayer`` with ``add_cross_attention``), in a
+    :class:`TransformerStack` (``transformer``). X-FM uses 12
     randomly initialised layers; X2-VLM 6 layers initialised from BERT
     layers 6-11 (see :meth:`load_hf_layers`). The cross-attention key/value
     projections read ``vision_dims``-wide tokens directly, so no extra
     projection exists whatever the widths.
 
-    Architecture arguments left as None come from ``hf_config`` when given,
+    Architecture arguments left out come from ``hf_config`` when given,
     otherwise from BERT-base (12 layers, 768 wide).
 
     Args:
-        num_layers (int, optional): Number of fusion layers.
-        embed_dims (int, optional): Text width.
-        num_heads (int, optional): Attention heads.
-        ffn_dims (int, optional): FFN hidden width.
         vision_dims (int, optional): Width of the vision tokens. Defaults
             to ``embed_dims``.
-        layer_norm_eps (float, optional): LayerNorm epsilon.
-        dropout (float, optional): Hidden dropout.
-        attn_dropout (float, optional): Attention-probability dropout.
         with_cp (bool): Activation checkpointing per layer in training.
             Defaults to False.
         hf_config (str, optional): Local HF BERT/RoBERTa directory or
             ``config.json`` to take the widths from.
         pretrained (str, optional): Local HF directory or weights file whose
             encoder layers initialise the self-attention and FFN sub-layers
-            (:meth:`init_weights` calls :meth:`load_hf_layers`).
+            (:meth:`init_weights` calls :meth:`load_pretrained`).
         pretrained_layers (Sequence[int], optional): Source layer indices,
             one per fusion layer. Defaults to the last ``num_layers`` layers
             of the checkpoint (BERT layers 6-11 for 6 fusion layers).
         init_cfg (dict, optional): mmengine initialisation config.
+        **arch: ``num_layers`` (fusion layers), ``embed_dims`` (text
+            width), ``num_heads``, ``feedforward_channels``,
+            ``layer_norm_eps``, ``dropout``, ``attn_dropout``, as in
+            :class:`TextEncoder`.
     """
+    ARCH_KEYS = ('num_layers', 'embed_dims', 'num_heads',
+                 'feedforward_channels', 'layer_norm_eps', 'dropout',
+                 'attn_dropout')
 
     def __init__(self,
-                 num_layers: Optional[int] = None,
-                 embed_dims: Optional[int] = None,
-                 num_heads: Optional[int] = None,
-                 ffn_dims: Optional[int] = None,
                  vision_dims: Optional[int] = None,
-                 layer_norm_eps: Optional[float] = None,
-                 dropout: Optional[float] = None,
-                 attn_dropout: Optional[float] = None,
                  with_cp: bool = False,
                  hf_config: Optional[str] = None,
                  pretrained: Optional[str] = None,
                  pretrained_layers: Optional[Sequence[int]] = None,
-                 init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
-        arch = resolve_arch(
-            dict(
-                num_layers=num_layers,
-                embed_dims=embed_dims,
-                num_heads=num_heads,
-                ffn_dims=ffn_dims,
-                layer_norm_eps=layer_norm_eps,
-                dropout=dropout,
-                attn_dropout=attn_dropout), hf_config, BERT_BASE_ARCH)
+                 init_cfg: Optional[dict] = None,
+                 **arch):
+        super().__init__(pretrained, init_cfg=init_cfg)
+        arch = bert_arch(type(self).__name__, arch, hf_config, self.ARCH_KEYS)
         self.num_layers = arch['num_layers']
         self.embed_dims = arch['embed_dims']
         self.vision_dims = vision_dims or self.embed_dims
-        self.with_cp = with_cp
-        self.pretrained = pretrained
         self.pretrained_layers = pretrained_layers
-        self.layers = nn.ModuleList([
-            PostNormLayer(
-                self.embed_dims,
-                arch['num_heads'],
-                arch['ffn_dims'],
-                kv_dims=self.vision_dims,
-                layer_norm_eps=arch['layer_norm_eps'],
-                dropout=arch['dropout'],
-                attn_dropout=arch['attn_dropout'])
-            for _ in range(self.num_layers)
-        ])
+        self.transformer = bert_stack(
+            arch, cross_attn_dims=self.vision_dims, with_cp=with_cp)
         self.apply(init_bert_weights)
 
-    def init_weights(self) -> None:
-        """Apply ``init_cfg``, then copy ``pretrained`` layers if given."""
-        first_time = not self._is_init
-        super().init_weights()
-        if self.pretrained is not None and first_time:
-            not_loaded = self.load_hf_layers(
-                load_hf_state_dict(self.pretrained), self.pretrained_layers)
-            source = self.pretrained_layers or f'last {self.num_layers}'
-            print_log(
-                f'FusionEncoder: self-attention and FFN from layers '
-                f'{source} of {self.pretrained}; {len(not_loaded)} '
-                'cross-attention parameters keep their random init',
-                logger='current')
+    def load_pretrained(self, path: str) -> None:
+        """Copy the ``pretrained_layers`` of HF weights (see
+        :meth:`load_hf_layers`).
+
+        Args:
+            path (str): Local HF directory or weights file.
+        """
+        not_loaded = self.load_hf_layers(
+            load_state_dict_file(path), self.pretrained_layers)
+        source = self.pretrained_layers or f'last {self.num_layers}'
+        print_log(
+            f'{type(self).__name__}: self-attention and FFN from layers '
+            f'{source} of {path}; {len(not_loaded)} cross-attention '
+            'parameters keep their random init',
+            logger='current')
 
     def _source_layers(self, src_layers: Optional[Sequence[int]],
                        available: List[int]) -> List[int]:
@@ -117,7 +93,7 @@ class FusionEncoder(BaseModule):
         src_layers = [int(i) for i in src_layers]
         if len(src_layers) != self.num_layers:
             raise ValueError(
-                f'FusionEncoder: {len(src_layers)} source layers '
+                f'{type(self).__name__}: {len(src_layers)} source layers '
                 f'{src_layers} for {self.num_layers} fusion layers')
         return src_layers
 
@@ -150,19 +126,19 @@ class FusionEncoder(BaseModule):
         src_layers = self._source_layers(src_layers, available)
         absent = sorted(set(src_layers) - set(available))
         if absent:
-            raise KeyError(f'FusionEncoder: source layers {absent} are not '
-                           f'in the checkpoint (it has {available})')
+            raise KeyError(f'{type(self).__name__}: source layers {absent} '
+                           f'are not in the checkpoint (it has {available})')
         state, used = {}, set()
         for dst, src in enumerate(src_layers):
             state.update(
-                convert_hf_layer(sd, f'encoder.layer.{src}.', f'layers.{dst}.',
-                                 used))
+                convert_hf_layer(sd, f'encoder.layer.{src}.',
+                                 f'{STACK_LAYERS}{dst}.', used))
         missing, unexpected = self.load_state_dict(state, strict=False)
         required = [k for k in missing if '.cross_attn' not in k]
         if required or unexpected:
             raise KeyError(
-                'FusionEncoder: source layers do not match the fusion '
-                f'layers; missing: {sorted(required)}, unexpected: '
+                f'{type(self).__name__}: source layers do not match the '
+                f'fusion layers; missing: {sorted(required)}, unexpected: '
                 f'{sorted(unexpected)}')
         return sorted(missing)
 
@@ -185,11 +161,12 @@ class FusionEncoder(BaseModule):
         Returns:
             Tensor: ``(B, L, D)``.
         """
+        name = type(self).__name__
         if text_embeds.shape[-1] != self.embed_dims:
-            raise ValueError(f'FusionEncoder: text_embeds width '
+            raise ValueError(f'{name}: text_embeds width '
                              f'{text_embeds.shape[-1]} != {self.embed_dims}')
         if vision_embeds.shape[-1] != self.vision_dims:
-            raise ValueError(f'FusionEncoder: vision_embeds width '
+            raise ValueError(f'{name}: vision_embeds width '
                              f'{vision_embeds.shape[-1]} != '
                              f'{self.vision_dims}')
         text_bias = vision_bias = None
@@ -197,16 +174,5 @@ class FusionEncoder(BaseModule):
             text_bias = mask_to_bias(text_mask, text_embeds)
         if vision_mask is not None:
             vision_bias = mask_to_bias(vision_mask, text_embeds)
-        x = text_embeds
-        for layer in self.layers:
-            if self.with_cp and self.training and torch.is_grad_enabled():
-                x = checkpoint(
-                    layer,
-                    x,
-                    text_bias,
-                    vision_embeds,
-                    vision_bias,
-                    use_reentrant=False)
-            else:
-                x = layer(x, text_bias, vision_embeds, vision_bias)
-        return x
+        return self.transformer(text_embeds, text_bias, vision_embeds,
+                                vision_bias)

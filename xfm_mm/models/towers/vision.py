@@ -1,17 +1,17 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""The BEiT-v2 vision tower of X-FM and X2-VLM (reference §1.1)."""
+"""The ViT tower: X-FM / X2-VLM's BEiT-v2 (X-FM ``models/beit2.py``) by
+default, FLAVA's / a plain ViT's by its options."""
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
-from torch.utils.checkpoint import checkpoint
 
 from xfm_mm.registry import MODELS
-from ..layers import (FFN, DropPath, MultiheadAttention, RelativePositionBias,
-                      relative_position_index)
-from .vision_weights import load_vision_weights
+from ..layers import PatchEmbedding, TransformerStack
+from ..weights import (VISION_137E521, load_vision_weights,
+                       upgrade_legacy_keys)
 
 ARCHS = {
     'tiny': dict(embed_dims=192, num_layers=12, num_heads=3),
@@ -19,6 +19,7 @@ ARCHS = {
     'base': dict(embed_dims=768, num_layers=12, num_heads=12),
     'large': dict(embed_dims=1024, num_layers=24, num_heads=16),
 }
+TOKEN0 = ('mean_patches', 'cls')
 
 
 def resolve_vision_arch(arch: Union[str, dict]) -> dict:
@@ -34,106 +35,74 @@ def resolve_vision_arch(arch: Union[str, dict]) -> dict:
     """
     if isinstance(arch, str):
         if arch.lower() not in ARCHS:
-            raise ValueError(f'VisionEncoder arch {arch!r} is not one of '
-                             f'{sorted(ARCHS)}')
+            raise ValueError(f'resolve_vision_arch: arch {arch!r} is not one '
+                             f'of {sorted(ARCHS)}')
         arch = ARCHS[arch.lower()]
     if not isinstance(arch, dict):
-        raise TypeError(f'VisionEncoder arch must be a str or dict, got '
-                        f'{type(arch).__name__}')
+        raise TypeError('resolve_vision_arch: arch must be a str or dict, '
+                        f'got {type(arch).__name__}')
     missing = {'embed_dims', 'num_layers', 'num_heads'} - set(arch)
     if missing:
-        raise ValueError(f'VisionEncoder arch dict misses {sorted(missing)}')
+        raise ValueError(
+            f'resolve_vision_arch: arch dict misses {sorted(missing)}')
     arch = dict(arch)
     arch.setdefault('feedforward_channels', 4 * arch['embed_dims'])
     return arch
 
 
-class VisionBlock(nn.Module):
-    """Pre-LN transformer block with relative position bias and LayerScale.
-
-    Args:
-        embed_dims (int): Token width.
-        num_heads (int): Attention heads.
-        feedforward_channels (int): MLP hidden width.
-        grid (tuple[int, int]): Patch grid of the relative position table.
-        layer_scale_init_value (float): Initial LayerScale (``gamma_1``,
-            ``gamma_2``); 0 disables LayerScale.
-        drop_path_rate (float): Stochastic depth of both branches.
-    """
-
-    def __init__(self, embed_dims: int, num_heads: int,
-                 feedforward_channels: int, grid: Tuple[int, int],
-                 layer_scale_init_value: float, drop_path_rate: float):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
-        self.attn = MultiheadAttention(embed_dims, num_heads)
-        self.rel_pos_bias = RelativePositionBias(grid, num_heads)
-        self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)
-        self.mlp = FFN(embed_dims, feedforward_channels)
-        self.drop_path = DropPath(drop_path_rate)
-        if layer_scale_init_value > 0:
-            self.gamma_1 = nn.Parameter(
-                torch.full((embed_dims, ), float(layer_scale_init_value)))
-            self.gamma_2 = nn.Parameter(
-                torch.full((embed_dims, ), float(layer_scale_init_value)))
-        else:
-            self.gamma_1 = self.gamma_2 = None
-
-    def forward(self, x: torch.Tensor, index: torch.Tensor,
-                grid: Tuple[int, int]) -> torch.Tensor:
-        """Run the block on ``(B, 1 + N, D)`` tokens of a ``grid`` image."""
-        attn = self.attn(
-            self.norm1(x), attn_bias=self.rel_pos_bias(index, grid))
-        if self.gamma_1 is not None:
-            attn = self.gamma_1 * attn
-        x = x + self.drop_path(attn)
-        mlp = self.mlp(self.norm2(x))
-        if self.gamma_2 is not None:
-            mlp = self.gamma_2 * mlp
-        return x + self.drop_path(mlp)
-
-
 @MODELS.register_module()
 class VisionEncoder(BaseModule):
-    """BEiT-v2 ViT whose token 0 is the mean of the normalised patches.
+    """ViT of :class:`PatchEmbedding` + pre-norm :class:`TransformerStack`.
 
-    Patch-16 convolution, a cls token, no absolute position embedding, a
-    relative position bias of its own in every block (attention bias through
-    SDPA), q/v biases (the key bias of the fused ``qkv`` is zero when loaded
-    from BEiT and has no effect), LayerScale, stochastic depth increasing
-    linearly to ``drop_path_rate``, LayerNorm eps 1e-6, MLP ratio 4.
+    Defaults are X-FM's BEiT-v2: patch-16 convolution, a cls token, no
+    absolute position embedding but a relative position bias of its own in
+    every layer, q/v biases (the key bias of the fused ``qkv`` is zero when
+    loaded from BEiT and has no effect), LayerScale, stochastic depth rising
+    linearly to ``drop_path_rate``, LayerNorm eps 1e-6, MLP ratio 4, and a
+    final LayerNorm (``transformer.norm``, BEiT's ``fc_norm``).
 
-    After the blocks the cls output is dropped, ``fc_norm`` normalises every
-    patch token and their mean is prepended as token 0 (X-FM / X2-VLM
-    ``beit2.py``); the cls token only takes part in self-attention.
+    Token 0 of the output (``token0``):
 
-    Any input whose sides are multiples of ``patch_size`` is accepted; on a
-    grid other than ``img_size / patch_size`` the tables are resized on the
-    fly (bicubic). State dicts built for another square grid are resized
-    while loading.
+    - ``'mean_patches'`` (X-FM / X2-VLM): the cls output is dropped and the
+      mean of the normalised patch tokens prepended; the cls token only
+      takes part in self-attention.
+    - ``'cls'`` (ViT / FLAVA): the normalised cls token.
+
+    Any input whose sides are multiples of ``patch_size`` is accepted;
+    position tables are resized on the fly (bicubic) for other grids, and
+    while loading state dicts built for another square grid.
 
     Args:
         arch (str | dict): ``'tiny'``, ``'small'``, ``'base'``, ``'large'``
             or a dict, see :func:`resolve_vision_arch`. Defaults to
             ``'base'``.
         img_size (int | tuple[int, int]): Training resolution, which sets
-            the grid of the relative position tables. Defaults to 224.
+            the grid of the position tables. Defaults to 224.
         patch_size (int): Patch side. Defaults to 16.
         in_channels (int): Image channels. Defaults to 3.
-        drop_path_rate (float): Stochastic depth of the last block.
+        drop_path_rate (float): Stochastic depth of the last layer.
             Defaults to 0.1.
-        layer_scale_init_value (float): Initial LayerScale. Defaults to 0.1.
+        layer_scale_init_value (float): Initial LayerScale; 0 turns it off.
+            Defaults to 0.1.
+        layer_norm_eps (float): LayerNorm epsilon. Defaults to 1e-6.
+        pos_embed (str): ``'none'`` or ``'absolute'`` (a learned table, see
+            :class:`PatchEmbedding`). Defaults to ``'none'``.
+        rel_pos_bias (bool): A relative position bias in every layer.
+            Defaults to True.
+        token0 (str): ``'mean_patches'`` or ``'cls'``, see above. Defaults
+            to ``'mean_patches'``.
         with_mask_token (bool): Learn a mask token for masked image
             modeling. Defaults to False.
-        with_cp (bool): Checkpoint the activations of every block while
+        with_cp (bool): Checkpoint the activations of every layer while
             training. Defaults to False.
         pretrained (str, optional): An xfm_mm, mmpretrain or BEiT / X-FM
             checkpoint (layout and ``vision_encoder.`` / ``backbone.``
             prefix detected), loaded by :meth:`init_weights`.
         init_cfg (dict, optional): mmengine init config; a ``Pretrained``
             one is loaded through :meth:`load_pretrained` too (``prefix``
-            honoured, tables resized).
+            honoured, layouts converted, tables resized).
     """
+    legacy_key_rules = VISION_137E521
 
     def __init__(self,
                  arch: Union[str, dict] = 'base',
@@ -142,51 +111,50 @@ class VisionEncoder(BaseModule):
                  in_channels: int = 3,
                  drop_path_rate: float = 0.1,
                  layer_scale_init_value: float = 0.1,
+                 layer_norm_eps: float = 1e-6,
+                 pos_embed: str = 'none',
+                 rel_pos_bias: bool = True,
+                 token0: str = 'mean_patches',
                  with_mask_token: bool = False,
                  with_cp: bool = False,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        if token0 not in TOKEN0:
+            raise ValueError(f'{type(self).__name__}: token0={token0!r} is '
+                             f'not one of {TOKEN0}')
         arch = resolve_vision_arch(arch)
         self.embed_dims = arch['embed_dims']
         self.num_layers = arch['num_layers']
         self.num_heads = arch['num_heads']
-        self.patch_size = int(patch_size)
-        self.in_channels = in_channels
-        img_size = (img_size, img_size) if isinstance(img_size, int) \
-            else tuple(img_size)
-        if len(img_size) != 2 or img_size[0] % self.patch_size or \
-                img_size[1] % self.patch_size:
-            raise ValueError(f'VisionEncoder img_size={img_size} must be two '
-                             f'multiples of patch_size={self.patch_size}')
-        self.img_size = img_size
-        self.grid = (img_size[0] // self.patch_size,
-                     img_size[1] // self.patch_size)
-        self.with_cp = with_cp
+        self.token0 = token0
         self.pretrained = pretrained
-
-        self.patch_embed = nn.Conv2d(
+        self.register_load_state_dict_pre_hook(upgrade_legacy_keys)
+        self.patch_embed = PatchEmbedding(
+            img_size,
+            patch_size,
             in_channels,
             self.embed_dims,
-            kernel_size=self.patch_size,
-            stride=self.patch_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims))
-        self.mask_token = nn.Parameter(torch.zeros(
-            1, 1, self.embed_dims)) if with_mask_token else None
-        rates = [
-            drop_path_rate * i / max(self.num_layers - 1, 1)
-            for i in range(self.num_layers)
-        ]
-        self.layers = nn.ModuleList(
-            VisionBlock(self.embed_dims, self.num_heads,
-                        arch['feedforward_channels'], self.grid,
-                        layer_scale_init_value, rate) for rate in rates)
-        self.fc_norm = nn.LayerNorm(self.embed_dims, eps=1e-6)
-        self.register_buffer(
-            'relative_position_index',
-            relative_position_index(self.grid),
-            persistent=False)
+            with_mask_token=with_mask_token,
+            pos_embed=pos_embed)
+        self.transformer = TransformerStack(
+            self.num_layers,
+            dict(
+                embed_dims=self.embed_dims,
+                num_heads=self.num_heads,
+                feedforward_channels=arch['feedforward_channels'],
+                layer_norm_eps=layer_norm_eps,
+                layer_scale_init_value=layer_scale_init_value,
+                rel_pos_grid=self.patch_embed.grid if rel_pos_bias else None),
+            drop_path_rate=drop_path_rate,
+            final_norm=True,
+            with_cp=with_cp)
         self._init_random()
+
+    @property
+    def grid(self) -> Tuple[int, int]:
+        """Patch grid of ``img_size``."""
+        return self.patch_embed.grid
 
     def _init_random(self) -> None:
         """BEiT initialisation: truncated normal 0.02, depth-scaled outputs.
@@ -202,13 +170,11 @@ class VisionEncoder(BaseModule):
                 nn.init.zeros_(m.bias)
 
         self.apply(init)
-        nn.init.trunc_normal_(self.cls_token, std=.02)
-        if self.mask_token is not None:
-            nn.init.trunc_normal_(self.mask_token, std=.02)
+        self.patch_embed.init_tokens(std=.02)
         with torch.no_grad():
-            for depth, layer in enumerate(self.layers, start=1):
+            for depth, layer in enumerate(self.transformer.layers, start=1):
                 layer.attn.proj.weight.div_((2.0 * depth)**0.5)
-                layer.mlp.fc2.weight.div_((2.0 * depth)**0.5)
+                layer.ffn.fc2.weight.div_((2.0 * depth)**0.5)
 
     # ----------------------------------------------------------- weights
     def init_weights(self) -> None:
@@ -220,8 +186,8 @@ class VisionEncoder(BaseModule):
             if first_time:
                 if not cfg.get('checkpoint'):
                     raise ValueError(
-                        f'{type(self).__name__} init_cfg: a Pretrained '
-                        'init_cfg needs a checkpoint path')
+                        f'{type(self).__name__}: a Pretrained init_cfg needs '
+                        'a checkpoint path')
                 self.load_pretrained(cfg['checkpoint'], cfg.get('prefix'))
             self._is_init = True
         else:
@@ -235,8 +201,9 @@ class VisionEncoder(BaseModule):
         """Load vision weights of any known layout, logging what is missing.
 
         Args:
-            checkpoint (str | dict): File (weights-only load) or checkpoint
-                / state dict; see :func:`load_vision_weights`.
+            checkpoint (str | dict): File (read safely: bare state dicts and
+                Runner checkpoints) or checkpoint / state dict; see
+                :func:`~xfm_mm.models.weights.load_vision_weights`.
             prefix (str, optional): Prefix of the vision keys; detected
                 (``vision_encoder.``, ``backbone.``, none) when ``None``.
         """
@@ -250,95 +217,42 @@ class VisionEncoder(BaseModule):
             logger='current')
 
     # ----------------------------------------------------------- forward
-    def _check_images(self, images: torch.Tensor) -> Tuple[int, int]:
-        if images.dim() != 4 or images.shape[1] != self.in_channels:
-            raise ValueError(
-                f'{type(self).__name__}: images must be (B, '
-                f'{self.in_channels}, H, W), got {tuple(images.shape)}')
-        height, width = images.shape[-2:]
-        if height % self.patch_size or width % self.patch_size:
-            raise ValueError(
-                f'{type(self).__name__}: image size {height}x{width} is not '
-                f'a multiple of patch_size={self.patch_size}')
-        return height // self.patch_size, width // self.patch_size
-
-    def embed(self,
-              images: torch.Tensor,
-              patch_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Patch embeddings, masked patches replaced, cls token prepended.
-
-        Args:
-            images (Tensor): ``(B, C, H, W)``.
-            patch_mask (Tensor, optional): ``(B, N)`` bool, True = masked.
-
-        Returns:
-            Tensor: ``(B, 1 + N, D)``.
-        """
-        x = self.patch_embed(images).flatten(2).transpose(1, 2)
-        if patch_mask is not None:
-            if self.mask_token is None:
-                raise ValueError(f'{type(self).__name__}: patch_mask needs '
-                                 'with_mask_token=True')
-            if patch_mask.shape != x.shape[:2]:
-                raise ValueError(
-                    f'{type(self).__name__}: patch_mask must be (B, N) = '
-                    f'{tuple(x.shape[:2])}, got {tuple(patch_mask.shape)}')
-            x = torch.where(patch_mask.bool().unsqueeze(-1),
-                            self.mask_token.to(x.dtype), x)
-        cls_token = self.cls_token.to(x.dtype).expand(x.shape[0], -1, -1)
-        return torch.cat([cls_token, x], dim=1)
-
     def forward_features(
             self,
             images: torch.Tensor,
             patch_mask: Optional[torch.Tensor] = None,
             out_indices: Optional[Sequence[int]] = None) -> List[torch.Tensor]:
-        """Raw block outputs: cls token first, before ``fc_norm``.
+        """Layer outputs, cls token first; the last layer's normalised.
 
-        Blocks after the deepest requested one are not run.
+        Layers after the deepest requested one are not run.
 
         Args:
             images (Tensor): ``(B, C, H, W)``, sides multiples of the patch.
             patch_mask (Tensor, optional): ``(B, N)`` bool, True = masked.
-            out_indices (Sequence[int], optional): Blocks whose outputs are
+            out_indices (Sequence[int], optional): Layers whose outputs are
                 returned (negative counts from the end). Defaults to the
-                last block.
+                last layer.
 
         Returns:
             list[Tensor]: ``(B, 1 + N, D)`` per index, in the given order.
         """
-        grid = self._check_images(images)
+        tokens, grid = self.patch_embed(images, patch_mask)
         if out_indices is None:
             out_indices = [self.num_layers - 1]
-        if any(not -self.num_layers <= i < self.num_layers
-               for i in out_indices):
-            raise ValueError(
-                f'{type(self).__name__}: out_indices {list(out_indices)} out '
-                f'of range for {self.num_layers} layers')
-        wanted = [i % self.num_layers for i in out_indices]
-        x = self.embed(images, patch_mask)
-        index = self.relative_position_index if grid == self.grid \
-            else relative_position_index(grid, images.device)
-        outs = {}
-        for i, layer in enumerate(self.layers[:max(wanted) + 1]):
-            if self.with_cp and self.training and torch.is_grad_enabled():
-                x = checkpoint(layer, x, index, grid, use_reentrant=False)
-            else:
-                x = layer(x, index, grid)
-            if i in wanted:
-                outs[i] = x
-        return [outs[i] for i in wanted]
+        return self.transformer(tokens, rel_pos=grid, out_indices=out_indices)
 
-    def pool_patches(self, x: torch.Tensor) -> torch.Tensor:
-        """Drop the cls output, ``fc_norm`` the patches, prepend their mean.
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Token 0 by ``token0``: the mean of the patches, or the cls token.
 
         Args:
-            x (Tensor): ``(B, 1 + N, D)`` output of the last block.
+            x (Tensor): ``(B, 1 + N, D)``, cls first.
 
         Returns:
             Tensor: ``(B, 1 + N, D)``.
         """
-        patches = self.fc_norm(x[:, 1:])
+        if self.token0 == 'cls':
+            return x
+        patches = x[:, 1:]
         return torch.cat([patches.mean(dim=1, keepdim=True), patches], dim=1)
 
     def forward(self,
@@ -353,10 +267,10 @@ class VisionEncoder(BaseModule):
                 prepended (needs ``with_mask_token``).
 
         Returns:
-            Tensor: ``(B, 1 + N, D)``; token 0 is the mean of the normalised
-            patch tokens 1..N.
+            Tensor: ``(B, 1 + N, D)`` normalised tokens; token 0 by
+            ``token0``, then the patches.
         """
-        return self.pool_patches(self.forward_features(images, patch_mask)[0])
+        return self.pool(self.forward_features(images, patch_mask)[0])
 
     @staticmethod
     def region_pool(feats: torch.Tensor,
@@ -391,9 +305,10 @@ class VisionEncoder(BaseModule):
                         prefix: str = '') -> Tuple[int, int]:
         """Layer-wise learning-rate decay depth, mmpretrain's convention.
 
-        ``patch_embed``, ``cls_token`` and ``mask_token`` (the stem) are at
-        depth 0, ``layers.i`` at ``i + 1`` and everything else (``fc_norm``,
-        and any parameter outside ``prefix``, e.g. heads) at the last depth.
+        ``patch_embed`` (the stem, with the cls, mask and position tokens)
+        is at depth 0, ``transformer.layers.i`` at ``i + 1`` and everything
+        else (the final norm, and any parameter outside ``prefix``, e.g.
+        heads) at the last depth.
 
         Args:
             param_name (str): Parameter name.
@@ -407,9 +322,8 @@ class VisionEncoder(BaseModule):
         if not param_name.startswith(prefix):
             return num_depths - 1, num_depths
         name = param_name[len(prefix):]
-        if name in ('cls_token', 'mask_token', 'pos_embed') or \
-                name.startswith('patch_embed'):
+        if name.startswith('patch_embed.'):
             return 0, num_depths
-        if name.startswith('layers.'):
-            return int(name.split('.')[1]) + 1, num_depths
+        if name.startswith('transformer.layers.'):
+            return int(name.split('.')[2]) + 1, num_depths
         return num_depths - 1, num_depths

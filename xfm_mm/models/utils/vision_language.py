@@ -5,10 +5,10 @@ from typing import Optional
 
 import torch
 
-from ..base import XFMBaseModel
+from ..base import BaseMultimodalModel
 
 
-class VisionLanguageModel(XFMBaseModel):
+class VisionLanguageModel(BaseMultimodalModel):
     """A model with a text, a vision and a fusion encoder.
 
     The sub-module names (``text_encoder``, ``vision_encoder``,

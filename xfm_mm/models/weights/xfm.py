@@ -2,8 +2,8 @@
 """Released X-FM checkpoints -> the state dict of :class:`XFM`.
 
 The upstream pre-training files (``torch.save({'model': state_dict,
-'config': ..., ...})``, reference ``xfm_x2vlm.md`` §2.8) name their tensors
-after the upstream modules::
+'config': ..., ...})``, upstream ``Pretrain.py``) name their tensors after
+the upstream modules (``models/xfm.py``, ``models/beit2.py``)::
 
     vision_encoder.*                 BEiT-v2 (blocks.i, q_bias / v_bias, ...)
     text_encoder.roberta.*           HF RoBERTa, no cross-attention
@@ -27,16 +27,12 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from mmengine.logging import print_log
 
-from xfm_mm.models.towers.hf_weights import (convert_hf_layer,
-                                             convert_hf_lm_head,
-                                             convert_hf_text_encoder,
-                                             split_model_prefix)
-from xfm_mm.models.towers.vision_weights import (convert_beit_official,
-                                                 unwrap_state_dict)
 from xfm_mm.utils.checkpoint import (UnsafeCheckpointError,
                                      load_from_safe_local)
-
-StateDict = Dict[str, torch.Tensor]
+from .beit import convert_beit_official
+from .hf_bert import (STACK_LAYERS, convert_hf_layer, convert_hf_lm_head,
+                      convert_hf_text_encoder, split_model_prefix)
+from .io import StateDict, unwrap_state_dict
 
 _HF_EMBEDDINGS = (r'embeddings\.((word|position|token_type)_embeddings\.'
                   r'weight|LayerNorm\.(weight|bias))')
@@ -143,8 +139,9 @@ def _check_no_leftovers(name: str, converted: StateDict) -> None:
     """A HF name left after renaming means a layer lacked a q/k/v piece."""
     left = sorted(k for k in converted if k.startswith('encoder.layer.'))
     if left:
-        raise KeyError(f'{name}: incomplete attention weights (query, key '
-                       f'and value must all be present): {left}')
+        raise KeyError(f'convert_xfm_official: {name}: incomplete attention '
+                       'weights (query, key and value must all be present): '
+                       f'{left}')
 
 
 def _convert_lm_head(tower: str, head: StateDict,
@@ -158,12 +155,13 @@ def _convert_lm_head(tower: str, head: StateDict,
     bias, decoder_bias = sd.get('lm_head.bias'), sd.get('lm_head.decoder.bias')
     if bias is not None and decoder_bias is not None and not torch.equal(
             bias, decoder_bias):
-        raise ValueError(f'{source}.bias and {source}.decoder.bias differ; '
-                         'upstream shares one tensor between them')
+        raise ValueError(f'convert_xfm_official: {source}.bias and '
+                         f'{source}.decoder.bias differ; upstream shares one '
+                         'tensor between them')
     try:
         return convert_hf_lm_head(sd)
     except KeyError as err:
-        raise KeyError(f'{source}: {err}') from err
+        raise KeyError(f'convert_xfm_official: {source}: {err}') from err
 
 
 def _convert_text(text: StateDict, mlm: StateDict) -> StateDict:
@@ -180,7 +178,8 @@ def _convert_text(text: StateDict, mlm: StateDict) -> StateDict:
         # tensor so that both names load the same values.
         if not torch.equal(head['decoder.weight'], words):
             raise ValueError(
-                'text_encoder.lm_head.decoder.weight differs from '
+                'convert_xfm_official: text_encoder.lm_head.decoder.weight '
+                'differs from '
                 'text_encoder.roberta.embeddings.word_embeddings.weight, but '
                 "XFM's mlm_head is tied to the word embeddings")
         head['decoder.weight'] = words
@@ -194,7 +193,8 @@ def _convert_fusion(fusion: StateDict) -> StateDict:
     out, used = {}, set()
     for i in layer_ids:
         out.update(
-            convert_hf_layer(sd, f'encoder.layer.{i}.', f'layers.{i}.', used))
+            convert_hf_layer(sd, f'encoder.layer.{i}.', f'{STACK_LAYERS}{i}.',
+                             used))
     _check_no_leftovers('fusion_encoder', {k: 0 for k in set(sd) - used})
     return _add_prefix(out, 'fusion_encoder.')
 
@@ -204,8 +204,8 @@ def _convert_heads(parts: Dict[str, StateDict]) -> StateDict:
     for key, value in parts.get('itc', {}).items():
         if key == 'temp' and value.dim() > 0:
             if value.numel() != 1:
-                raise ValueError(f'temp: expected one value, got shape '
-                                 f'{tuple(value.shape)}')
+                raise ValueError('convert_xfm_official: temp: expected one '
+                                 f'value, got shape {tuple(value.shape)}')
             value = value.reshape(())
         out['itc_head.' + key] = value
     for key, value in parts.get('itm', {}).items():
@@ -241,8 +241,9 @@ def convert_xfm_official_with_report(
     bad = sorted(k for k, v in state_dict.items()
                  if not isinstance(v, torch.Tensor))
     if bad:
-        raise TypeError(f'X-FM checkpoint: non-tensor entries in the state '
-                        f'dict: {bad}')
+        raise TypeError(
+            'convert_xfm_official: non-tensor entries in the state '
+            f'dict: {bad}')
     # Some upstream loaders still call the vision tower visual_encoder.
     state_dict = {
         re.sub(r'^visual_encoder\.', 'vision_encoder.', k): v
@@ -251,7 +252,7 @@ def convert_xfm_official_with_report(
     parts, dropped, unknown = classify_xfm_official_keys(state_dict)
     if unknown and not ignore_unknown:
         raise KeyError(
-            f'X-FM checkpoint: {len(unknown)} keys are not part of the '
+            f'convert_xfm_official: {len(unknown)} keys are not part of the '
             f'released X-FM pre-training layout: {unknown}. Pass '
             'ignore_unknown=True (--ignore-unknown) to drop them.')
     if unknown:
@@ -262,13 +263,14 @@ def convert_xfm_official_with_report(
             vision = convert_beit_official(
                 _strip(parts['vision'], 'vision_encoder.'))
         except KeyError as err:
-            raise KeyError(f'vision_encoder: missing {err} (q_bias and '
-                           'v_bias come in pairs)') from err
+            raise KeyError(
+                f'convert_xfm_official: vision_encoder: missing {err} '
+                '(q_bias and v_bias come in pairs)') from err
         converted.update(_add_prefix(vision, 'vision_encoder.'))
     if 'text' in parts:
         converted.update(_convert_text(parts['text'], parts.get('mlm', {})))
     elif 'mlm' in parts:
-        raise KeyError('X-FM checkpoint: text_encoder.lm_head.* without '
+        raise KeyError('convert_xfm_official: text_encoder.lm_head.* without '
                        'text_encoder.roberta.*')
     if 'fusion' in parts:
         converted.update(_convert_fusion(parts['fusion']))
@@ -327,7 +329,8 @@ def load_xfm_official(path: str) -> Tuple[StateDict, dict]:
             "'config' dict, which load weights-only; this one holds other "
             'objects.)') from None
     if not isinstance(checkpoint, dict):
-        raise TypeError(f'{path}: expected a dict (a state dict or '
+        raise TypeError(f'load_xfm_official: {path}: expected a dict (a state '
+                        'dict or '
                         f"{{'model': ...}}), got {type(checkpoint).__name__}")
     wrapped = any(
         isinstance(checkpoint.get(k), dict) for k in ('model', 'module'))
@@ -338,5 +341,5 @@ def load_xfm_official(path: str) -> Tuple[StateDict, dict]:
     try:
         state_dict = unwrap_state_dict(checkpoint)
     except TypeError as err:
-        raise TypeError(f'{path}: {err}') from err
+        raise TypeError(f'load_xfm_official: {path}: {err}') from err
     return state_dict, extras

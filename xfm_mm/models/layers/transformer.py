@@ -1,0 +1,315 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""One transformer layer and one stack of them, for every tower.
+
+The layer covers BERT (post-norm, optional cross-attention), ViT / BEiT /
+FLAVA (pre-norm, optional relative position bias, LayerScale, drop path)
+and anything in between; the stack owns the layer loop, activation
+checkpointing, the final norm and runs any sub-range of its layers.
+"""
+from typing import Callable, List, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+from mmpretrain.models.utils import LayerScale
+from torch.utils.checkpoint import checkpoint
+
+from xfm_mm.registry import MODELS
+from .attention import MultiheadAttention
+from .mlp import FFN
+from .rel_pos_bias import RelativePositionBias
+
+#: The sub-layers of a layer, in the order they run.
+SUBLAYERS = ('attn', 'cross_attn', 'ffn')
+
+
+class TransformerLayer(nn.Module):
+    """Self-attention, optional cross-attention and an FFN, each residual.
+
+    Every sub-layer ``f`` (``attn``, ``cross_attn``, ``ffn``) has its own
+    LayerNorm ``{f}_norm``, LayerScale ``{f}_scale`` (identity when off)
+    and shares the layer's drop path:
+
+    - pre-norm (``norm_first=True``, ViT / BEiT / FLAVA):
+      ``x + drop_path(scale(f(norm(x))))``;
+    - post-norm (BERT): ``norm(x + drop_path(scale(f(x))))``.
+
+    ``dropout`` acts where BERT and ViT put it: after the attention output
+    projections and after the FFN (not between its linears); ``attn_dropout``
+    on the attention probabilities.
+
+    Args:
+        embed_dims (int): Token width.
+        num_heads (int): Attention heads.
+        feedforward_channels (int): FFN hidden width.
+        norm_first (bool): Pre-norm (True) or post-norm. Defaults to True.
+        cross_attn_dims (int, optional): Width of the cross-attended
+            context; None (default) builds no cross-attention.
+        qkv_bias (bool): Biases of the query/key/value projections.
+            Defaults to True.
+        layer_norm_eps (float): LayerNorm epsilon. Defaults to 1e-6.
+        act (str | dict): FFN activation: ``'gelu'``, ``'gelu_tanh'``,
+            ``'relu'`` or an mmcv ``act_cfg``. Defaults to ``'gelu'``.
+        dropout (float): Sub-layer output dropout. Defaults to 0.
+        attn_dropout (float): Attention-probability dropout. Defaults to 0.
+        drop_path_rate (float): Stochastic depth of every residual branch.
+            Defaults to 0.
+        layer_scale_init_value (float): Initial LayerScale; 0 (default)
+            builds none.
+        rel_pos_grid (int | Sequence[int], optional): Patch grid of a
+            BEiT relative position bias of this layer's self-attention
+            (:class:`RelativePositionBias`); None (default) builds none.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 feedforward_channels: int,
+                 norm_first: bool = True,
+                 cross_attn_dims: Optional[int] = None,
+                 qkv_bias: bool = True,
+                 layer_norm_eps: float = 1e-6,
+                 act: Union[str, dict] = 'gelu',
+                 dropout: float = 0.,
+                 attn_dropout: float = 0.,
+                 drop_path_rate: float = 0.,
+                 layer_scale_init_value: float = 0.,
+                 rel_pos_grid: Optional[Union[int, Sequence[int]]] = None):
+        super().__init__()
+        self.embed_dims = embed_dims
+        self.norm_first = norm_first
+        self.has_cross_attn = cross_attn_dims is not None
+        sublayers = [s for s in SUBLAYERS
+                     if s != 'cross_attn' or self.has_cross_attn]
+        # LayerScales first, then each sub-layer's modules in the order they
+        # run: the parameter order of the towers this class replaced, which
+        # the optimizer states of their checkpoints follow.
+        for name in sublayers:
+            setattr(self, f'{name}_scale',
+                    LayerScale(embed_dims, layer_scale_init_value)
+                    if layer_scale_init_value > 0 else nn.Identity())
+        modules = dict(
+            attn=MultiheadAttention(
+                embed_dims,
+                num_heads,
+                qkv_bias=qkv_bias,
+                attn_drop=attn_dropout,
+                proj_drop=dropout),
+            cross_attn=MultiheadAttention(
+                embed_dims,
+                num_heads,
+                kv_dims=cross_attn_dims,
+                qkv_bias=qkv_bias,
+                attn_drop=attn_dropout,
+                proj_drop=dropout) if self.has_cross_attn else None,
+            ffn=FFN(embed_dims, feedforward_channels, act, dropout))
+        for name in sublayers:
+            norm = nn.LayerNorm(embed_dims, eps=layer_norm_eps)
+            if norm_first:
+                setattr(self, f'{name}_norm', norm)
+            setattr(self, name, modules[name])
+            if not norm_first:
+                setattr(self, f'{name}_norm', norm)
+            if name == 'attn':
+                self.rel_pos_bias = None if rel_pos_grid is None else \
+                    RelativePositionBias(rel_pos_grid, num_heads)
+        self.drop_path = DropPath(drop_path_rate)
+
+    def _residual(self, x: torch.Tensor, name: str,
+                  branch: Callable) -> torch.Tensor:
+        """Wrap ``branch`` (sub-layer ``name``) in its norm and residual."""
+        norm = getattr(self, f'{name}_norm')
+        scale = getattr(self, f'{name}_scale')
+        if self.norm_first:
+            return x + self.drop_path(scale(branch(norm(x))))
+        return norm(x + self.drop_path(scale(branch(x))))
+
+    def forward(self,
+                x: torch.Tensor,
+                attn_bias: Optional[torch.Tensor] = None,
+                context: Optional[torch.Tensor] = None,
+                context_bias: Optional[torch.Tensor] = None,
+                rel_pos: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """Run the layer.
+
+        Args:
+            x (Tensor): ``(B, L, embed_dims)``.
+            attn_bias (Tensor, optional): Additive self-attention bias
+                broadcastable to ``(B, num_heads, L, L)`` (padding, causal).
+            context (Tensor, optional): ``(B, Lc, cross_attn_dims)``;
+                required by a cross-attending layer, ignored by others.
+            context_bias (Tensor, optional): Cross-attention bias
+                broadcastable to ``(B, num_heads, L, Lc)``.
+            rel_pos (Sequence[int], optional): Patch grid ``(Wh, Ww)`` of
+                ``x`` = ``[cls] + Wh*Ww`` patches, for the relative position
+                bias (added to ``attn_bias``). Defaults to the grid the bias
+                was built for; ignored by a layer without one.
+
+        Returns:
+            Tensor: ``(B, L, embed_dims)``.
+        """
+        if self.rel_pos_bias is not None:
+            pos_bias = self.rel_pos_bias(rel_pos)
+            attn_bias = pos_bias if attn_bias is None else attn_bias + pos_bias
+        x = self._residual(x, 'attn',
+                           lambda h: self.attn(h, attn_bias=attn_bias))
+        if self.has_cross_attn:
+            if context is None:
+                raise ValueError(f'{type(self).__name__}: this layer '
+                                 'cross-attends and needs a context')
+            x = self._residual(
+                x, 'cross_attn',
+                lambda h: self.cross_attn(h, context, attn_bias=context_bias))
+        return self._residual(x, 'ffn', self.ffn)
+
+
+@MODELS.register_module()
+class TransformerStack(BaseModule):
+    """A stack of :class:`TransformerLayer` with an optional final norm.
+
+    The one place of the layer loop: the attention biases (made once by the
+    caller and shared; each layer adds its own relative position bias),
+    activation checkpointing, the final norm and sub-ranges of layers (X2-VLM
+    runs layers 0-11 as its text encoder and 12-17 as its fusion encoder).
+
+    Args:
+        num_layers (int): Number of layers.
+        layer_cfg (dict): Keyword arguments of every
+            :class:`TransformerLayer` (``embed_dims``, ``num_heads``,
+            ``feedforward_channels``, ...; ``cross_attn_dims`` is the
+            context width of the cross-attending layers, default
+            ``embed_dims``). ``drop_path_rate`` is the stack's.
+        drop_path_rate (float): Stochastic depth of the last layer, rising
+            linearly from 0 at the first (BEiT). Defaults to 0.
+        cross_attn_layers (str | Sequence[int], optional): Indices of the
+            layers that cross-attend, or ``'all'``. Defaults to None (none).
+        final_norm (bool): A LayerNorm (``norm``, the layers' eps) after the
+            last layer. Defaults to False.
+        with_cp (bool): Checkpoint the activations of every layer while
+            training with gradients. Defaults to False.
+        init_cfg (dict, optional): mmengine initialisation config.
+    """
+
+    def __init__(self,
+                 num_layers: int,
+                 layer_cfg: dict,
+                 drop_path_rate: float = 0.,
+                 cross_attn_layers: Optional[Union[str,
+                                                   Sequence[int]]] = None,
+                 final_norm: bool = False,
+                 with_cp: bool = False,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        layer_cfg = dict(layer_cfg)
+        if 'drop_path_rate' in layer_cfg:
+            raise ValueError(
+                f'{type(self).__name__}: layer_cfg.drop_path_rate is set by '
+                'the stack; pass drop_path_rate to the stack instead')
+        cross_dims = layer_cfg.pop('cross_attn_dims', None)
+        cross = self._cross_attn_indices(cross_attn_layers, num_layers,
+                                         cross_dims)
+        cross_dims = cross_dims or layer_cfg.get('embed_dims')
+        self.with_cp = with_cp
+        self.layers = nn.ModuleList(
+            TransformerLayer(
+                **layer_cfg,
+                cross_attn_dims=cross_dims if i in cross else None,
+                drop_path_rate=drop_path_rate * i / max(num_layers - 1, 1))
+            for i in range(num_layers))
+        self.norm = None
+        if final_norm:
+            self.norm = nn.LayerNorm(
+                self.layers[0].embed_dims, eps=self.layers[0].ffn_norm.eps)
+
+    def _cross_attn_indices(self, cross_attn_layers, num_layers: int,
+                            cross_dims: Optional[int]) -> set:
+        name = type(self).__name__
+        if cross_attn_layers is None:
+            if cross_dims is not None:
+                raise ValueError(
+                    f'{name}: layer_cfg.cross_attn_dims={cross_dims} but '
+                    "cross_attn_layers is None; pass 'all' or the indices")
+            return set()
+        if cross_attn_layers == 'all':
+            return set(range(num_layers))
+        if isinstance(cross_attn_layers, str):
+            raise ValueError(f'{name}: cross_attn_layers='
+                             f"{cross_attn_layers!r} is not 'all' or indices")
+        indices = {int(i) for i in cross_attn_layers}
+        if any(not 0 <= i < num_layers for i in indices):
+            raise ValueError(f'{name}: cross_attn_layers={cross_attn_layers}'
+                             f' out of range for {num_layers} layers')
+        return indices
+
+    @property
+    def num_layers(self) -> int:
+        """Number of layers."""
+        return len(self.layers)
+
+    def _layer_range(self, start: int, end: Optional[int],
+                     out_indices: Optional[Sequence[int]]) -> tuple:
+        """Check the run ``start..end-1`` and resolve ``out_indices``."""
+        num = self.num_layers
+        end = num if end is None else end
+        if not 0 <= start <= end <= num:
+            raise ValueError(f'{type(self).__name__}: layers {start}..'
+                             f'{end - 1} are not within 0..{num - 1}')
+        if out_indices is None:
+            return end, None
+        wanted = [i % num if -num <= i < num else i for i in out_indices]
+        if any(not start <= i < end for i in wanted):
+            raise ValueError(
+                f'{type(self).__name__}: out_indices {list(out_indices)} '
+                f'are not all within the layers run, {start}..{end - 1}')
+        # Layers after the deepest wanted output would be discarded.
+        return (max(wanted) + 1 if wanted else start), wanted
+
+    def forward(self,
+                x: torch.Tensor,
+                attn_bias: Optional[torch.Tensor] = None,
+                context: Optional[torch.Tensor] = None,
+                context_bias: Optional[torch.Tensor] = None,
+                rel_pos: Optional[Sequence[int]] = None,
+                start: int = 0,
+                end: Optional[int] = None,
+                out_indices: Optional[Sequence[int]] = None
+                ) -> Union[torch.Tensor, List[torch.Tensor]]:
+        """Run layers ``start..end-1``.
+
+        Args:
+            x (Tensor): ``(B, L, D)`` input of layer ``start``.
+            attn_bias (Tensor, optional): Self-attention bias shared by all
+                layers (see :mod:`~.attention_bias`).
+            context (Tensor, optional): Cross-attention context.
+            context_bias (Tensor, optional): Cross-attention bias.
+            rel_pos (Sequence[int], optional): Patch grid of ``x`` for the
+                layers' relative position biases.
+            start (int): First layer to run. Defaults to 0.
+            end (int, optional): One past the last layer to run. Defaults to
+                all layers.
+            out_indices (Sequence[int], optional): Layers (negative from the
+                end of the stack) whose outputs are returned; layers after
+                the deepest are not run.
+
+        Returns:
+            Tensor | list[Tensor]: The last output, or one output per
+            ``out_indices`` entry in its order. The final norm is applied
+            to the output of the last layer of the stack, and only there.
+        """
+        end, wanted = self._layer_range(start, end, out_indices)
+        use_cp = self.with_cp and self.training and torch.is_grad_enabled()
+        outs = {}
+        for i in range(start, end):
+            args = (x, attn_bias, context, context_bias, rel_pos)
+            if use_cp:
+                x = checkpoint(self.layers[i], *args, use_reentrant=False)
+            else:
+                x = self.layers[i](*args)
+            if i == self.num_layers - 1 and self.norm is not None:
+                x = self.norm(x)
+            if wanted is not None and i in wanted:
+                outs[i] = x
+        if wanted is None:
+            return x
+        return [outs[i] for i in wanted]
