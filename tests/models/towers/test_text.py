@@ -234,3 +234,9 @@ def test_too_long_sequence_is_a_clear_error():
         max_positions=8)
     with pytest.raises(ValueError, match='max_positions'):
         enc(torch.ones(1, 9, dtype=torch.long))
+
+
+def test_a_missing_pretrained_folder_is_named_at_build(tmp_path):
+    missing = str(tmp_path / 'no_such_model')
+    with pytest.raises(FileNotFoundError, match='no_such_model'):
+        MODELS.build(dict(type='TextEncoder', pretrained=missing))

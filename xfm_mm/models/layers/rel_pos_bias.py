@@ -120,7 +120,8 @@ def infer_square_grid(num_rows: int) -> Tuple[int, int]:
     Raises:
         ValueError: No square grid has such a table.
     """
-    side = round((num_rows - NUM_EXTRA_DISTANCES)**0.5)
+    offsets = num_rows - NUM_EXTRA_DISTANCES
+    side = round(offsets**0.5) if offsets > 0 else 0
     if side < 1 or side % 2 == 0 or side * side != \
             num_rows - NUM_EXTRA_DISTANCES:
         raise ValueError(
@@ -180,9 +181,14 @@ class RelativePositionBias(nn.Module):
     def _resize_on_load(module, state_dict, prefix, *args, **kwargs):
         key = prefix + 'relative_position_bias_table'
         table = state_dict.get(key)
-        if table is None or table.shape[0] == \
-                module.relative_position_bias_table.shape[0]:
+        own = module.relative_position_bias_table
+        if table is None or table.shape == own.shape:
             return
+        if table.dim() != 2 or table.shape[1] != own.shape[1]:
+            raise ValueError(
+                f'{type(module).__name__}: {key} has shape '
+                f'{tuple(table.shape)}; expected (rows, num_heads='
+                f'{own.shape[1]})')
         try:
             src_grid = infer_square_grid(table.shape[0])
         except ValueError as err:

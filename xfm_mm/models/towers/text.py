@@ -207,6 +207,12 @@ class TextEncoder(BertTower):
                  **arch):
         if pretrained is not None:
             pretrained = resolve_path(pretrained)
+            if not osp.exists(pretrained):
+                # Checked here: without it the BERT-base defaults would be
+                # built and fail later with unrelated shape errors.
+                raise FileNotFoundError(
+                    f'{type(self).__name__}: pretrained={pretrained!r} does '
+                    'not exist (a HF model folder or a weights file)')
         super().__init__(pretrained, init_cfg=init_cfg)
         if (hf_config is None and pretrained is not None
                 and osp.isfile(osp.join(pretrained, 'config.json'))):
