@@ -1,6 +1,5 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """MultiSourceTrainLoop: step schedule, loss weights, resume, two ranks."""
-import copy
 import os
 import os.path as osp
 import re
@@ -235,10 +234,30 @@ def test_demo_config_trains_on_two_cpu_processes(small_demo, tmp_path):
     assert (tmp_path / 'iter_2.pth').is_file()
 
 
-def test_pretrain_configs_build_with_the_expected_parameter_count():
+def _roberta_base_config(root):
+    """A folder holding only roberta-base's published ``config.json``: the
+    configs name ``data/roberta-base``, whose weights tests never have."""
+    from transformers import RobertaConfig
+    folder = osp.join(root, 'roberta-base')
+    RobertaConfig(max_position_embeddings=514, type_vocab_size=1,
+                  layer_norm_eps=1e-5).save_pretrained(folder)
+    return folder
+
+
+def _replace_value(node, old, new):
+    """Replace every ``old`` string value in a nested config by ``new``."""
+    if isinstance(node, dict):
+        return {k: _replace_value(v, old, new) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return type(node)(_replace_value(v, old, new) for v in node)
+    return new if node == old else node
+
+
+def test_pretrain_configs_build_with_the_expected_parameter_count(tmp_path):
     """pretrain_base.py and every ablation build; counted as the reference
     counts 327M (towers, projections, temperature, ITM and box heads)."""
     from xfm_mm.registry import MODELS
+    roberta = _roberta_base_config(str(tmp_path))
     counted = ('text_encoder', 'vision_encoder', 'fusion_encoder', 'itc_head',
                'itm_head', 'box_head')
     configs = ['configs/xfm/pretrain_base.py'] + sorted(
@@ -247,8 +266,10 @@ def test_pretrain_configs_build_with_the_expected_parameter_count():
     counts = {}
     for path in configs:
         cfg = Config.fromfile(osp.join(REPO, path))
+        model_cfg = _replace_value(cfg.model.to_dict(), 'data/roberta-base',
+                                   roberta)
         with torch.device('meta'):
-            model = MODELS.build(copy.deepcopy(cfg.model))
+            model = MODELS.build(model_cfg)
         counts[osp.basename(path)] = sum(
             p.numel() for name in counted
             if getattr(model, name, None) is not None
