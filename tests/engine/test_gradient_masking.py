@@ -28,7 +28,8 @@ class _Shared(nn.Module):
         torch.manual_seed(0)
         self.encoder = nn.Sequential(
             nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 6))
-        self.heads = nn.ModuleDict(image=nn.Linear(6, 2), text=nn.Linear(6, 3))
+        self.heads = nn.ModuleDict(
+            dict(image=nn.Linear(6, 2), text=nn.Linear(6, 3)))
 
     def forward(self, x, source):
         return self.heads[source](self.encoder(x)).pow(2).mean()
@@ -39,12 +40,21 @@ def _batches(seed=0, rows=4):
     return {s: torch.randn(rows, 4, generator=gen) for s in SOURCES}
 
 
+def _sgd(model):
+    """SGD(lr=1) that keeps the gradients it applied in ``applied``."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    names = {p: n for n, p in model.named_parameters()}
+
+    def record(opt, args, kwargs):
+        opt.applied = {names[p]: p.grad.clone() for p in names}
+
+    optimizer.register_step_pre_hook(record)
+    return optimizer
+
+
 def _wrapper(model, cls=GradientMaskingOptimWrapper, **masking):
     masking.setdefault('scope', SCOPE)
-    return cls(
-        optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
-        masking=masking,
-        non_finite=None)
+    return cls(optimizer=_sgd(model), masking=masking, non_finite=None)
 
 
 def _step(wrapper, model, batches):
@@ -74,22 +84,16 @@ def _grads(model, batches):
     return out
 
 
-def _applied(model, before):
-    """The gradient SGD(lr=1) applied: old - new."""
-    return {n: before[n] - p.detach() for n, p in model.named_parameters()}
-
-
 @pytest.mark.parametrize('mask_source',
                          ['random', 'weight_magnitude', 'gradient_magnitude'])
 def test_combined_gradient_is_the_masked_sum(mask_source):
     model, batches = _Shared(), _batches()
     grads = _grads(copy.deepcopy(model), batches)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
     wrapper = _wrapper(model, mask_source=mask_source, fraction=0.3)
     _step(wrapper, model, batches)
     masks = wrapper.masks
-    applied = _applied(model, before)
-    for name in before:
+    applied = wrapper.optimizer.applied
+    for name in applied:
         if name.startswith('encoder.'):
             m_img, m_txt = masks['image'][name], masks['text'][name]
             assert torch.equal(m_txt, ~m_img)  # complementary
@@ -175,16 +179,15 @@ def test_masks_resume_from_the_state_dict():
 def test_clipping_and_bf16_autocast_act_on_the_combined_gradient():
     model, batches = _Shared(), _batches()
     grads = _grads(copy.deepcopy(model), batches)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
     wrapper = GradientMaskingOptimWrapper(
-        optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
+        optimizer=_sgd(model),
         clip_grad=dict(max_norm=1e-3),
         masking=dict(scope=SCOPE),
         non_finite=None)
     _step(wrapper, model, batches)
-    applied = _applied(model, before)
+    applied = wrapper.optimizer.applied
     combined = {}
-    for name in before:
+    for name in applied:
         combined[name] = grads['image'][name] + grads['text'][name]
         if name in wrapper.masks['image']:
             combined[name] = torch.where(wrapper.masks['image'][name],
@@ -192,7 +195,7 @@ def test_clipping_and_bf16_autocast_act_on_the_combined_gradient():
                                          grads['text'][name])
     norm = torch.linalg.vector_norm(
         torch.stack([torch.linalg.vector_norm(g) for g in combined.values()]))
-    for name in before:
+    for name in applied:
         torch.testing.assert_close(applied[name],
                                    combined[name] * 1e-3 / (norm + 1e-6))
 
