@@ -195,3 +195,71 @@ def make_batch(source: str, batch_size: int = 4, seed: int = 0) -> dict:
             sample.set_field(value, key)
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
+
+
+def tiny_shared_encoder_cfg(**overrides) -> dict:
+    """A 2-layer, 32-wide ``SharedEncoder`` over ``IMG`` images and
+    ``VOCAB`` token ids, without dropout."""
+    cfg = dict(
+        type='SharedEncoder',
+        embed_dims=WIDTH,
+        num_layers=2,
+        num_heads=HEADS,
+        feedforward_channels=FFN,
+        dropout=0.,
+        attn_dropout=0.,
+        img_size=IMG,
+        patch_size=PATCH,
+        vocab_size=VOCAB,
+        max_positions=16)
+    cfg.update(overrides)
+    return cfg
+
+
+UNIFIED_CLASSES = 5
+
+
+def tiny_unified_cfg(**overrides) -> dict:
+    """A tiny ``UnifiedTransformer`` for :func:`make_unified_batch`."""
+    cfg = dict(
+        type='UnifiedTransformer',
+        data_preprocessor=dict(
+            type='MultiSourceDataPreprocessor',
+            per_text_fields=[
+                'text_ids', 'text_mask', 'masked_text_ids', 'masked_pos',
+                'masked_labels'
+            ],
+            per_image_fields=['gt_label'],
+            multi_text_sources=[]),
+        encoder=tiny_shared_encoder_cfg(),
+        cls_head=dict(
+            type='mmpretrain.LinearClsHead',
+            num_classes=UNIFIED_CLASSES,
+            in_channels=WIDTH),
+        mlm_head=dict(
+            type='MaskedPredictionHead', embed_dims=WIDTH, vocab_size=VOCAB))
+    cfg.update(overrides)
+    return cfg
+
+
+def make_unified_batch(source: str, batch_size: int = 4,
+                       seed: int = 0) -> dict:
+    """Labelled images (``'image'``) or masked text (``'text'``), as
+    pseudo_collate makes them."""
+    gen = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for _ in range(batch_size):
+        sample = BaseDataElement(metainfo=dict(source=source))
+        if source == 'image':
+            inputs.append(
+                torch.randint(
+                    0, 256, (3, IMG, IMG), generator=gen, dtype=torch.uint8))
+            sample.set_field(
+                torch.randint(0, UNIFIED_CLASSES, (1, ), generator=gen),
+                'gt_label')
+        else:
+            inputs.append(None)
+            for key, value in _text_fields(gen).items():
+                sample.set_field(value, key)
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
