@@ -235,7 +235,8 @@ def tiny_unified_cfg(**overrides) -> dict:
         cls_head=dict(
             type='mmpretrain.LinearClsHead',
             num_classes=UNIFIED_CLASSES,
-            in_channels=WIDTH),
+            in_channels=WIDTH,
+            loss=dict(type='mmpretrain.CrossEntropyLoss')),
         mlm_head=dict(
             type='MaskedPredictionHead', embed_dims=WIDTH, vocab_size=VOCAB))
     cfg.update(overrides)

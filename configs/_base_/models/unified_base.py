@@ -43,8 +43,12 @@ model = dict(
         vit_checkpoint=None),
     # Image classes of the pre-training image set (ImageNet-1k here; the
     # paper's set is unknown). GUESS.
+    # Only its linear layer is used (the loss is the model's, for KD).
     cls_head=dict(
-        type='mmpretrain.LinearClsHead', num_classes=1000, in_channels=768),
+        type='mmpretrain.LinearClsHead',
+        num_classes=1000,
+        in_channels=768,
+        loss=dict(type='mmpretrain.CrossEntropyLoss')),
     mlm_head=dict(
         type='MaskedPredictionHead',
         embed_dims=768,

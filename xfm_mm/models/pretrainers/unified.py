@@ -159,7 +159,8 @@ class UnifiedTransformer(BaseMultimodalModel):
             if data_samples is None:
                 data_samples = [DataSample() for _ in range(len(scores))]
             for sample, score in zip(data_samples, scores):
-                sample.set_pred_score(score).set_pred_label(score.argmax())
+                sample.set_field(score, 'pred_score')
+                sample.set_field(score.argmax().view(1), 'pred_label')
             return data_samples
         tokens = self.mlm_logits(inputs['masked_text_ids'],
                                  inputs['text_mask'],
