@@ -7,6 +7,7 @@ import torch
 
 from xfm_mm.registry import MODELS
 from ..towers.shared import SharedEncoder
+from ..towers.vision import VisionEncoder
 
 
 @MODELS.register_module()
@@ -27,6 +28,9 @@ class UnifiedViT(SharedEncoder):
         **kwargs: The other arguments of :class:`SharedEncoder`.
     """
     OUT_TYPES = ('cls_token', 'raw')
+    #: Layer-wise lr decay depths as the X-FM backbone's: ``patch_embed``
+    #: at 0, ``transformer.layers.i`` at ``i + 1``, the rest last.
+    get_layer_depth = VisionEncoder.get_layer_depth
 
     def __init__(self,
                  out_type: str = 'cls_token',
@@ -37,6 +41,11 @@ class UnifiedViT(SharedEncoder):
                              f'is not one of {self.OUT_TYPES}')
         super().__init__(modalities=modalities, **kwargs)
         self.out_type = out_type
+
+    @property
+    def num_layers(self) -> int:
+        """Layers of the shared stack."""
+        return self.transformer.num_layers
 
     def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor]:
         """``(feature,)`` of ``(B, C, H, W)`` images (see ``out_type``)."""
