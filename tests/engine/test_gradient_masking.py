@@ -13,7 +13,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from xfm_mm.engine.gradient_masking import (GradientMaskingCPUAmpOptimWrapper,
+from xfm_mm.engine.gradient_masking import (GradientMaskingAmpOptimWrapper,
+                                            GradientMaskingCPUAmpOptimWrapper,
                                             GradientMaskingOptimWrapper)
 
 SOURCES = ('image', 'text')
@@ -207,6 +208,21 @@ def test_clipping_and_bf16_autocast_act_on_the_combined_gradient():
     mask = amp.masks['image']['encoder.0.weight']
     assert changed.any() and amp.masks['text']['encoder.0.weight'].equal(
         ~mask)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_cuda_amp_masks_the_scaled_gradients_then_unscales():
+    model, batches = _Shared().cuda(), _batches()
+    batches = {s: v.cuda() for s, v in batches.items()}
+    grads = _grads(copy.deepcopy(model).float(), batches)
+    wrapper = _wrapper(model, cls=GradientMaskingAmpOptimWrapper,
+                       dtype='float32')
+    _step(wrapper, model, batches)
+    applied = wrapper.optimizer.applied  # unscaled by the loss scaler
+    for name, mask in wrapper.masks['image'].items():
+        expected = torch.where(mask, grads['image'][name],
+                               grads['text'][name])
+        torch.testing.assert_close(applied[name], expected)
 
 
 def test_bad_masking_options_are_refused():
