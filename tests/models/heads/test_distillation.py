@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from tiny_models import FFN, HEADS, IMG, PATCH, VOCAB, WIDTH
+from mmengine.registry import init_default_scope
 from transformers import BertConfig, BertForMaskedLM
 
 from xfm_mm.models.heads import DistillationLoss, build_frozen_teacher
@@ -86,6 +87,8 @@ def test_image_teacher_from_an_mmpretrain_checkpoint(tmp_path):
     trained = MODELS.build(cfg)
     trained.init_weights()
     torch.save(dict(state_dict=trained.state_dict()), tmp_path / 'vit.pth')
+    # Built in mmpretrain's scope even when the caller runs in xfm_mm's.
+    init_default_scope('xfm_mm')
     teacher = build_frozen_teacher(
         dict(model=cfg, checkpoint=str(tmp_path / 'vit.pth')), 'test')
     assert not teacher.training

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
+from mmengine.registry import DefaultScope
 
 from xfm_mm.registry import MODELS
 from ..weights import (check_load_result, load_state_dict_file,
@@ -158,7 +159,13 @@ def build_frozen_teacher(cfg: dict, owner: str) -> nn.Module:
         raise ValueError(f'{owner}: a teacher config is dict(model=..., '
                          f'checkpoint=None, prefix=None), got keys '
                          f'{sorted(cfg)}')
-    teacher = MODELS.build(cfg['model'])
+    model_type = cfg['model'].get('type')
+    # Build an OpenMMLab model of another package (``mmpretrain.X``) in its
+    # own scope, so that the defaults it builds inside resolve there.
+    scope = model_type.split('.')[0] if isinstance(model_type, str) and \
+        '.' in model_type else None
+    with DefaultScope.overwrite_default_scope(scope):
+        teacher = MODELS.build(cfg['model'])
     if hasattr(teacher, 'init_weights'):
         teacher.init_weights()
     path = cfg.get('checkpoint')
