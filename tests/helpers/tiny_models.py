@@ -264,3 +264,42 @@ def make_unified_batch(source: str, batch_size: int = 4,
                 sample.set_field(value, key)
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
+
+
+def tiny_vit_classifier_cfg(num_classes: int = UNIFIED_CLASSES,
+                            num_layers: int = 1) -> dict:
+    """An mmpretrain ``ImageClassifier`` on a ``WIDTH``-wide ViT (the
+    unified transformer's image teacher)."""
+    return dict(
+        type='mmpretrain.ImageClassifier',
+        backbone=dict(
+            type='mmpretrain.VisionTransformer',
+            arch=dict(
+                embed_dims=WIDTH,
+                num_layers=num_layers,
+                num_heads=HEADS,
+                feedforward_channels=FFN),
+            img_size=IMG,
+            patch_size=PATCH),
+        neck=None,
+        head=dict(
+            type='mmpretrain.VisionTransformerClsHead',
+            num_classes=num_classes,
+            in_channels=WIDTH))
+
+
+def tiny_hf_bert_for_mlm(seed: int = 1):
+    """A 2-layer, ``WIDTH``-wide transformers ``BertForMaskedLM`` over
+    ``VOCAB`` ids, without dropout, in eval mode."""
+    from transformers import BertConfig, BertForMaskedLM
+    torch.manual_seed(seed)
+    return BertForMaskedLM(
+        BertConfig(
+            vocab_size=VOCAB,
+            hidden_size=WIDTH,
+            num_hidden_layers=2,
+            num_attention_heads=HEADS,
+            intermediate_size=FFN,
+            max_position_embeddings=16,
+            hidden_dropout_prob=0.,
+            attention_probs_dropout_prob=0.)).eval()

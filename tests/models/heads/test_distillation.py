@@ -4,9 +4,9 @@ teachers."""
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_models import FFN, HEADS, IMG, PATCH, VOCAB, WIDTH
+from tiny_models import (IMG, VOCAB, tiny_hf_bert_for_mlm,
+                         tiny_vit_classifier_cfg)
 from mmengine.registry import init_default_scope
-from transformers import BertConfig, BertForMaskedLM
 
 from xfm_mm.models.heads import DistillationLoss, build_frozen_teacher
 from xfm_mm.registry import MODELS
@@ -67,22 +67,7 @@ def test_bad_options(kwargs, message):
 
 
 def test_image_teacher_from_an_mmpretrain_checkpoint(tmp_path):
-    cfg = dict(
-        type='mmpretrain.ImageClassifier',
-        backbone=dict(
-            type='mmpretrain.VisionTransformer',
-            arch=dict(
-                embed_dims=WIDTH,
-                num_layers=1,
-                num_heads=HEADS,
-                feedforward_channels=FFN),
-            img_size=IMG,
-            patch_size=PATCH),
-        neck=None,
-        head=dict(
-            type='mmpretrain.VisionTransformerClsHead',
-            num_classes=3,
-            in_channels=WIDTH))
+    cfg = tiny_vit_classifier_cfg(num_classes=3)
     torch.manual_seed(0)
     trained = MODELS.build(cfg)
     trained.init_weights()
@@ -102,17 +87,7 @@ def test_image_teacher_from_an_mmpretrain_checkpoint(tmp_path):
 
 
 def test_text_teacher_matches_bert_for_masked_lm(tmp_path):
-    torch.manual_seed(1)
-    bert = BertForMaskedLM(
-        BertConfig(
-            vocab_size=VOCAB,
-            hidden_size=WIDTH,
-            num_hidden_layers=2,
-            num_attention_heads=HEADS,
-            intermediate_size=FFN,
-            max_position_embeddings=16,
-            hidden_dropout_prob=0.,
-            attention_probs_dropout_prob=0.)).eval()
+    bert = tiny_hf_bert_for_mlm()
     bert.save_pretrained(tmp_path)
     teacher = build_frozen_teacher(
         dict(

@@ -8,30 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.runner import Runner
-from tiny_models import (FFN, HEADS, IMG, PATCH, VOCAB, WIDTH,
-                         make_unified_batch, text_cfg, tiny_unified_cfg)
+from tiny_models import (VOCAB, WIDTH, make_unified_batch, text_cfg,
+                         tiny_unified_cfg, tiny_vit_classifier_cfg)
 from torch.utils.data import Dataset
 
 from xfm_mm.models.heads import DistillationLoss
 from xfm_mm.registry import MODELS
 from xfm_mm.utils import register_safe_loader
 
-IMAGE_TEACHER = dict(
-    type='mmpretrain.ImageClassifier',
-    backbone=dict(
-        type='mmpretrain.VisionTransformer',
-        arch=dict(
-            embed_dims=WIDTH,
-            num_layers=1,
-            num_heads=HEADS,
-            feedforward_channels=FFN),
-        img_size=IMG,
-        patch_size=PATCH),
-    neck=None,
-    head=dict(
-        type='mmpretrain.VisionTransformerClsHead',
-        num_classes=5,
-        in_channels=WIDTH))
+IMAGE_TEACHER = tiny_vit_classifier_cfg()
 
 
 @pytest.fixture(scope='module')

@@ -3,9 +3,8 @@
 against transformers and mmpretrain, and its switches."""
 import pytest
 import torch
-from tiny_models import (FFN, HEADS, IMG, PATCH, VOCAB, WIDTH,
-                         tiny_shared_encoder_cfg)
-from transformers import BertConfig, BertForMaskedLM
+from tiny_models import (IMG, VOCAB, tiny_hf_bert_for_mlm,
+                         tiny_shared_encoder_cfg, tiny_vit_classifier_cfg)
 
 from xfm_mm.registry import MODELS
 
@@ -13,17 +12,7 @@ from xfm_mm.registry import MODELS
 @pytest.fixture(scope='module')
 def hf_bert(tmp_path_factory):
     """A tiny HF BertForMaskedLM saved as a local directory."""
-    torch.manual_seed(1)
-    model = BertForMaskedLM(
-        BertConfig(
-            vocab_size=VOCAB,
-            hidden_size=WIDTH,
-            num_hidden_layers=2,
-            num_attention_heads=HEADS,
-            intermediate_size=FFN,
-            max_position_embeddings=16,
-            hidden_dropout_prob=0.,
-            attention_probs_dropout_prob=0.)).eval()
+    model = tiny_hf_bert_for_mlm()
     path = tmp_path_factory.mktemp('bert')
     model.save_pretrained(path)
     return model, str(path)
@@ -34,16 +23,8 @@ def mmpretrain_vit(tmp_path_factory):
     """A tiny mmpretrain ViT and its saved state dict."""
     torch.manual_seed(2)
     vit = MODELS.build(
-        dict(
-            type='mmpretrain.VisionTransformer',
-            arch=dict(
-                embed_dims=WIDTH,
-                num_layers=2,
-                num_heads=HEADS,
-                feedforward_channels=FFN),
-            img_size=IMG,
-            patch_size=PATCH,
-            out_type='raw'))
+        dict(tiny_vit_classifier_cfg(num_layers=2)['backbone'],
+             out_type='raw'))
     vit.init_weights()
     vit.eval()
     path = tmp_path_factory.mktemp('vit') / 'vit.pth'
