@@ -127,8 +127,11 @@ def test_mask_sources_pick_what_they_say():
 
     model3 = _Shared()
     grads = _grads(copy.deepcopy(model3), batches)
-    gradient = _wrapper(model3, mask_source='gradient_magnitude',
-                        complementary=False, fraction=(0.5, 0.25))
+    gradient = _wrapper(
+        model3,
+        mask_source='gradient_magnitude',
+        complementary=False,
+        fraction=(0.5, 0.25))
     _step(gradient, model3, batches)
     for source, share in zip(SOURCES, (0.5, 0.25)):
         for name, mask in gradient.masks[source].items():
@@ -206,8 +209,7 @@ def test_clipping_and_bf16_autocast_act_on_the_combined_gradient():
     _step(amp, model, batches)
     changed = before != model.encoder[0].weight.detach()
     mask = amp.masks['image']['encoder.0.weight']
-    assert changed.any() and amp.masks['text']['encoder.0.weight'].equal(
-        ~mask)
+    assert changed.any() and amp.masks['text']['encoder.0.weight'].equal(~mask)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
@@ -215,13 +217,12 @@ def test_cuda_amp_masks_the_scaled_gradients_then_unscales():
     model, batches = _Shared().cuda(), _batches()
     batches = {s: v.cuda() for s, v in batches.items()}
     grads = _grads(copy.deepcopy(model).float(), batches)
-    wrapper = _wrapper(model, cls=GradientMaskingAmpOptimWrapper,
-                       dtype='float32')
+    wrapper = _wrapper(
+        model, cls=GradientMaskingAmpOptimWrapper, dtype='float32')
     _step(wrapper, model, batches)
     applied = wrapper.optimizer.applied  # unscaled by the loss scaler
     for name, mask in wrapper.masks['image'].items():
-        expected = torch.where(mask, grads['image'][name],
-                               grads['text'][name])
+        expected = torch.where(mask, grads['image'][name], grads['text'][name])
         torch.testing.assert_close(applied[name], expected)
 
 
@@ -246,8 +247,8 @@ def _ddp_worker(rank, port, out):
         for mask_source in ('random', 'gradient_magnitude'):
             model = nn.parallel.DistributedDataParallel(
                 _Shared(), find_unused_parameters=True)
-            wrapper = _wrapper(model, mask_source=mask_source,
-                               refresh_interval=1)
+            wrapper = _wrapper(
+                model, mask_source=mask_source, refresh_interval=1)
             for step in range(2):
                 full = _batches(step, rows=4)
                 half = {s: v[2 * rank:2 * rank + 2] for s, v in full.items()}

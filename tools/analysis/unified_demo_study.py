@@ -32,11 +32,14 @@ from mmpretrain.structures import DataSample
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
-from tools.data.prepare_demo_data import (FASHION_MNIST_DIR,  # noqa: E402
-                                          _read_idx, _read_polarity,
-                                          default_assets_dir)
-from xfm_mm.engine import (GradientMaskingOptimWrapper,  # noqa: E402
-                           GuardedOptimWrapper)
+from tools.data.prepare_demo_data import (
+    FASHION_MNIST_DIR,  # noqa: E402
+    _read_idx,
+    _read_polarity,
+    default_assets_dir)
+from xfm_mm.engine import (
+    GradientMaskingOptimWrapper,  # noqa: E402
+    GuardedOptimWrapper)
 from xfm_mm.models import build_tokenizer  # noqa: E402
 from xfm_mm.registry import MODELS  # noqa: E402
 
@@ -64,10 +67,10 @@ def parse_args():
 
 # ----------------------------------------------------------------- data
 def load_images(folder, split, num):
-    images = _read_idx(osp.join(folder, f'{split}-images-idx3-ubyte.gz'),
-                       2051)[:num]
-    labels = _read_idx(osp.join(folder, f'{split}-labels-idx1-ubyte.gz'),
-                       2049)[:num]
+    images = _read_idx(
+        osp.join(folder, f'{split}-images-idx3-ubyte.gz'), 2051)[:num]
+    labels = _read_idx(
+        osp.join(folder, f'{split}-labels-idx1-ubyte.gz'), 2049)[:num]
     x = torch.from_numpy(images.copy()).float().div(255).unsqueeze(1)
     x = F.pad((x - 0.286) / 0.353, (2, 2, 2, 2))  # 28 -> 32, normalised
     return x, torch.from_numpy(labels.astype(np.int64))
@@ -77,8 +80,8 @@ def load_text(path, seed):
     records = _read_polarity(path, 10**6)
     order = np.random.default_rng(seed).permutation(len(records))
     records = [records[i] for i in order]
-    tokenizer = build_tokenizer(dict(type='HFTokenizer',
-                                     name_or_path=TOKENIZER))
+    tokenizer = build_tokenizer(
+        dict(type='HFTokenizer', name_or_path=TOKENIZER))
     encoded = tokenizer([r['desc'] for r in records],
                         padding='max_length',
                         truncation=True,
@@ -86,8 +89,10 @@ def load_text(path, seed):
                         return_tensors='pt')
     ids, mask = encoded['input_ids'], encoded['attention_mask']
     # A compact vocabulary of the ids that occur (plus the specials).
-    special = [tokenizer.pad_token_id, tokenizer.cls_token_id,
-               tokenizer.sep_token_id, tokenizer.mask_token_id]
+    special = [
+        tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id,
+        tokenizer.mask_token_id
+    ]
     used = torch.unique(torch.cat([torch.tensor(special), ids.flatten()]))
     lookup = torch.zeros(int(used.max()) + 1, dtype=torch.long)
     lookup[used] = torch.arange(len(used))
@@ -124,31 +129,51 @@ def configs(args, vocab):
         type='mmpretrain.ImageClassifier',
         backbone=dict(
             type='mmpretrain.VisionTransformer',
-            arch=dict(embed_dims=width, num_layers=layers, num_heads=4,
-                      feedforward_channels=2 * width),
-            img_size=32, patch_size=8, in_channels=1),
+            arch=dict(
+                embed_dims=width,
+                num_layers=layers,
+                num_heads=4,
+                feedforward_channels=2 * width),
+            img_size=32,
+            patch_size=8,
+            in_channels=1),
         neck=None,
-        head=dict(type='mmpretrain.VisionTransformerClsHead',
-                  num_classes=10, in_channels=width))
-    text = dict(vocab_size=vocab, embed_dims=width, num_layers=layers,
-                num_heads=4, feedforward_channels=2 * width,
-                max_positions=64, dropout=0., attn_dropout=0.)
-    mlm_head = dict(type='MaskedPredictionHead', embed_dims=width,
-                    vocab_size=vocab)
+        head=dict(
+            type='mmpretrain.VisionTransformerClsHead',
+            num_classes=10,
+            in_channels=width))
+    text = dict(
+        vocab_size=vocab,
+        embed_dims=width,
+        num_layers=layers,
+        num_heads=4,
+        feedforward_channels=2 * width,
+        max_positions=64,
+        dropout=0.,
+        attn_dropout=0.)
+    mlm_head = dict(
+        type='MaskedPredictionHead', embed_dims=width, vocab_size=vocab)
     text_teacher = dict(
         type='MaskedLMTeacher',
-        encoder=dict(type='TextEncoder', norm_first=True, final_norm=True,
-                     **text),
+        encoder=dict(
+            type='TextEncoder', norm_first=True, final_norm=True, **text),
         head=mlm_head)
     unified = dict(
         type='UnifiedTransformer',
         encoder=dict(
-            type='SharedEncoder', norm_first=True, final_norm='shared',
-            layer_norm_eps=1e-6, img_size=32, patch_size=8, in_channels=1,
+            type='SharedEncoder',
+            norm_first=True,
+            final_norm='shared',
+            layer_norm_eps=1e-6,
+            img_size=32,
+            patch_size=8,
+            in_channels=1,
             **text),
-        cls_head=dict(type='mmpretrain.LinearClsHead', num_classes=10,
-                      in_channels=width,
-                      loss=dict(type='mmpretrain.CrossEntropyLoss')),
+        cls_head=dict(
+            type='mmpretrain.LinearClsHead',
+            num_classes=10,
+            in_channels=width,
+            loss=dict(type='mmpretrain.CrossEntropyLoss')),
         mlm_head=mlm_head)
     return image_teacher, text_teacher, unified
 
@@ -164,18 +189,23 @@ class Batches:
     def __iter__(self):
         gen = torch.Generator().manual_seed(self.args.seed)
         for _ in range(self.args.iters):
-            pick = torch.randint(len(self.images), (self.args.image_batch, ),
-                                 generator=gen)
-            rows = torch.randint(len(self.ids), (self.args.text_batch, ),
-                                 generator=gen)
+            pick = torch.randint(
+                len(self.images), (self.args.image_batch, ), generator=gen)
+            rows = torch.randint(
+                len(self.ids), (self.args.text_batch, ), generator=gen)
             masked, pos, labels = mask_text(self.ids[rows], self.mask[rows],
                                             self.special, self.vocab, gen)
             yield dict(
-                image=dict(source='image', images=self.images[pick],
-                           gt_label=self.labels[pick]),
-                text=dict(source='text', masked_text_ids=masked,
-                          text_mask=self.mask[rows], masked_pos=pos,
-                          masked_labels=labels))
+                image=dict(
+                    source='image',
+                    images=self.images[pick],
+                    gt_label=self.labels[pick]),
+                text=dict(
+                    source='text',
+                    masked_text_ids=masked,
+                    text_mask=self.mask[rows],
+                    masked_pos=pos,
+                    masked_labels=labels))
 
 
 def train(model, step_fn, batches, args, wrapper=None):
@@ -251,11 +281,10 @@ def main():
                      'see tools/data/install_demo_assets.sh)')
     images, labels = load_images(folder, 'train', args.train_images)
     test_images, test_labels = load_images(folder, 't10k', args.test_images)
-    ids, mask, polarity_labels, vocab, special = load_text(polarity,
-                                                           args.seed)
+    ids, mask, polarity_labels, vocab, special = load_text(polarity, args.seed)
     train_rows = torch.arange(len(ids)) < int(0.75 * len(ids))
-    batches = Batches(args, images, labels, ids[train_rows],
-                      mask[train_rows], special, vocab)
+    batches = Batches(args, images, labels, ids[train_rows], mask[train_rows],
+                      special, vocab)
     held_ids, held_mask = ids[~train_rows], mask[~train_rows]
     image_cfg, text_cfg, unified_cfg = configs(args, vocab)
     rows, work = [], tempfile.mkdtemp(prefix='unified_demo_')
@@ -263,10 +292,11 @@ def main():
     def evaluate(name, image_pred, mlm_fn, encode, seconds):
         image_acc = (image_pred(test_images).argmax(-1) == test_labels)
         rows.append((name, image_acc.float().mean().item(),
-                     mlm_accuracy(mlm_fn, held_ids, held_mask, special,
-                                  vocab, args.seed + 1),
-                     probe_accuracy(mean_features(encode, ids, mask),
-                                    polarity_labels, train_rows), seconds))
+                     mlm_accuracy(mlm_fn, held_ids, held_mask, special, vocab,
+                                  args.seed + 1),
+                     probe_accuracy(
+                         mean_features(encode, ids, mask), polarity_labels,
+                         train_rows), seconds))
         print(f'{name}: done in {seconds:.0f} s', flush=True)
 
     # 1. Separately trained models = the teachers.
@@ -276,8 +306,10 @@ def main():
     image_model.init_weights()
 
     def image_step(model, wrapper, batch):
-        samples = [DataSample().set_gt_label(int(label))
-                   for label in batch['image']['gt_label']]
+        samples = [
+            DataSample().set_gt_label(int(label))
+            for label in batch['image']['gt_label']
+        ]
         with wrapper.optim_context(model):
             loss = model.loss(batch['image']['images'], samples)['loss']
         wrapper.backward(loss)
@@ -292,9 +324,10 @@ def main():
         with wrapper.optim_context(model):
             logits = model(text['masked_text_ids'], text['text_mask'],
                            text['masked_pos'])
-            loss = F.cross_entropy(logits.flatten(0, 1).float(),
-                                   text['masked_labels'].flatten(),
-                                   ignore_index=-100)
+            loss = F.cross_entropy(
+                logits.flatten(0, 1).float(),
+                text['masked_labels'].flatten(),
+                ignore_index=-100)
         wrapper.backward(loss)
 
     train(text_model, text_step, batches, args)
@@ -302,28 +335,28 @@ def main():
     image_pred = image_model.eval()(test_images, mode='tensor').argmax(-1)
     separate = (image_pred == test_labels).float().mean().item()
     rows.append(('separate (ViT / BERT-style, teachers)', separate,
-                 mlm_accuracy(text_model, held_ids, held_mask, special,
-                              vocab, args.seed + 1),
-                 probe_accuracy(mean_features(text_model.encoder, ids, mask),
-                                polarity_labels, train_rows),
-                 image_seconds + text_seconds))
+                 mlm_accuracy(text_model, held_ids, held_mask, special, vocab,
+                              args.seed + 1),
+                 probe_accuracy(
+                     mean_features(text_model.encoder, ids,
+                                   mask), polarity_labels,
+                     train_rows), image_seconds + text_seconds))
     torch.save(image_model.state_dict(), osp.join(work, 'image.pth'))
     torch.save(text_model.state_dict(), osp.join(work, 'text.pth'))
     kd = dict(alpha=args.alpha, temperature=args.temperature)
     teachers = dict(
         image_distill=kd,
         text_distill=kd,
-        image_teacher=dict(model=image_cfg,
-                           checkpoint=osp.join(work, 'image.pth')),
-        text_teacher=dict(model=text_cfg,
-                          checkpoint=osp.join(work, 'text.pth')))
+        image_teacher=dict(
+            model=image_cfg, checkpoint=osp.join(work, 'image.pth')),
+        text_teacher=dict(
+            model=text_cfg, checkpoint=osp.join(work, 'text.pth')))
 
     # 2. The unified model, three ways, from the same initial weights.
-    for name, extra, masking in (
-            ('unified: joint', {}, None),
-            ('unified: + KD', teachers, None),
-            ('unified: + KD + gradient masking', teachers,
-             dict(mask_source='random', fraction=0.5))):
+    for name, extra, masking in (('unified: joint', {},
+                                  None), ('unified: + KD', teachers, None),
+                                 ('unified: + KD + gradient masking', teachers,
+                                  dict(mask_source='random', fraction=0.5))):
         torch.manual_seed(args.seed)
         start = time.time()
         model = MODELS.build(dict(unified_cfg, **extra))
@@ -335,7 +368,8 @@ def main():
                 non_finite=None)
         train(model, unified_step, batches, args, wrapper)
         evaluate(name, model.image_logits, model.mlm_logits,
-                 model.encoder.forward_text, time.time() - start)
+                 model.encoder.forward_text,
+                 time.time() - start)
 
     print(f'\n{args.iters} steps, width {args.width}, {args.layers} layers;'
           f' {len(images)} / {len(test_images)} Fashion-MNIST train / test '

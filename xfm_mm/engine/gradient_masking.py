@@ -103,7 +103,8 @@ class _GradientMaskingMixin:
         module = model.module if is_model_wrapper(model) else model
         in_optimizer = {
             id(p)
-            for group in self.optimizer.param_groups for p in group['params']
+            for group in self.optimizer.param_groups
+            for p in group['params']
         }
         self._named = {
             n: p
@@ -236,8 +237,10 @@ class _GradientMaskingMixin:
             steps=self._steps,
             masks_step=self._masks_step,
             masks={
-                s: {n: m.cpu()
-                    for n, m in masks.items()}
+                s: {
+                    n: m.cpu()
+                    for n, m in masks.items()
+                }
                 for s, masks in self._masks.items()
             })
         return state

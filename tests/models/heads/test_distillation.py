@@ -21,8 +21,8 @@ def test_soft_labels_follow_hinton():
     student, teacher = _logits(0), _logits(1)
     labels = torch.tensor([0, 1, -100, 3, 4, -100])
     keep = labels != -100
-    loss = DistillationLoss(alpha=0.3, temperature=2.0)(student, labels,
-                                                         teacher)
+    loss = DistillationLoss(
+        alpha=0.3, temperature=2.0)(student, labels, teacher)
     ce = F.cross_entropy(student[keep], labels[keep])
     kl = F.kl_div(
         F.log_softmax(student[keep] / 2, -1),
@@ -35,8 +35,9 @@ def test_soft_labels_follow_hinton():
 def test_hard_labels_alpha_and_no_teacher():
     student, teacher = _logits(0), _logits(1)
     labels = torch.tensor([0, 1, 2, 3, 4, 5])
-    hard = DistillationLoss(alpha=0.5, temperature=4.0,
-                            teacher_labels='hard')(student, labels, teacher)
+    hard = DistillationLoss(
+        alpha=0.5, temperature=4.0, teacher_labels='hard')(student, labels,
+                                                           teacher)
     torch.testing.assert_close(
         hard['loss_cls_kd'],
         0.5 * F.cross_entropy(student, teacher.argmax(-1)))
@@ -49,8 +50,8 @@ def test_hard_labels_alpha_and_no_teacher():
     # The student learns from the teacher's distribution: equal logits
     # give no KD gradient.
     student.requires_grad_(True)
-    same = DistillationLoss(alpha=1.0, temperature=3.0)(student, labels,
-                                                        student.detach())
+    same = DistillationLoss(
+        alpha=1.0, temperature=3.0)(student, labels, student.detach())
     same['loss_cls_kd'].backward()
     assert student.grad.abs().max() < 1e-6
 

@@ -51,8 +51,7 @@ def teachers(tmp_path_factory):
 
 
 def _losses(model, source, seed=0):
-    data = model.data_preprocessor(make_unified_batch(source, seed=seed),
-                                   True)
+    data = model.data_preprocessor(make_unified_batch(source, seed=seed), True)
     return data, model(**data, mode='loss')
 
 
@@ -78,34 +77,36 @@ def test_distillation_from_frozen_teachers(teachers):
         tiny_unified_cfg(image_distill=kd, text_distill=kd, **teachers))
     model.train()
     # Teachers are no sub-modules: not trained, saved or wrapped.
-    assert not any(k.startswith(('teacher', 'teachers'))
-                   for k in model.state_dict())
+    assert not any(
+        k.startswith(('teacher', 'teachers')) for k in model.state_dict())
     teacher_params = {
         id(p)
-        for t in model.teachers.values() for p in t.parameters()
+        for t in model.teachers.values()
+        for p in t.parameters()
     }
     assert not teacher_params & {id(p) for p in model.parameters()}
     assert all(not t.training for t in model.teachers.values())
 
     data, image = _losses(model, 'image')
     images = data['inputs']['images']
-    expected = DistillationLoss(**kd)(
-        model.image_logits(images), data['inputs']['gt_label'].view(-1),
-        model.teachers['image'](images, mode='tensor'))
+    expected = DistillationLoss(**kd)(model.image_logits(images),
+                                      data['inputs']['gt_label'].view(-1),
+                                      model.teachers['image'](
+                                          images, mode='tensor'))
     assert set(image) == {'loss_cls', 'loss_cls_kd'}
     for key, value in expected.items():
         torch.testing.assert_close(image[key], value)
 
     data, text = _losses(model, 'text')
     inputs = data['inputs']
-    student = model.mlm_logits(inputs['masked_text_ids'],
-                               inputs['text_mask'], inputs['masked_pos'])
+    student = model.mlm_logits(inputs['masked_text_ids'], inputs['text_mask'],
+                               inputs['masked_pos'])
     teacher = model.teachers['text'](inputs['masked_text_ids'],
-                                     inputs['text_mask'],
-                                     inputs['masked_pos'])
-    expected = DistillationLoss(loss_name='loss_mlm', **kd)(
-        student.flatten(0, 1), inputs['masked_labels'].flatten(),
-        teacher.flatten(0, 1))
+                                     inputs['text_mask'], inputs['masked_pos'])
+    expected = DistillationLoss(
+        loss_name='loss_mlm', **kd)(student.flatten(0, 1),
+                                    inputs['masked_labels'].flatten(),
+                                    teacher.flatten(0, 1))
     for key, value in expected.items():
         torch.testing.assert_close(text[key], value)
     sum(image.values()).backward()
@@ -148,10 +149,14 @@ def _collate(items):
         data_samples=[i['data_samples'] for i in items])
 
 
-def _runner(work_dir, max_iters, sampling=None, optim_wrapper=None,
+def _runner(work_dir,
+            max_iters,
+            sampling=None,
+            optim_wrapper=None,
             resume=False):
     loaders = {
-        s: dict(
+        s:
+        dict(
             dataset=_Samples(s),
             batch_size=2,
             sampler=dict(type='ResumableInfiniteSampler', shuffle=True),
@@ -167,11 +172,10 @@ def _runner(work_dir, max_iters, sampling=None, optim_wrapper=None,
             max_iters=max_iters,
             schedule=[['image', 'text']],
             sampling=sampling or dict(type='all')),
-        optim_wrapper=optim_wrapper or dict(
-            type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3)),
+        optim_wrapper=optim_wrapper
+        or dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3)),
         default_hooks=dict(
-            checkpoint=dict(
-                type='CheckpointHook', interval=2, by_epoch=False),
+            checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
             logger=None),
         resume=resume,
         randomness=dict(seed=0),
@@ -180,8 +184,8 @@ def _runner(work_dir, max_iters, sampling=None, optim_wrapper=None,
 
 @pytest.mark.parametrize('sampling, groups', [
     (dict(type='all'), [['image', 'text']] * 3),
-    (dict(type='round_robin', order=['image', 'text']),
-     [['image'], ['text'], ['image']]),
+    (dict(type='round_robin', order=['image', 'text']), [['image'], ['text'],
+                                                         ['image']]),
     (dict(type='random', weights=dict(image=3, text=1)), None),
 ])
 def test_schedules_run_on_the_multi_source_loop(tmp_path, sampling, groups):
@@ -218,8 +222,7 @@ def test_gradient_masking_resumes_identically(tmp_path):
     resumed.train()
     assert resumed.optim_wrapper._steps == 4
     for name, masks in straight.optim_wrapper.masks['image'].items():
-        assert torch.equal(masks,
-                           resumed.optim_wrapper.masks['image'][name])
+        assert torch.equal(masks, resumed.optim_wrapper.masks['image'][name])
     for (name, a), b in zip(straight.model.state_dict().items(),
                             resumed.model.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)

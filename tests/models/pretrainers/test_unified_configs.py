@@ -15,8 +15,8 @@ from transformers import BertConfig, BertModel
 from xfm_mm.registry import MODELS
 from xfm_mm.utils import register_safe_loader
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+ROOT = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def _load(name):
@@ -54,8 +54,7 @@ def test_full_size_model_is_bert_base_and_vit_b_sized():
     with torch.device('meta'):
         model = MODELS.build(cfg.model)
         bert = BertModel(BertConfig(), add_pooling_layer=False)
-        vit = MODELS.build(
-            dict(type='mmpretrain.VisionTransformer', arch='b'))
+        vit = MODELS.build(dict(type='mmpretrain.VisionTransformer', arch='b'))
     encoder = model.encoder
     # One stack, the size of BERT-base's encoder and of ViT-B's layers.
     assert _count(encoder.transformer) == _count(bert.encoder) == \
@@ -82,8 +81,7 @@ def test_glue_config_fine_tunes_the_shared_encoder(pretrained):
     cfg = _load('unified-base_glue-sst2')
     assert cfg.model.type == 'XFMTextClassifier'
     encoder = cfg.model.text_encoder
-    assert encoder.type == 'SharedEncoder' and encoder.modalities == (
-        'text', )
+    assert encoder.type == 'SharedEncoder' and encoder.modalities == ('text', )
     tiny = tiny_shared_encoder_cfg(
         modalities=('text', ),
         init_cfg=dict(type='Pretrained', checkpoint=path, prefix='encoder.'))

@@ -23,15 +23,16 @@ def mmpretrain_vit(tmp_path_factory):
     """A tiny mmpretrain ViT and its saved state dict."""
     torch.manual_seed(2)
     vit = MODELS.build(
-        dict(tiny_vit_classifier_cfg(num_layers=2)['backbone'],
-             out_type='raw'))
+        dict(
+            tiny_vit_classifier_cfg(num_layers=2)['backbone'], out_type='raw'))
     vit.init_weights()
     vit.eval()
     path = tmp_path_factory.mktemp('vit') / 'vit.pth'
-    torch.save(dict(state_dict={
-        f'backbone.{k}': v
-        for k, v in vit.state_dict().items()
-    }), path)
+    torch.save(
+        dict(state_dict={
+            f'backbone.{k}': v
+            for k, v in vit.state_dict().items()
+        }), path)
     return vit, str(path)
 
 
@@ -59,8 +60,8 @@ def test_stack_from_bert_matches_transformers(hf_bert):
 
 def test_stack_from_vit_matches_mmpretrain(mmpretrain_vit):
     vit, path = mmpretrain_vit
-    images = torch.randn(2, 3, IMG, IMG, generator=torch.Generator()
-                         .manual_seed(3))
+    images = torch.randn(
+        2, 3, IMG, IMG, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         theirs = vit(images)[0]
     for final_norm in ('shared', 'per_modality'):
@@ -121,8 +122,8 @@ def test_per_modality_final_norms_are_separate():
 
 
 @pytest.mark.parametrize('overrides, message', [
-    (dict(init_from='bert', norm_first=True, bert_checkpoint='x'),
-     'norm_first=False'),
+    (dict(init_from='bert', norm_first=True,
+          bert_checkpoint='x'), 'norm_first=False'),
     (dict(init_from='vit', norm_first=True), 'needs vit_checkpoint'),
     (dict(init_from='t5'), 'init_from'),
     (dict(pos_embed='shared', modalities=('image', )), "'text' modality"),

@@ -12,8 +12,7 @@ from mmengine.model import BaseModule
 from mmengine.registry import DefaultScope
 
 from xfm_mm.registry import MODELS
-from ..weights import (check_load_result, load_state_dict_file,
-                       select_prefix)
+from ..weights import (check_load_result, load_state_dict_file, select_prefix)
 
 TEACHER_LABELS = ('soft', 'hard')
 
@@ -97,7 +96,9 @@ class DistillationLoss(nn.Module):
             target = teacher.argmax(dim=-1).masked_fill(
                 ~keep, self.ignore_index)
             kd = F.cross_entropy(
-                student, target, ignore_index=self.ignore_index,
+                student,
+                target,
+                ignore_index=self.ignore_index,
                 reduction='sum') / count
         else:
             tau = self.temperature
@@ -123,7 +124,9 @@ class MaskedLMTeacher(BaseModule):
         init_cfg (dict, optional): mmengine initialisation config.
     """
 
-    def __init__(self, encoder: dict, head: dict,
+    def __init__(self,
+                 encoder: dict,
+                 head: dict,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         self.encoder = MODELS.build(encoder)

@@ -76,17 +76,21 @@ class UnifiedTransformer(BaseMultimodalModel):
         self.distill = torch.nn.ModuleDict()
         # A plain dict: not a sub-module, so not trained, saved or wrapped.
         self.teachers = {}
-        for modality, loss_cfg, teacher_cfg, loss_name in (
-                ('image', image_distill, image_teacher, 'loss_cls'),
-                ('text', text_distill, text_teacher, 'loss_mlm')):
+        for modality, loss_cfg, teacher_cfg, loss_name in (('image',
+                                                            image_distill,
+                                                            image_teacher,
+                                                            'loss_cls'),
+                                                           ('text',
+                                                            text_distill,
+                                                            text_teacher,
+                                                            'loss_mlm')):
             if (loss_cfg is None) != (teacher_cfg is None):
                 raise ValueError(f'{name}: {modality}_distill and '
                                  f'{modality}_teacher go together')
             if loss_cfg is None:
                 continue
             self.distill[modality] = MODELS.build(
-                dict(type='DistillationLoss', loss_name=loss_name,
-                     **loss_cfg))
+                dict(type='DistillationLoss', loss_name=loss_name, **loss_cfg))
             self.teachers[modality] = build_frozen_teacher(
                 teacher_cfg, f'{name}.{modality}_teacher')
 
@@ -131,8 +135,9 @@ class UnifiedTransformer(BaseMultimodalModel):
         labels = labels.reshape(-1).to(images.device)
         logits = self.image_logits(images)
         if 'image' not in self.distill:
-            return dict(loss_cls=torch.nn.functional.cross_entropy(
-                logits.float(), labels.long()))
+            return dict(
+                loss_cls=torch.nn.functional.cross_entropy(
+                    logits.float(), labels.long()))
         with torch.no_grad():
             teacher = self._teacher('image', images)(images, mode='tensor')
         return self.distill['image'](logits, labels, teacher)
@@ -147,9 +152,9 @@ class UnifiedTransformer(BaseMultimodalModel):
         with torch.no_grad():
             teacher = self._teacher('text', ids)(ids, mask, pos)
         vocab = logits.shape[-1]
-        return self.distill['text'](
-            logits.reshape(-1, vocab), labels.reshape(-1),
-            teacher.reshape(-1, vocab))
+        return self.distill['text'](logits.reshape(-1, vocab),
+                                    labels.reshape(-1),
+                                    teacher.reshape(-1, vocab))
 
     def predict(self, inputs: dict, data_samples=None) -> list:
         """Image batches: ``pred_score`` / ``pred_label``; text batches with
@@ -176,5 +181,6 @@ class UnifiedTransformer(BaseMultimodalModel):
         (``image`` ``(B, 1+N, D)`` or ``text`` ``(B, L, D)``)."""
         if 'images' in inputs:
             return dict(image=self.encoder.forward_image(inputs['images']))
-        return dict(text=self.encoder.forward_text(inputs['text_ids'],
-                                                   inputs.get('text_mask')))
+        return dict(
+            text=self.encoder.forward_text(inputs['text_ids'],
+                                           inputs.get('text_mask')))

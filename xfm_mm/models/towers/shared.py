@@ -124,8 +124,8 @@ class SharedEncoder(BaseModule):
                     f'{name}: init_from={init_from!r} needs norm_first='
                     f'{STACK_SOURCES[init_from]} (the layers it was '
                     'trained with)')
-            if (bert_checkpoint if init_from == 'bert' else
-                    vit_checkpoint) is None:
+            if (bert_checkpoint
+                    if init_from == 'bert' else vit_checkpoint) is None:
                 raise ValueError(f'{name}: init_from={init_from!r} needs '
                                  f'{init_from}_checkpoint')
         self.embed_dims = embed_dims
@@ -141,8 +141,8 @@ class SharedEncoder(BaseModule):
                 in_channels,
                 embed_dims,
                 with_mask_token=True,
-                pos_embed='absolute' if pos_embed == 'per_modality' else
-                'none')
+                pos_embed='absolute'
+                if pos_embed == 'per_modality' else 'none')
         if 'text' in self.modalities:
             self.embeddings = TextEmbedding(vocab_size, embed_dims,
                                             max_positions, type_vocab_size,
@@ -163,7 +163,8 @@ class SharedEncoder(BaseModule):
             with_cp=with_cp)
         if final_norm == 'per_modality':
             self.norms = nn.ModuleDict({
-                m: nn.LayerNorm(embed_dims, eps=layer_norm_eps)
+                m:
+                nn.LayerNorm(embed_dims, eps=layer_norm_eps)
                 for m in self.modalities
             })
         self.apply(init_bert_weights)
@@ -182,17 +183,21 @@ class SharedEncoder(BaseModule):
         if self.vit_checkpoint is not None:
             self._load_vit(self.vit_checkpoint)
 
-    def _load_part(self, state: dict, parts: Sequence[str], path: str,
+    def _load_part(self,
+                   state: dict,
+                   parts: Sequence[str],
+                   path: str,
                    dropped: Sequence[str] = ()) -> None:
         """Load the keys of ``state`` under ``parts`` strictly."""
         own = {k for k in self.state_dict() if k.startswith(tuple(parts))}
-        state = {k: v for k, v in state.items() if not k.startswith(
-            tuple(dropped))}
+        state = {
+            k: v
+            for k, v in state.items() if not k.startswith(tuple(dropped))
+        }
         missing, unexpected = self.load_state_dict(state, strict=False)
         # A ViT trained without masked image modeling has no mask token.
         missing = [
-            k for k in missing
-            if k in own and k != 'patch_embed.mask_token'
+            k for k in missing if k in own and k != 'patch_embed.mask_token'
         ]
         check_load_result(type(self).__name__, path, missing, unexpected)
         print_log(
@@ -204,9 +209,10 @@ class SharedEncoder(BaseModule):
         parts = ['embeddings.'] if 'text' in self.modalities else []
         if self.init_from == 'bert':
             parts.append('transformer.layers.')
-        self._load_part(state, parts, path,
-                        [p for p in ('embeddings.', 'transformer.')
-                         if not any(q.startswith(p) for q in parts)])
+        self._load_part(state, parts, path, [
+            p for p in ('embeddings.', 'transformer.')
+            if not any(q.startswith(p) for q in parts)
+        ])
 
     def _load_vit(self, path: str) -> None:
         state = load_vision_weights(path)
@@ -217,8 +223,10 @@ class SharedEncoder(BaseModule):
                 state.pop('patch_embed.pos_embed', None)
         if self.init_from == 'vit':
             parts.append('transformer.layers.')
-            norm = {'shared': 'transformer.norm.',
-                    'per_modality': 'norms.image.'}.get(self.final_norm)
+            norm = {
+                'shared': 'transformer.norm.',
+                'per_modality': 'norms.image.'
+            }.get(self.final_norm)
             for suffix in ('weight', 'bias'):
                 value = state.pop(f'transformer.norm.{suffix}', None)
                 if norm is not None and value is not None:
@@ -227,8 +235,10 @@ class SharedEncoder(BaseModule):
         else:
             state.pop('transformer.norm.weight', None)
             state.pop('transformer.norm.bias', None)
-        dropped = [p for p in ('patch_embed.', 'transformer.')
-                   if not any(q.startswith(p) for q in parts)]
+        dropped = [
+            p for p in ('patch_embed.', 'transformer.')
+            if not any(q.startswith(p) for q in parts)
+        ]
         self._load_part(state, parts, path, dropped)
 
     # ----------------------------------------------------------- forward
@@ -236,10 +246,10 @@ class SharedEncoder(BaseModule):
         return self.norms[modality](x) if self.final_norm == \
             'per_modality' else x
 
-    def forward_image(self,
-                      images: torch.Tensor,
-                      patch_mask: Optional[torch.Tensor] = None
-                      ) -> torch.Tensor:
+    def forward_image(
+            self,
+            images: torch.Tensor,
+            patch_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Encode images.
 
         Args:
@@ -263,11 +273,11 @@ class SharedEncoder(BaseModule):
             x = x + table[:x.shape[1]].to(x.dtype)
         return self._finish(self.transformer(x), 'image')
 
-    def forward_text(self,
-                     input_ids: torch.Tensor,
-                     attention_mask: Optional[torch.Tensor] = None,
-                     token_type_ids: Optional[torch.Tensor] = None
-                     ) -> torch.Tensor:
+    def forward_text(
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: Optional[torch.Tensor] = None,
+            token_type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Encode token ids (the :class:`TextEncoder` interface).
 
         Args:
