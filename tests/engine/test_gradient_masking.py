@@ -234,6 +234,11 @@ def test_bad_masking_options_are_refused():
         _wrapper(model, mask_source='fisher')
     with pytest.raises(ValueError, match='summing to 1'):
         _wrapper(model, fraction=(0.5, 0.7))
+    wrapper = _wrapper(model)
+    with pytest.raises(RuntimeError, match='outside source_context'):
+        with wrapper.optim_context(model):
+            loss = model(_batches()['image'], 'image')
+        wrapper.backward(loss)
     wrapper = _wrapper(model, scope=(r'^nothing\.', ))
     with pytest.raises(ValueError, match='matches no parameter'):
         _step(wrapper, model, _batches())

@@ -224,9 +224,12 @@ def unified_step(model, wrapper, batch):
     masked = hasattr(wrapper, 'source_context')
     for source in ('image', 'text'):
         context = wrapper.source_context(source) if masked else nullcontext()
-        with context, wrapper.optim_context(model):
-            losses = model.loss(batch[source])
-        wrapper.backward(sum(losses.values()))
+        # As MultiSourceTrainLoop: forward and backward in the source's
+        # context, so that its gradient goes through its masks.
+        with context:
+            with wrapper.optim_context(model):
+                losses = model.loss(batch[source])
+            wrapper.backward(sum(losses.values()))
 
 
 # ----------------------------------------------------------- evaluation

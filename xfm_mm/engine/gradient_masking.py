@@ -1,15 +1,10 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""Gradient masking: each source's gradient reaches only its share of the
-shared parameters.
-
-Li et al. (arXiv 2112.07074, abstract) balance the parameter updates from
-the image and the text losses of one shared transformer with a "gradient
-masking strategy"; its definition is not public. Here, in one optimizer
-step, the shared parameters receive ``g = M_a * g_a + M_b * g_b`` (binary
-masks of sources ``a`` and ``b``, each source's loss back-propagated on its
-own by :class:`~xfm_mm.engine.MultiSourceTrainLoop`); every other parameter
-receives the plain sum. How the masks are drawn is configurable (see
-:class:`GradientMaskingOptimWrapper`).
+"""Gradient masking (Li et al., arXiv 2112.07074, abstract: balancing the
+image and text updates of one shared transformer; the exact rule is not
+public): in one optimizer step the scoped parameters receive ``g = M_a * g_a
++ M_b * g_b`` (binary masks of sources ``a`` and ``b``, each back-propagated
+on its own by :class:`~xfm_mm.engine.MultiSourceTrainLoop`), all others the
+plain sum. The masks are configurable (:class:`GradientMaskingOptimWrapper`).
 """
 import re
 from contextlib import contextmanager
@@ -24,11 +19,6 @@ from mmengine.model import is_model_wrapper
 from xfm_mm.registry import OPTIM_WRAPPERS
 from .optim_wrappers import (CPUAmpOptimWrapper, GuardedAmpOptimWrapper,
                              GuardedOptimWrapper)
-
-__all__ = [
-    'GradientMaskingOptimWrapper', 'GradientMaskingAmpOptimWrapper',
-    'GradientMaskingCPUAmpOptimWrapper', 'DEFAULT_MASKING'
-]
 
 MASK_SOURCES = ('random', 'weight_magnitude', 'gradient_magnitude')
 #: Defaults of ``masking`` (each one a guess, see docs/en/unified.md).
@@ -213,6 +203,16 @@ class _GradientMaskingMixin:
             yield
         finally:
             self._active = None
+
+    def backward(self, loss: torch.Tensor, **kwargs) -> None:
+        """Back-propagate inside ``source_context`` (else nothing would be
+        masked)."""
+        if self._active is None:
+            raise RuntimeError(
+                f'{type(self).__name__}: backward() outside '
+                'source_context(name): run each source\'s forward and '
+                'backward inside it, as MultiSourceTrainLoop does')
+        super().backward(loss, **kwargs)
 
     @contextmanager
     def optim_context(self, model: torch.nn.Module):
