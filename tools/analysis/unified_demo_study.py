@@ -15,7 +15,8 @@ accuracy and polarity accuracy of a logistic-regression probe on the frozen
 text features (mean over tokens; trained on the training sentences, tested
 on the held-out ones). Every row trains for the same number of steps on the
 same batches. Run ``python tools/analysis/unified_demo_study.py`` (about
-10 minutes on 2 CPU cores with the defaults).
+7 minutes with the defaults on one core of a busy 2-core machine; more
+threads than free cores made it several times slower).
 """
 import argparse
 import os.path as osp
@@ -60,6 +61,7 @@ def parse_args():
     parser.add_argument('--alpha', type=float, default=0.5)
     parser.add_argument('--temperature', type=float, default=2.0)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--fashion-mnist', default=None)
     parser.add_argument('--polarity', default=None)
     return parser.parse_args()
@@ -271,6 +273,7 @@ def mean_features(encode, ids, mask):
 
 def main():
     args = parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     init_default_scope('xfm_mm')
     assets = default_assets_dir()
