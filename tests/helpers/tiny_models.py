@@ -195,3 +195,111 @@ def make_batch(source: str, batch_size: int = 4, seed: int = 0) -> dict:
             sample.set_field(value, key)
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
+
+
+def tiny_shared_encoder_cfg(**overrides) -> dict:
+    """A 2-layer, 32-wide ``SharedEncoder`` over ``IMG`` images and
+    ``VOCAB`` token ids, without dropout."""
+    cfg = dict(
+        type='SharedEncoder',
+        embed_dims=WIDTH,
+        num_layers=2,
+        num_heads=HEADS,
+        feedforward_channels=FFN,
+        dropout=0.,
+        attn_dropout=0.,
+        img_size=IMG,
+        patch_size=PATCH,
+        vocab_size=VOCAB,
+        max_positions=16)
+    cfg.update(overrides)
+    return cfg
+
+
+UNIFIED_CLASSES = 5
+
+
+def tiny_unified_cfg(**overrides) -> dict:
+    """A tiny ``UnifiedTransformer`` for :func:`make_unified_batch`."""
+    cfg = dict(
+        type='UnifiedTransformer',
+        data_preprocessor=dict(
+            type='MultiSourceDataPreprocessor',
+            per_text_fields=[
+                'text_ids', 'text_mask', 'masked_text_ids', 'masked_pos',
+                'masked_labels'
+            ],
+            per_image_fields=['gt_label'],
+            multi_text_sources=[]),
+        encoder=tiny_shared_encoder_cfg(),
+        cls_head=dict(
+            type='mmpretrain.LinearClsHead',
+            num_classes=UNIFIED_CLASSES,
+            in_channels=WIDTH,
+            loss=dict(type='mmpretrain.CrossEntropyLoss')),
+        mlm_head=dict(
+            type='MaskedPredictionHead', embed_dims=WIDTH, vocab_size=VOCAB))
+    cfg.update(overrides)
+    return cfg
+
+
+def make_unified_batch(source: str, batch_size: int = 4,
+                       seed: int = 0) -> dict:
+    """Labelled images (``'image'``) or masked text (``'text'``), as
+    pseudo_collate makes them."""
+    gen = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for _ in range(batch_size):
+        sample = BaseDataElement(metainfo=dict(source=source))
+        if source == 'image':
+            inputs.append(
+                torch.randint(
+                    0, 256, (3, IMG, IMG), generator=gen, dtype=torch.uint8))
+            sample.set_field(
+                torch.randint(0, UNIFIED_CLASSES, (1, ), generator=gen),
+                'gt_label')
+        else:
+            inputs.append(None)
+            for key, value in _text_fields(gen).items():
+                sample.set_field(value, key)
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def tiny_vit_classifier_cfg(num_classes: int = UNIFIED_CLASSES,
+                            num_layers: int = 1) -> dict:
+    """An mmpretrain ``ImageClassifier`` on a ``WIDTH``-wide ViT (the
+    unified transformer's image teacher)."""
+    return dict(
+        type='mmpretrain.ImageClassifier',
+        backbone=dict(
+            type='mmpretrain.VisionTransformer',
+            arch=dict(
+                embed_dims=WIDTH,
+                num_layers=num_layers,
+                num_heads=HEADS,
+                feedforward_channels=FFN),
+            img_size=IMG,
+            patch_size=PATCH),
+        neck=None,
+        head=dict(
+            type='mmpretrain.VisionTransformerClsHead',
+            num_classes=num_classes,
+            in_channels=WIDTH))
+
+
+def tiny_hf_bert_for_mlm(seed: int = 1):
+    """A 2-layer, ``WIDTH``-wide transformers ``BertForMaskedLM`` over
+    ``VOCAB`` ids, without dropout, in eval mode."""
+    from transformers import BertConfig, BertForMaskedLM
+    torch.manual_seed(seed)
+    return BertForMaskedLM(
+        BertConfig(
+            vocab_size=VOCAB,
+            hidden_size=WIDTH,
+            num_hidden_layers=2,
+            num_attention_heads=HEADS,
+            intermediate_size=FFN,
+            max_position_embeddings=16,
+            hidden_dropout_prob=0.,
+            attention_probs_dropout_prob=0.)).eval()

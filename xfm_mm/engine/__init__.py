@@ -1,6 +1,9 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 from .hooks import *  # noqa: F401,F403
 from .loops import MultiSourceTrainLoop
+from .gradient_masking import (GradientMaskingAmpOptimWrapper,
+                               GradientMaskingCPUAmpOptimWrapper,
+                               GradientMaskingOptimWrapper)
 from .non_finite import NonFiniteGuard, NonFiniteStepError
 from .optim_constructors import LayerDecayOptimWrapperConstructor
 from .optim_wrappers import (CPUAmpOptimWrapper, GuardedAmpOptimWrapper,
@@ -16,3 +19,5 @@ __all__ = [
     'LayerDecayOptimWrapperConstructor', 'PretrainOptimWrapperConstructor',
     'ImageTextRetrievalTestLoop', 'ImageTextRetrievalValLoop', 'GuardedRunner'
 ]
+__all__ += ['GradientMaskingOptimWrapper', 'GradientMaskingAmpOptimWrapper']
+__all__ += ['GradientMaskingCPUAmpOptimWrapper']

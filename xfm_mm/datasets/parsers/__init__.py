@@ -4,8 +4,10 @@ from .base import RecordParser, choice, is_finite_number, texts_of
 from .image import ImageParser, ImageTextParser
 from .region import RegionTextParser
 from .text import TextParser
+from .image_label import ImageLabelParser
 
 __all__ = [
     'RecordParser', 'ImageParser', 'ImageTextParser', 'RegionTextParser',
     'TextParser', 'choice', 'is_finite_number', 'texts_of'
 ]
+__all__ += ['ImageLabelParser']

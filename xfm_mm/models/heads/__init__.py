@@ -6,9 +6,12 @@ from .feature_regression_mim import FeatureRegressionMIMHead
 from .masked_prediction import MaskedPredictionHead
 from .matching import MatchingHead
 from .probe import MLPProbeHead
+from .distillation import (DistillationLoss, MaskedLMTeacher,
+                           build_frozen_teacher)
 
 __all__ = [
     'BoxHead', 'ContrastiveHead', 'FeatureRegressionMIMHead',
     'MaskedPredictionHead', 'MatchingHead', 'MLPProbeHead',
     'contrastive_matching_losses'
 ]
+__all__ += ['DistillationLoss', 'MaskedLMTeacher', 'build_frozen_teacher']

@@ -3,5 +3,7 @@ from .decoder import TextDecoder
 from .fusion import FusionEncoder
 from .text import TextEncoder
 from .vision import VisionEncoder
+from .shared import SharedEncoder
 
 __all__ = ['FusionEncoder', 'TextDecoder', 'TextEncoder', 'VisionEncoder']
+__all__ += ['SharedEncoder']
