@@ -1,4 +1,8 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
+from .multi_grained import MultiGrainedPretrainer
+from .x2vlm import X2VLM
 from .xfm import XFM
 
 __all__ = ['XFM']
+__all__ += ['MultiGrainedPretrainer']
+__all__ += ['X2VLM']
