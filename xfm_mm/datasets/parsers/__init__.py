@@ -4,8 +4,11 @@ from .base import RecordParser, choice, is_finite_number, texts_of
 from .image import ImageParser, ImageTextParser
 from .region import RegionTextParser
 from .text import TextParser
+from .video import (VideoTextParser, available_video_decoder,
+                    sample_frame_ids)
 
 __all__ = [
     'RecordParser', 'ImageParser', 'ImageTextParser', 'RegionTextParser',
     'TextParser', 'choice', 'is_finite_number', 'texts_of'
 ]
+__all__ += ['VideoTextParser', 'available_video_decoder', 'sample_frame_ids']
