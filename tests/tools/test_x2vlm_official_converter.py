@@ -100,9 +100,9 @@ def test_other_frame_count_copies_the_first_frames(official):
     # An image-only checkpoint has no frame embedding: the rest is strict.
     image_only = {k: v for k, v in official.items()
                   if k != 'absolute_frame_pos_embed'}
-    image_model = MODELS.build(
-        tiny_x2vlm_cfg(vision_encoder=dict(
-            tiny_x2vlm_cfg()['vision_encoder'], type='VisionEncoder')))
+    vision = dict(tiny_x2vlm_cfg()['vision_encoder'], type='VisionEncoder')
+    vision.pop('num_frames')
+    image_model = MODELS.build(tiny_x2vlm_cfg(vision_encoder=vision))
     image_model.load_state_dict(
         convert_x2vlm_official(image_only), strict=True)
 

@@ -25,6 +25,7 @@ model = dict(
         position_style='bert',
         layer_norm_eps=1e-12),
     fusion_encoder=dict(
+        _delete_=True,
         type='FusionEncoder',
         num_layers=6,  # cross_encoder: 6 layers, cross-attention in all
         embed_dims={{_base_.text_dims}},

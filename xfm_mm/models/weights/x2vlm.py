@@ -64,9 +64,10 @@ DROPPED_KEYS: Dict[str, str] = {
 }
 
 
-def _normalise_names(state_dict: StateDict) -> StateDict:
+def _normalise_names(state_dict: StateDict) -> Dict[str, tuple]:
     """Strip DDP's ``module.`` and HF's ``bert.`` / ``roberta.`` model
-    prefixes inside the text and cross encoders."""
+    prefixes inside the text and cross encoders; new name -> (upstream
+    name, tensor)."""
     state_dict = _strip_module_prefix(unwrap_state_dict(state_dict))
     bad = sorted(k for k, v in state_dict.items()
                  if not isinstance(v, torch.Tensor))
@@ -75,7 +76,7 @@ def _normalise_names(state_dict: StateDict) -> StateDict:
                         f'state dict: {bad}')
     return {
         re.sub(r'^(text_encoder|cross_encoder)\.(bert|roberta)\.', r'\1.', k):
-        v
+        (k, v)
         for k, v in state_dict.items()
     }
 
@@ -142,8 +143,8 @@ def _convert_mlm(mlm: StateDict, words: Optional[torch.Tensor]) -> StateDict:
                        'predictions.bias')
     out['bias'] = bias
     decoder = head.get('predictions.decoder.weight')
-    if words is not None and decoder is not None and \
-            not torch.equal(decoder, words):
+    if words is not None and decoder is not None and decoder is not words \
+            and not decoder.is_meta and not torch.equal(decoder, words):
         raise ValueError('convert_x2vlm_official: the MLM decoder weight '
                          'differs from the word embeddings, but X2-VLM ties '
                          'them')
@@ -203,8 +204,13 @@ def convert_x2vlm_official_with_report(
             attention or MLM-head weights.
         ValueError: Tied tensors that upstream shares are not equal.
     """
-    state_dict = _normalise_names(state_dict)
-    parts, dropped, unknown = classify_x2vlm_official_keys(state_dict)
+    named = _normalise_names(state_dict)
+    parts, dropped, unknown = classify_x2vlm_official_keys(
+        {k: v for k, (_, v) in named.items()})
+    # Report the upstream names.
+    dropped = {r: sorted(named[k][0] for k in keys)
+               for r, keys in dropped.items()}
+    unknown = sorted(named[k][0] for k in unknown)
     if unknown and not ignore_unknown:
         raise KeyError(
             f'convert_x2vlm_official: {len(unknown)} keys are not part of '
