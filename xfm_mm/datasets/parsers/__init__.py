@@ -5,10 +5,11 @@ from .image import ImageParser, ImageTextParser
 from .region import RegionTextParser
 from .text import TextParser
 from .video import (VideoTextParser, available_video_decoder,
-                    sample_frame_ids)
+                    load_video_frames, sample_frame_ids)
 
 __all__ = [
     'RecordParser', 'ImageParser', 'ImageTextParser', 'RegionTextParser',
     'TextParser', 'choice', 'is_finite_number', 'texts_of'
 ]
-__all__ += ['VideoTextParser', 'available_video_decoder', 'sample_frame_ids']
+__all__ += ['VideoTextParser', 'available_video_decoder']
+__all__ += ['load_video_frames', 'sample_frame_ids']

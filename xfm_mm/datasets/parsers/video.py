@@ -8,6 +8,7 @@ import os
 import os.path as osp
 from typing import List, Optional
 
+import mmcv
 import numpy as np
 
 from xfm_mm.registry import RECORD_PARSERS
@@ -74,6 +75,59 @@ def _decode_video(path: str, num_frames: int, training: bool,
         ]
     ids = sample_frame_ids(len(frames), num_frames, training)
     return [frames[i] for i in ids]
+
+
+def load_video_frames(path: str,
+                      num_frames: int,
+                      training: bool,
+                      backend_args: Optional[dict] = None) -> np.ndarray:
+    """Decode ``num_frames`` frames of a video file or frame folder.
+
+    Args:
+        path (str): A video file or a folder of frame images.
+        num_frames (int): Frames to sample (:func:`sample_frame_ids`).
+        training (bool): Random or deterministic sampling.
+        backend_args (dict, optional): mmengine file backend arguments.
+
+    Returns:
+        np.ndarray: ``(F, H, W, 3)`` BGR uint8 (frames resized to the first
+        one's size when they differ).
+
+    Raises:
+        BadRecordError: ``video_not_found`` or ``bad_video``.
+    """
+    if osp.isdir(path):
+        names = sorted(n for n in os.listdir(path)
+                       if n.lower().endswith(FRAME_EXTENSIONS))
+        if not names:
+            raise BadRecordError('bad_video', f'{path}: no frame images')
+        ids = sample_frame_ids(len(names), num_frames, training)
+        frames = [
+            decode_image(
+                read_image_bytes(osp.join(path, names[i]), 'path', '',
+                                 backend_args)) for i in ids
+        ]
+    elif not osp.exists(path):
+        raise BadRecordError('video_not_found', path)
+    else:
+        decoder = available_video_decoder()
+        if decoder is None:
+            raise RuntimeError(
+                f'load_video_frames: {path} is a video file, but no video '
+                'decoder is installed: pip install av (PyAV) or decord, or '
+                'give folders of frames')
+        try:
+            frames = _decode_video(path, num_frames, training, decoder)
+        except Exception as e:  # decoders raise many exception types
+            raise BadRecordError(
+                'bad_video', f'{path}: {type(e).__name__}: {e}'[:200]) \
+                from None
+        if not frames:
+            raise BadRecordError('bad_video', f'{path}: no frames')
+    height, width = frames[0].shape[:2]
+    if any(f.shape[:2] != (height, width) for f in frames):
+        frames = [mmcv.imresize(f, (width, height)) for f in frames]
+    return np.stack(frames)
 
 
 @RECORD_PARSERS.register_module()
@@ -155,35 +209,9 @@ class VideoTextParser(RecordParser):
 
     def load_frames(self, video: str) -> np.ndarray:
         """Decode ``num_frames`` frames: ``(F, H, W, 3)`` BGR uint8."""
-        path = self._path(video)
-        if osp.isdir(path):
-            names = sorted(n for n in os.listdir(path)
-                           if n.lower().endswith(FRAME_EXTENSIONS))
-            if not names:
-                raise BadRecordError('bad_video', f'{path}: no frame images')
-            ids = sample_frame_ids(len(names), self.num_frames, self.training)
-            frames = [
-                decode_image(
-                    read_image_bytes(osp.join(path, names[i]), 'path', '',
-                                     self.backend_args)) for i in ids
-            ]
-        elif not osp.exists(path):
-            raise BadRecordError('video_not_found', path)
-        else:
-            try:
-                frames = _decode_video(path, self.num_frames, self.training,
-                                       available_video_decoder())
-            except Exception as e:  # decoders raise many exception types
-                raise BadRecordError(
-                    'bad_video', f'{path}: {type(e).__name__}: {e}'[:200]) \
-                    from None
-            if not frames:
-                raise BadRecordError('bad_video', f'{path}: no frames')
-        height, width = frames[0].shape[:2]
-        if any(f.shape[:2] != (height, width) for f in frames):
-            import mmcv
-            frames = [mmcv.imresize(f, (width, height)) for f in frames]
-        return np.stack(frames)
+        return load_video_frames(
+            self._path(video), self.num_frames, self.training,
+            self.backend_args)
 
     def load(self, info: dict) -> dict:
         """Decode and choose; see :class:`RecordParser`."""

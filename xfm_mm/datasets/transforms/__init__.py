@@ -14,7 +14,7 @@ from .masking import BlockMask, BlockMaskGenerator
 from .region import RegionRandomCrop, RegionTargets, boxes_to_patch_mask
 from .text import (MaskText, PreCaption, TokenizeText, choose_masked_positions,
                    pre_caption)
-from .video import ResizeFrames
+from .video import LoadVideoFrames, ResizeFrames
 
 __all__ = [
     'PackMultiSourceInputs', 'BlockMask', 'BlockMaskGenerator',
@@ -24,4 +24,4 @@ __all__ = [
     'TokenizeSentencePair', 'AddPrompt', 'CarefulRandomFlip', 'PackVLInputs',
     'RefBoxTarget', 'TokenizeAnswers'
 ]
-__all__ += ['ResizeFrames']
+__all__ += ['LoadVideoFrames', 'ResizeFrames']

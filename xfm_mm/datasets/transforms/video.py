@@ -5,6 +5,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from xfm_mm.registry import TRANSFORMS
+from ..parsers.video import load_video_frames
 
 
 @TRANSFORMS.register_module()
@@ -41,3 +42,27 @@ class ResizeFrames(BaseTransform):
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(scale={self.scale}, '
                 f'flip_prob={self.flip_prob})')
+
+
+@TRANSFORMS.register_module()
+class LoadVideoFrames(BaseTransform):
+    """Load ``num_frames`` frames of the video file or frame folder at
+    ``results['img_path']`` into ``img`` ``(F, H, W, 3)`` (downstream
+    datasets; pre-training streams decode in ``VideoTextParser``).
+
+    Args:
+        num_frames (int): Frames per clip. Defaults to 3.
+        training (bool): A random frame per segment (True) or the first.
+            Defaults to False.
+    """
+
+    def __init__(self, num_frames: int = 3, training: bool = False) -> None:
+        self.num_frames = num_frames
+        self.training = training
+
+    def transform(self, results: dict) -> dict:
+        frames = load_video_frames(results['img_path'], self.num_frames,
+                                   self.training)
+        results['img'] = frames
+        results['img_shape'] = results['ori_shape'] = frames.shape[1:3]
+        return results
