@@ -6,14 +6,15 @@
 #   data/x2vlm_pretrain/video_webvid/*.jsonl   WebVid-2.5M (2.49M clips)
 #   data/x2vlm_pretrain/video_howto_yt/*.jsonl HowTo100M (1.70M, filtered)
 #       + YT-Temporal-180M (5.31M, filtered)
-tokenizer = dict(type='HFTokenizer', name_or_path='data/bert-base-uncased')
+video_tokenizer = dict(
+    type='HFTokenizer', name_or_path='data/bert-base-uncased')
 num_frames = 3  # frame_len
 video_pipeline = [
     dict(type='ResizeFrames', scale=224),  # every frame to image_res
     dict(type='PreCaption', max_words=40),
-    dict(type='TokenizeText', tokenizer=tokenizer, max_tokens=40),
-    dict(type='MaskText', tokenizer=tokenizer, mask_prob=0.5, max_masks=12,
-         skipgram_prb=0.2, skipgram_size=3, whole_word=True),
+    dict(type='TokenizeText', tokenizer=video_tokenizer, max_tokens=40),
+    dict(type='MaskText', tokenizer=video_tokenizer, mask_prob=0.5,
+         max_masks=12, skipgram_prb=0.2, skipgram_size=3, whole_word=True),
     dict(
         type='PackMultiSourceInputs',
         fields=[
