@@ -21,7 +21,7 @@ import sys
 from typing import List, Optional
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from xfm_official_to_mm import save, verify  # noqa: E402
+from xfm_official_to_mm import finish  # noqa: E402
 
 from xfm_mm.models.weights import load_xfm_official  # noqa: E402
 from xfm_mm.models.weights.x2vlm import \
@@ -60,22 +60,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     upstream, extras = load_xfm_official(args.src)
     converted, dropped = convert_x2vlm_official_with_report(
         upstream, ignore_unknown=args.ignore_unknown, split_at=args.split_at)
-    for reason, keys in dropped.items():
-        print(f'dropped {len(keys)} keys, {reason}:')
-        for key in keys:
-            print(f'    {key}')
-    if args.verify_config:
-        verify(args.verify_config, converted)
-    meta = dict(
-        converted_from=osp.abspath(args.src),
-        source_format='X2-VLM official checkpoint',
-        converter='tools/model_converters/x2vlm_official_to_mm.py',
-        dropped_keys=dropped)
-    meta.update((f'upstream_{k}', v) for k, v in extras.items())
-    save(args.dst, converted, meta)
-    print(f'converted {len(upstream)} upstream tensors into '
-          f'{len(converted)} -> {args.dst}')
-    return 0
+    return finish(args, upstream, extras, converted, dropped,
+                  'X2-VLM official checkpoint',
+                  'tools/model_converters/x2vlm_official_to_mm.py')
 
 
 if __name__ == '__main__':

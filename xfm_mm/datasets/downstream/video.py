@@ -75,7 +75,6 @@ class MSRVTTQADataset(VQAv2Dataset):
     def load_data_list(self) -> List[dict]:
         """Parse every record of every annotation file."""
         data_list = []
-        name = type(self).__name__
         for where, record in self.iter_records():
             video_id = self.require(record, 'video_id', where, str)
             info = dict(
@@ -84,11 +83,6 @@ class MSRVTTQADataset(VQAv2Dataset):
                 question=self.require(record, 'question', where, str),
                 question_id=int(record.get('question_id', len(data_list))),
                 dataset='msrvtt')
-            answer = record.get('answer')
-            if answer is None and not self.test_mode:
-                raise KeyError(f'{name}: {where} has no field "answer" '
-                               '(needed for training)')
-            if answer is not None:
-                self._add_answers(info, answer, where)
+            self._add_answers(info, record.get('answer'), where)
             data_list.append(info)
         return data_list

@@ -22,6 +22,22 @@ class MultiGrainedPretrainer(VisionLanguageModel):
             :class:`~xfm_mm.models.utils.vision_language.VisionLanguageModel`.
     """
 
+    def _forward(self, inputs: dict, data_samples=None) -> dict:
+        """``mode='tensor'``: the raw tower outputs ``vision``, ``text``
+        and, for a paired non-region batch, ``fusion``."""
+        out = {}
+        if 'images' in inputs:
+            out['vision'] = self.vision_encoder(inputs['images'])
+        if 'text_ids' in inputs:
+            out['text'] = self.text_encoder(inputs['text_ids'],
+                                            inputs['text_mask'])
+        if 'vision' in out and 'text' in out and \
+                inputs.get('source') != 'region':
+            out['fusion'] = self.fusion_encoder(out['text'],
+                                                inputs['text_mask'],
+                                                out['vision'])
+        return out
+
     def predict(self, inputs: dict, data_samples=None) -> list:
         """Normalised ITC features per sample (``image_feat`` /
         ``text_feat``), for retrieval evaluation."""

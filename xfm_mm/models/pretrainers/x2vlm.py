@@ -88,19 +88,3 @@ class X2VLM(MultiGrainedPretrainer):
         return self.aligned_losses(
             inputs, vision, None, text, inputs.get('image_id'),
             self.mlm_head, with_itm=self.with_itm)
-
-    def _forward(self, inputs: dict, data_samples=None) -> dict:
-        """``mode='tensor'``: ``vision``, ``text`` and, for a paired
-        non-region batch, ``fusion`` states."""
-        out = {}
-        if 'images' in inputs:
-            out['vision'] = self.vision_encoder(inputs['images'])
-        if 'text_ids' in inputs:
-            out['text'] = self.text_encoder(inputs['text_ids'],
-                                            inputs['text_mask'])
-        if 'vision' in out and 'text' in out and \
-                inputs.get('source') != 'region':
-            out['fusion'] = self.fusion_encoder(out['text'],
-                                                inputs['text_mask'],
-                                                out['vision'])
-        return out

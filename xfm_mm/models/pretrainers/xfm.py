@@ -99,22 +99,6 @@ class XFM(MultiGrainedPretrainer):
                          f'{source!r}; expected one of {SOURCES}')
 
     # -------------------------------------------------------------- helpers
-    def _forward(self, inputs: dict, data_samples=None) -> dict:
-        """``mode='tensor'``: the raw tower outputs ``vision``, ``text``
-        and, for a paired non-region batch, ``fusion``."""
-        out = {}
-        if 'images' in inputs:
-            out['vision'] = self.vision_encoder(inputs['images'])
-        if 'text_ids' in inputs:
-            out['text'] = self.text_encoder(inputs['text_ids'],
-                                            inputs['text_mask'])
-        if 'vision' in out and 'text' in out and \
-                inputs['source'] != 'region':
-            out['fusion'] = self.fusion_encoder(out['text'],
-                                                inputs['text_mask'],
-                                                out['vision'])
-        return out
-
     def _to_fusion(self, text: torch.Tensor) -> torch.Tensor:
         """Technique (a): cut the VL gradient into the language encoder."""
         return text.detach() if self.stop_grad_text_to_fusion else text

@@ -230,6 +230,10 @@ class TextEncoder(BertTower):
                                              with_cp)
         self.apply(init_bert_weights)
 
+    #: One past the last layer :meth:`forward` runs (None: all); a subclass
+    #: with layers after the text layers sets it.
+    text_layers_end: Optional[int] = None
+
     def _build_stack(self, arch: dict, norm_first: bool, final_norm: bool,
                      with_cp: bool) -> TransformerStack:
         """The stack of ``arch['num_layers']`` text layers (a subclass may
@@ -287,4 +291,4 @@ class TextEncoder(BertTower):
         bias = None
         if attention_mask is not None:
             bias = mask_to_bias(attention_mask, x)
-        return self.transformer(x, bias)
+        return self.transformer(x, bias, end=self.text_layers_end)

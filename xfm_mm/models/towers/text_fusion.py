@@ -11,10 +11,11 @@ import torch
 from mmengine.logging import print_log
 
 from xfm_mm.registry import MODELS
-from ..layers import TransformerStack, mask_to_bias
+from ..layers import TransformerStack
 from ..weights import (check_load_result, convert_hf_text_encoder,
                        load_state_dict_file)
 from ..weights.hf_bert import STACK_LAYERS
+from .fusion import fusion_biases
 from .text import TextEncoder, bert_stack
 
 
@@ -66,7 +67,8 @@ class TextFusionEncoder(TextEncoder):
     ``num_fusion_layers`` layers that cross-attend to vision tokens, all in
     one :class:`TransformerStack` (``transformer``).
 
-    :meth:`forward` runs the text layers (upstream ``mode='text'``, used by
+    ``forward`` (:meth:`TextEncoder.forward`) runs the text layers
+    (upstream ``mode='text'``, used by
     ITC and as the input of fusion), :meth:`fuse` the fusion layers
     (``mode='fusion'``); running both is upstream's ``mode='multi_modal'``
     (masked LM through all layers). Layer order in the fusion layers:
@@ -100,6 +102,7 @@ class TextFusionEncoder(TextEncoder):
         self._vision_dims = vision_dims
         super().__init__(**kwargs)
         self.num_text_layers = self.arch['num_layers']
+        self.text_layers_end = self.num_text_layers  # forward: text only
         self.vision_dims = vision_dims or self.embed_dims
         if fusion_init_layers is None:
             fusion_init_layers = range(
@@ -159,19 +162,6 @@ class TextFusionEncoder(TextEncoder):
             f'skipped {len(ignored)} non-encoder keys',
             logger='current')
 
-    def forward(self,
-                input_ids: Optional[torch.Tensor] = None,
-                attention_mask: Optional[torch.Tensor] = None,
-                inputs_embeds: Optional[torch.Tensor] = None,
-                token_type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Run the text layers; see :meth:`TextEncoder.forward`."""
-        x = self.embeddings(input_ids, attention_mask, inputs_embeds,
-                            token_type_ids)
-        bias = None
-        if attention_mask is not None:
-            bias = mask_to_bias(attention_mask, x)
-        return self.transformer(x, bias, end=self.num_text_layers)
-
     def fuse(self,
              text_embeds: torch.Tensor,
              text_mask: Optional[torch.Tensor],
@@ -183,11 +173,8 @@ class TextFusionEncoder(TextEncoder):
             raise ValueError(f'{type(self).__name__}: vision_embeds width '
                              f'{vision_embeds.shape[-1]} != '
                              f'{self.vision_dims}')
-        text_bias = vision_bias = None
-        if text_mask is not None:
-            text_bias = mask_to_bias(text_mask, text_embeds)
-        if vision_mask is not None:
-            vision_bias = mask_to_bias(vision_mask, text_embeds)
+        text_bias, vision_bias = fusion_biases(text_embeds, text_mask,
+                                               vision_mask)
         return self.transformer(
             text_embeds,
             text_bias,

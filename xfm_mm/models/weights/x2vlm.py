@@ -23,8 +23,7 @@ they convert to the split layout (``text_encoder`` + ``fusion_encoder``,
 ``configs/_base_/models/xvlmplus_base.py``).
 """
 import re
-from collections import defaultdict
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -34,7 +33,7 @@ from .hf_bert import STACK_LAYERS, convert_hf_layer, convert_hf_text_encoder
 from .io import StateDict, unwrap_state_dict
 from .xfm import (_BEIT_BLOCK, _HF_CROSS, _HF_EMBEDDINGS, _HF_SELF_LAYER,
                   _MLP_HEAD, _add_prefix, _convert_heads, _strip,
-                  _strip_module_prefix)
+                  _strip_module_prefix, classify_keys)
 
 _BERT_HEAD = (r'predictions\.(bias|decoder\.(weight|bias)|transform\.'
               r'(dense|LayerNorm)\.(weight|bias))')
@@ -86,28 +85,10 @@ def classify_x2vlm_official_keys(
     """Sort (normalised) upstream keys into mapped parts, drops, unknowns.
 
     Returns:
-        tuple: ``(parts, dropped, unknown)`` as in
-        :func:`~xfm_mm.models.weights.classify_xfm_official_keys`.
+        tuple: ``(parts, dropped, unknown)``, see
+        :func:`~xfm_mm.models.weights.xfm.classify_keys`.
     """
-    parts: Dict[str, StateDict] = defaultdict(dict)
-    dropped: Dict[str, List[str]] = defaultdict(list)
-    unknown = []
-    for key, value in state_dict.items():
-        part = next(
-            (p for p, pat in MAPPED_KEYS.items() if re.fullmatch(pat, key)),
-            None)
-        if part is not None:
-            parts[part][key] = value
-            continue
-        reason = next(
-            (r for r, pat in DROPPED_KEYS.items() if re.fullmatch(pat, key)),
-            None)
-        if reason is None:
-            unknown.append(key)
-        else:
-            dropped[reason].append(key)
-    return dict(parts), {r: sorted(k)
-                         for r, k in dropped.items()}, sorted(unknown)
+    return classify_keys(state_dict, MAPPED_KEYS, DROPPED_KEYS)
 
 
 def _convert_layers(sd: StateDict, owner: str) -> StateDict:

@@ -94,12 +94,16 @@ def _strip_module_prefix(state_dict: StateDict) -> StateDict:
     return state_dict
 
 
-def classify_xfm_official_keys(
-        state_dict: StateDict) -> Tuple[Dict[str, StateDict], dict, list]:
-    """Sort upstream keys into mapped parts, deliberate drops and unknowns.
+def classify_keys(state_dict: StateDict, mapped: Dict[str, str],
+                  dropped_keys: Dict[str, str]
+                  ) -> Tuple[Dict[str, StateDict], dict, list]:
+    """Sort keys by the first full-match pattern: mapped parts, deliberate
+    drops, unknowns.
 
     Args:
-        state_dict (dict): Upstream X-FM pre-training state dict.
+        state_dict (dict): Upstream state dict.
+        mapped (dict): Part name -> regex of its keys.
+        dropped_keys (dict): Drop reason -> regex of its keys.
 
     Returns:
         tuple: ``(parts, dropped, unknown)``: part name -> its tensors (full
@@ -111,20 +115,31 @@ def classify_xfm_official_keys(
     unknown = []
     for key, value in state_dict.items():
         part = next(
-            (p for p, pat in MAPPED_KEYS.items() if re.fullmatch(pat, key)),
-            None)
+            (p for p, pat in mapped.items() if re.fullmatch(pat, key)), None)
         if part is not None:
             parts[part][key] = value
             continue
-        reason = next(
-            (r for r, pat in DROPPED_KEYS.items() if re.fullmatch(pat, key)),
-            None)
+        reason = next((r for r, pat in dropped_keys.items()
+                       if re.fullmatch(pat, key)), None)
         if reason is None:
             unknown.append(key)
         else:
             dropped[reason].append(key)
     dropped = {reason: sorted(keys) for reason, keys in dropped.items()}
     return dict(parts), dropped, sorted(unknown)
+
+
+def classify_xfm_official_keys(
+        state_dict: StateDict) -> Tuple[Dict[str, StateDict], dict, list]:
+    """Sort upstream keys into mapped parts, deliberate drops and unknowns.
+
+    Args:
+        state_dict (dict): Upstream X-FM pre-training state dict.
+
+    Returns:
+        tuple: ``(parts, dropped, unknown)``, see :func:`classify_keys`.
+    """
+    return classify_keys(state_dict, MAPPED_KEYS, DROPPED_KEYS)
 
 
 def _strip(part: StateDict, prefix: str) -> StateDict:
