@@ -104,3 +104,35 @@ def test_load_video_frames_transform(tmp_path):
     results = LoadVideoFrames(num_frames=2)(dict(img_path=str(tmp_path /
                                                               'a')))
     assert results['img'].shape == (2, 8, 8, 3)
+
+
+def test_msrvtt_retrieval_and_qa_datasets(tmp_path):
+    from xfm_mm.datasets import MSRVTTQADataset, VideoTextRetrievalDataset
+    _clip(str(tmp_path / 'videos' / 'video1'), 3, size=(8, 8))
+    _clip(str(tmp_path / 'videos' / 'video2'), 3, size=(8, 8))
+    (tmp_path / 'test.json').write_text(json.dumps([
+        dict(video='videos/video1', caption=['a', 'b'], video_id='video1'),
+        dict(video='videos/video2', caption='c', video_id='video2'),
+    ]))
+    retrieval = VideoTextRetrievalDataset(
+        ann_file='test.json',
+        data_root=str(tmp_path),
+        test_mode=True,
+        pipeline=[dict(type='LoadVideoFrames', num_frames=2)])
+    assert retrieval.num_images == 2 and retrieval.num_texts == 3
+    assert retrieval[0]['img'].shape == (2, 8, 8, 3)
+    (tmp_path / 'qa.json').write_text(json.dumps([
+        dict(video_id='video1', question='what is red?', answer='square'),
+        dict(video_id='video2', question='how many?', answer='two'),
+    ]))
+    qa = MSRVTTQADataset(
+        ann_file='qa.json',
+        data_root=str(tmp_path),
+        data_prefix=dict(img_path='videos'),
+        video_ext='')
+    info = qa.get_data_info(1)
+    assert info['img_path'].endswith(osp.join('videos', 'video2'))
+    assert info['answers'] == ['two'] and info['answer_weight'] == [1.0]
+    (tmp_path / 'bad.json').write_text(json.dumps([dict(video_id='v')]))
+    with pytest.raises(KeyError, match='question'):
+        MSRVTTQADataset(ann_file='bad.json', data_root=str(tmp_path))
