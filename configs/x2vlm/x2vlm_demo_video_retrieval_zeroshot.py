@@ -2,7 +2,8 @@
 # held-out clips (data/demo_video/video_text/test_retrieval.json: emoji never
 # seen in pre-training, each moving one of four ways). 3 frames per clip,
 # the first of each of 3 equal segments (evaluation sampling).
-#   python tools/test.py configs/x2vlm/x2vlm_demo_video_retrieval_zeroshot.py CKPT
+#   python tools/test.py \
+#       configs/x2vlm/x2vlm_demo_video_retrieval_zeroshot.py CKPT
 _base_ = ['./x2vlm_demo_retrieval_zeroshot.py']
 
 test_dataloader = dict(

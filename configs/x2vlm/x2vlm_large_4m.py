@@ -16,7 +16,8 @@ model = dict(
     vision_encoder=dict(
         pretrained='data/beitv2_large_patch16_224_pt1k_ft21k.pth'),
 )
-tokenizer = dict(type='HFTokenizer', name_or_path='data/bert-large-uncased-12l')
+# The pipelines keep data/bert-base-uncased's tokenizer: bert-large-uncased
+# has the same WordPiece vocabulary.
 train_dataloader = dict(
     image_text=dict(batch_size=64),  # images.batch_size (x 16 GPUs = 1024)
     region=dict(batch_size=25),  # regions.max_images; 64 pairs kept

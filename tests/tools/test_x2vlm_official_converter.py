@@ -137,7 +137,8 @@ def test_xvlmplus_cclm_and_split(official):
 
 
 def test_unknown_and_incomplete_keys(official):
-    sd = dict(official, **{'text_decoder.bert.encoder.layer.0.x': torch.ones(1)})
+    sd = dict(official)
+    sd['text_decoder.bert.encoder.layer.0.x'] = torch.ones(1)
     with pytest.raises(KeyError, match='text_decoder'):
         convert_x2vlm_official(sd)
     converted, dropped = convert_x2vlm_official_with_report(

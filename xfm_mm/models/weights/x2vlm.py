@@ -30,10 +30,10 @@ from mmengine.logging import print_log
 
 from .beit import convert_beit_official
 from .hf_bert import STACK_LAYERS, convert_hf_layer, convert_hf_text_encoder
-from .io import StateDict, unwrap_state_dict
+from .io import StateDict, classify_keys, unwrap_state_dict
 from .xfm import (_BEIT_BLOCK, _HF_CROSS, _HF_EMBEDDINGS, _HF_SELF_LAYER,
                   _MLP_HEAD, _add_prefix, _convert_heads, _strip,
-                  _strip_module_prefix, classify_keys)
+                  _strip_module_prefix)
 
 _BERT_HEAD = (r'predictions\.(bias|decoder\.(weight|bias)|transform\.'
               r'(dense|LayerNorm)\.(weight|bias))')
@@ -86,7 +86,7 @@ def classify_x2vlm_official_keys(
 
     Returns:
         tuple: ``(parts, dropped, unknown)``, see
-        :func:`~xfm_mm.models.weights.xfm.classify_keys`.
+        :func:`~xfm_mm.models.weights.io.classify_keys`.
     """
     return classify_keys(state_dict, MAPPED_KEYS, DROPPED_KEYS)
 
