@@ -87,11 +87,11 @@ def save(dst: str, state_dict: dict, meta: dict) -> None:
         torch.save({'state_dict': state_dict, 'meta': meta}, dst)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    upstream, extras = load_xfm_official(args.src)
-    converted, dropped = convert_xfm_official_with_report(
-        upstream, ignore_unknown=args.ignore_unknown)
+def finish(args: argparse.Namespace, upstream: dict, extras: dict,
+           converted: dict, dropped: dict, source_format: str,
+           converter: str) -> int:
+    """List the dropped keys, verify (``--verify-config``) and write
+    ``args.dst`` with the conversion's meta."""
     for reason, keys in dropped.items():
         print(f'dropped {len(keys)} keys, {reason}:')
         for key in keys:
@@ -100,14 +100,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         verify(args.verify_config, converted)
     meta = dict(
         converted_from=osp.abspath(args.src),
-        source_format='X-FM official pre-training checkpoint',
-        converter='tools/model_converters/xfm_official_to_mm.py',
+        source_format=source_format,
+        converter=converter,
         dropped_keys=dropped)
     meta.update((f'upstream_{k}', v) for k, v in extras.items())
     save(args.dst, converted, meta)
     print(f'converted {len(upstream)} upstream tensors into '
           f'{len(converted)} -> {args.dst}')
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    upstream, extras = load_xfm_official(args.src)
+    converted, dropped = convert_xfm_official_with_report(
+        upstream, ignore_unknown=args.ignore_unknown)
+    return finish(args, upstream, extras, converted, dropped,
+                  'X-FM official pre-training checkpoint',
+                  'tools/model_converters/xfm_official_to_mm.py')
 
 
 if __name__ == '__main__':

@@ -19,14 +19,17 @@ class PretrainOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     weight decay; everything else (cls/mask tokens, layer scales, the
     temperature) is decayed. Parameters under ``new_param_prefixes`` were
     not in any initialisation checkpoint and learn ``new_lr_mult`` times
-    faster. Custom ``paramwise_cfg`` is not supported here: the rule above is
+    faster, as do parameters whose name contains one of ``new_param_keys``
+    (X2-VLM's new cross-attention inside the text stack: ``cross_attn``).
+    Custom ``paramwise_cfg`` is not supported here: the rule above is
     the whole policy.
 
     Args:
         optim_wrapper_cfg (dict): The optimizer wrapper config; the optimizer
             gives the base lr and weight decay.
         paramwise_cfg (dict, optional): ``new_param_prefixes`` (sequence of
-            module-name prefixes) and ``new_lr_mult`` (default 2.0).
+            module-name prefixes), ``new_param_keys`` (sequence of name
+            fragments) and ``new_lr_mult`` (default 2.0).
     """
 
     def __init__(self,
@@ -35,6 +38,8 @@ class PretrainOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         paramwise_cfg = dict(paramwise_cfg or {})
         self.new_prefixes: Sequence[str] = tuple(
             paramwise_cfg.pop('new_param_prefixes', ()))
+        self.new_keys: Sequence[str] = tuple(
+            paramwise_cfg.pop('new_param_keys', ()))
         self.new_lr_mult = float(paramwise_cfg.pop('new_lr_mult', 2.0))
         if paramwise_cfg:
             raise ValueError('PretrainOptimWrapperConstructor: unsupported '
@@ -55,7 +60,8 @@ class PretrainOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 continue
             seen.add(id(param))  # tied weights appear once
             decay = 'bias' not in name and id(param) not in no_decay
-            new = name.startswith(self.new_prefixes)
+            new = name.startswith(self.new_prefixes) or any(
+                key in name for key in self.new_keys)
             groups[(decay, new)].append(param)
         out = []
         for (decay, new), params in groups.items():

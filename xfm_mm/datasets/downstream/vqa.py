@@ -103,16 +103,18 @@ class VQAv2Dataset(AnnotationDataset):
                 question=question,
                 question_id=int(record.get('question_id', len(data_list))),
                 dataset=source)
-            answer = record.get('answer')
-            if answer is None and not self.test_mode:
-                raise KeyError(f'{name}: {where} has no field "answer" '
-                               '(needed for training)')
-            if answer is not None:
-                self._add_answers(info, answer, where)
+            self._add_answers(info, record.get('answer'), where)
             data_list.append(info)
         return data_list
 
     def _add_answers(self, info: dict, answer, where: str) -> None:
+        """Add the targets of ``answer`` (the record's field) to ``info``;
+        a missing answer is an error only for training."""
+        if answer is None:
+            if not self.test_mode:
+                raise KeyError(f'{type(self).__name__}: {where} has no field '
+                               '"answer" (needed for training)')
+            return
         answers = [answer] if isinstance(answer, str) else answer
         if not isinstance(answers, list) or not answers or \
                 not all(isinstance(a, str) for a in answers):

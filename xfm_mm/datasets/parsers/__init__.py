@@ -5,9 +5,13 @@ from .image import ImageParser, ImageTextParser
 from .region import RegionTextParser
 from .text import TextParser
 from .image_label import ImageLabelParser
+from .video import (VideoTextParser, available_video_decoder,
+                    load_video_frames, sample_frame_ids)
 
 __all__ = [
     'RecordParser', 'ImageParser', 'ImageTextParser', 'RegionTextParser',
     'TextParser', 'choice', 'is_finite_number', 'texts_of'
 ]
 __all__ += ['ImageLabelParser']
+__all__ += ['VideoTextParser', 'available_video_decoder']
+__all__ += ['load_video_frames', 'sample_frame_ids']

@@ -14,6 +14,7 @@ from .masking import BlockMask, BlockMaskGenerator
 from .region import RegionRandomCrop, RegionTargets, boxes_to_patch_mask
 from .text import (MaskText, PreCaption, TokenizeText, choose_masked_positions,
                    pre_caption)
+from .video import LoadVideoFrames, ResizeFrames
 
 __all__ = [
     'PackMultiSourceInputs', 'BlockMask', 'BlockMaskGenerator',
@@ -23,3 +24,4 @@ __all__ = [
     'TokenizeSentencePair', 'AddPrompt', 'CarefulRandomFlip', 'PackVLInputs',
     'RefBoxTarget', 'TokenizeAnswers'
 ]
+__all__ += ['LoadVideoFrames', 'ResizeFrames']

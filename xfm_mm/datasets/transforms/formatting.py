@@ -14,14 +14,18 @@ FieldSpec = Union[Sequence[str], Mapping[str, Optional[str]]]
 
 
 def image_to_tensor(img: np.ndarray) -> torch.Tensor:
-    """HWC (or HW) array to a contiguous CHW tensor, dtype unchanged.
+    """HWC (or HW) array to a contiguous CHW tensor, dtype unchanged; the
+    frames of a clip, ``(F, H, W, C)``, to ``(F, C, H, W)``.
 
     Args:
-        img (np.ndarray): The image.
+        img (np.ndarray): The image or clip.
 
     Returns:
-        torch.Tensor: ``(C, H, W)``.
+        torch.Tensor: ``(C, H, W)`` or ``(F, C, H, W)``.
     """
+    if img.ndim == 4:
+        return torch.from_numpy(
+            np.ascontiguousarray(img.transpose(0, 3, 1, 2)))
     if img.ndim == 2:
         img = img[..., None]
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))

@@ -5,17 +5,15 @@ EMNLP 2023 Findings, arXiv 2301.05065)."""
 from typing import Dict, Optional
 
 import torch
-from mmengine.structures import BaseDataElement
 
 from xfm_mm.registry import MODELS
-from ..heads import contrastive_matching_losses
-from ..utils.vision_language import VisionLanguageModel
+from .multi_grained import MultiGrainedPretrainer
 
 SOURCES = ('text', 'image', 'image_text', 'region')
 
 
 @MODELS.register_module()
-class XFM(VisionLanguageModel):
+class XFM(MultiGrainedPretrainer):
     """X-FM: a language, a vision and a fusion encoder trained jointly.
 
     Losses per batch source (upstream ``models/xfm.py`` and
@@ -100,58 +98,7 @@ class XFM(VisionLanguageModel):
         raise ValueError(f'{type(self).__name__}: unknown source '
                          f'{source!r}; expected one of {SOURCES}')
 
-    def predict(self, inputs: dict, data_samples=None) -> list:
-        """Normalised ITC features per sample (``image_feat`` /
-        ``text_feat``), for retrieval evaluation."""
-        feats = self.extract_feat(
-            images=inputs.get('images'),
-            text_ids=inputs.get('text_ids'),
-            text_mask=inputs.get('text_mask'))
-        num = len(next(iter(feats.values())))
-        if data_samples is None:
-            data_samples = [BaseDataElement() for _ in range(num)]
-        for key, value in feats.items():
-            for sample, row in zip(data_samples, value):
-                sample.set_field(row, key)
-        return data_samples
-
-    @torch.no_grad()
-    def extract_feat(self,
-                     images: Optional[torch.Tensor] = None,
-                     text_ids: Optional[torch.Tensor] = None,
-                     text_mask: Optional[torch.Tensor] = None) -> dict:
-        """Normalised ITC embeddings of images and/or texts.
-
-        Returns:
-            dict: ``image_feat`` (B, E) when images are given, ``text_feat``
-            (B, E) when texts are given.
-        """
-        out = {}
-        if images is not None:
-            vision = self.vision_encoder(images)
-            out['image_feat'] = self.itc_head.project_vision(vision[:, 0])
-        if text_ids is not None:
-            text = self.text_encoder(text_ids, text_mask)
-            out['text_feat'] = self.itc_head.project_text(text[:, 0])
-        return out
-
     # -------------------------------------------------------------- helpers
-    def _forward(self, inputs: dict, data_samples=None) -> dict:
-        """``mode='tensor'``: the raw tower outputs ``vision``, ``text``
-        and, for a paired non-region batch, ``fusion``."""
-        out = {}
-        if 'images' in inputs:
-            out['vision'] = self.vision_encoder(inputs['images'])
-        if 'text_ids' in inputs:
-            out['text'] = self.text_encoder(inputs['text_ids'],
-                                            inputs['text_mask'])
-        if 'vision' in out and 'text' in out and \
-                inputs['source'] != 'region':
-            out['fusion'] = self.fusion_encoder(out['text'],
-                                                inputs['text_mask'],
-                                                out['vision'])
-        return out
-
     def _to_fusion(self, text: torch.Tensor) -> torch.Tensor:
         """Technique (a): cut the VL gradient into the language encoder."""
         return text.detach() if self.stop_grad_text_to_fusion else text
@@ -188,52 +135,26 @@ class XFM(VisionLanguageModel):
         return losses
 
     def _region_losses(self, inputs: dict) -> dict:
-        full = self.vision_encoder(inputs['images'])[inputs['image_index']]
-        patch_mask = inputs['region_patch_mask']
-        region = self.vision_encoder.region_pool(full, patch_mask)
-        # The fusion encoder attends to the pooled token and the box patches.
-        vision_mask = torch.cat(
-            [patch_mask.new_ones(len(patch_mask), 1), patch_mask], dim=1)
+        full, region, vision_mask = self.region_vision(inputs)
         text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
         # Texts of one image name different regions: only the diagonal pairs
         # are positives, as upstream (no image ids).
         losses = self._aligned_losses(inputs, region, vision_mask, text, None)
         if self.box_head is not None:
-            # Box prediction sees the whole image, not the box patches.
-            fused = self.fusion_encoder(
-                self._to_fusion(text), inputs['text_mask'], full)
-            losses.update(
-                self.box_head.loss(fused[:, 0], inputs['boxes'],
-                                   inputs.get('is_whole_image')))
+            losses.update(self.box_losses(inputs, self._to_fusion(text), full))
         return losses
 
     def _aligned_losses(self, inputs: dict, vision: torch.Tensor,
                         vision_mask: Optional[torch.Tensor],
                         text: torch.Tensor,
                         image_ids: Optional[torch.Tensor]) -> dict:
-        """ITC, ITM (:func:`contrastive_matching_losses`) and IMLM shared by
-        image-text and region batches.
-
-        Texts sharing an image id are positives of each other in ITC and
-        never drawn as ITM negatives.
-        """
-        text_mask = inputs['text_mask']
-        losses = contrastive_matching_losses(
-            self.itc_head,
-            self.itm_head,
-            self.fusion_encoder,
+        """ITC, ITM and IMLM (masked caption -> language encoder ->
+        (detached) -> fusion) of image-text and region batches."""
+        return self.aligned_losses(
+            inputs,
             vision,
+            vision_mask,
             text,
-            text_mask,
-            vision_mask=vision_mask,
-            image_ids=image_ids,
-            detach_fusion_text=self.stop_grad_text_to_fusion)
-
-        # IMLM: masked caption -> language encoder -> (detached) -> fusion.
-        masked = self.text_encoder(inputs['masked_text_ids'], text_mask)
-        fused = self.fusion_encoder(
-            self._to_fusion(masked), text_mask, vision, vision_mask)
-        losses.update(
-            self.imlm_head.loss(fused, inputs['masked_pos'],
-                                inputs['masked_labels']))
-        return losses
+            image_ids,
+            self.imlm_head,
+            detach_text=self.stop_grad_text_to_fusion)

@@ -13,6 +13,23 @@ from ..weights.hf_bert import STACK_LAYERS
 from .text import BertTower, bert_arch, bert_stack, init_bert_weights
 
 
+def fusion_biases(text_embeds: torch.Tensor,
+                  text_mask: Optional[torch.Tensor],
+                  vision_mask: Optional[torch.Tensor]) -> tuple:
+    """Self- and cross-attention biases of fusion layers from the text and
+    vision masks (1 = attend; None attends to everything).
+
+    Returns:
+        tuple: ``(text_bias, vision_bias)``, each None for a None mask.
+    """
+    text_bias = vision_bias = None
+    if text_mask is not None:
+        text_bias = mask_to_bias(text_mask, text_embeds)
+    if vision_mask is not None:
+        vision_bias = mask_to_bias(vision_mask, text_embeds)
+    return text_bias, vision_bias
+
+
 @MODELS.register_module()
 class FusionEncoder(BertTower):
     """Stack of BERT layers with cross-attention to vision tokens.
@@ -169,10 +186,7 @@ class FusionEncoder(BertTower):
             raise ValueError(f'{name}: vision_embeds width '
                              f'{vision_embeds.shape[-1]} != '
                              f'{self.vision_dims}')
-        text_bias = vision_bias = None
-        if text_mask is not None:
-            text_bias = mask_to_bias(text_mask, text_embeds)
-        if vision_mask is not None:
-            vision_bias = mask_to_bias(vision_mask, text_embeds)
+        text_bias, vision_bias = fusion_biases(text_embeds, text_mask,
+                                               vision_mask)
         return self.transformer(text_embeds, text_bias, vision_embeds,
                                 vision_bias)

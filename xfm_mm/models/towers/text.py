@@ -54,18 +54,22 @@ def bert_stack(arch: dict,
                cross_attn_dims: Optional[int] = None,
                norm_first: bool = False,
                final_norm: bool = False,
-               with_cp: bool = False) -> TransformerStack:
+               with_cp: bool = False,
+               cross_attn_layers: Optional[Sequence[int]] = None
+               ) -> TransformerStack:
     """The transformer stack of a BERT-style tower.
 
     Args:
         arch (dict): ``num_layers``, ``embed_dims``, ``num_heads``,
             ``feedforward_channels``, ``layer_norm_eps``, ``dropout``,
             ``attn_dropout``.
-        cross_attn_dims (int, optional): Context width; every layer
-            cross-attends when given.
+        cross_attn_dims (int, optional): Context width; the layers of
+            ``cross_attn_layers`` cross-attend when given.
         norm_first (bool): Pre-norm layers. Defaults to False (BERT).
         final_norm (bool): A final LayerNorm. Defaults to False.
         with_cp (bool): Activation checkpointing. Defaults to False.
+        cross_attn_layers (Sequence[int], optional): The cross-attending
+            layers (X2-VLM: ``range(12, 18)``). Defaults to every layer.
 
     Returns:
         TransformerStack: The stack.
@@ -83,7 +87,8 @@ def bert_stack(arch: dict,
     return TransformerStack(
         arch['num_layers'],
         layer_cfg,
-        cross_attn_layers=None if cross_attn_dims is None else 'all',
+        cross_attn_layers=None if cross_attn_dims is None else
+        (cross_attn_layers if cross_attn_layers is not None else 'all'),
         final_norm=final_norm,
         with_cp=with_cp)
 
@@ -221,12 +226,21 @@ class TextEncoder(BertTower):
         self.arch = arch
         self.embed_dims = arch['embed_dims']
         self.embeddings = text_embedding(arch)
-        self.transformer = bert_stack(
-            arch,
-            norm_first=norm_first,
-            final_norm=final_norm,
-            with_cp=with_cp)
+        self.transformer = self._build_stack(arch, norm_first, final_norm,
+                                             with_cp)
         self.apply(init_bert_weights)
+
+    #: One past the last layer :meth:`forward` runs (None: all); a subclass
+    #: with layers after the text layers sets it.
+    text_layers_end: Optional[int] = None
+
+    def _build_stack(self, arch: dict, norm_first: bool, final_norm: bool,
+                     with_cp: bool) -> TransformerStack:
+        """The stack of ``arch['num_layers']`` text layers (a subclass may
+        add layers, e.g. X2-VLM's cross-attending ones)."""
+        return bert_stack(
+            arch, norm_first=norm_first, final_norm=final_norm,
+            with_cp=with_cp)
 
     @property
     def word_embeddings(self) -> nn.Embedding:
@@ -277,4 +291,4 @@ class TextEncoder(BertTower):
         bias = None
         if attention_mask is not None:
             bias = mask_to_bias(attention_mask, x)
-        return self.transformer(x, bias)
+        return self.transformer(x, bias, end=self.text_layers_end)

@@ -19,7 +19,11 @@ class VisionLanguageModel(BaseMultimodalModel):
     Args:
         text_encoder (dict): ``TextEncoder`` config.
         vision_encoder (dict): ``VisionEncoder`` config.
-        fusion_encoder (dict): ``FusionEncoder`` config.
+        fusion_encoder (dict, optional): ``FusionEncoder`` config. None
+            when the text encoder holds the fusion layers itself (X2-VLM's
+            ``TextFusionEncoder``): ``fusion_encoder`` is then its
+            ``fusion`` view, called the same way, and the layers keep their
+            names under ``text_encoder``.
         data_preprocessor (dict, optional): Defaults to
             ``MultiSourceDataPreprocessor``.
         init_cfg (dict, optional): e.g. a ``Pretrained`` checkpoint.
@@ -28,14 +32,22 @@ class VisionLanguageModel(BaseMultimodalModel):
     def __init__(self,
                  text_encoder: dict,
                  vision_encoder: dict,
-                 fusion_encoder: dict,
+                 fusion_encoder: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.text_encoder = self.build_module(text_encoder)
         self.vision_encoder = self.build_module(vision_encoder)
-        self.fusion_encoder = self.build_module(fusion_encoder)
+        if fusion_encoder is not None:
+            self.fusion_encoder = self.build_module(fusion_encoder)
+        elif hasattr(self.text_encoder, 'fusion'):
+            self.fusion_encoder = self.text_encoder.fusion
+        else:
+            raise ValueError(
+                f'{type(self).__name__}: fusion_encoder is None but the text '
+                f'encoder ({type(self.text_encoder).__name__}) has no fusion '
+                'layers')
 
     def fuse(self, inputs: dict) -> torch.Tensor:
         """Fusion states of each text over its whole image.

@@ -10,6 +10,8 @@ from .io import (check_load_result, load_state_dict_file, rename_keys,
                  select_prefix, unwrap_state_dict)
 from .legacy import (TEXT_137E521, VISION_137E521, rename_legacy_keys,
                      upgrade_legacy_keys)
+from .x2vlm import (classify_x2vlm_official_keys, convert_x2vlm_official,
+                    convert_x2vlm_official_with_report, split_text_fusion)
 from .xfm import (classify_xfm_official_keys, convert_xfm_official,
                   convert_xfm_official_with_report, load_xfm_official)
 
@@ -24,3 +26,5 @@ __all__ = [
     'classify_xfm_official_keys', 'convert_xfm_official',
     'convert_xfm_official_with_report', 'load_xfm_official'
 ]
+__all__ += ['classify_x2vlm_official_keys', 'convert_x2vlm_official']
+__all__ += ['convert_x2vlm_official_with_report', 'split_text_fusion']

@@ -9,7 +9,8 @@ loads as well as a bare state dict, and a file that would run code does not.
 """
 import os.path as osp
 import re
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from collections import defaultdict
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -152,3 +153,38 @@ def check_load_result(owner: str, source: str, missing: Iterable[str],
         lines.append(f'  unexpected keys ({len(unexpected)}): ' +
                      ', '.join(unexpected))
     raise KeyError('\n'.join(lines))
+
+
+def classify_keys(state_dict: StateDict, mapped: Dict[str, str],
+                  dropped_keys: Dict[str, str]
+                  ) -> Tuple[Dict[str, StateDict], dict, list]:
+    """Sort keys by the first full-match pattern: mapped parts, deliberate
+    drops, unknowns.
+
+    Args:
+        state_dict (dict): Upstream state dict.
+        mapped (dict): Part name -> regex of its keys.
+        dropped_keys (dict): Drop reason -> regex of its keys.
+
+    Returns:
+        tuple: ``(parts, dropped, unknown)``: part name -> its tensors (full
+        upstream names), drop reason -> sorted keys, and the sorted keys
+        matching nothing.
+    """
+    parts: Dict[str, StateDict] = defaultdict(dict)
+    dropped: Dict[str, List[str]] = defaultdict(list)
+    unknown = []
+    for key, value in state_dict.items():
+        part = next(
+            (p for p, pat in mapped.items() if re.fullmatch(pat, key)), None)
+        if part is not None:
+            parts[part][key] = value
+            continue
+        reason = next((r for r, pat in dropped_keys.items()
+                       if re.fullmatch(pat, key)), None)
+        if reason is None:
+            unknown.append(key)
+        else:
+            dropped[reason].append(key)
+    dropped = {reason: sorted(keys) for reason, keys in dropped.items()}
+    return dict(parts), dropped, sorted(unknown)

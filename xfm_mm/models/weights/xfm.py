@@ -21,8 +21,7 @@ unknown), then each part is renamed by the tower's own mapping
 :func:`convert_hf_layer`, :func:`convert_hf_lm_head`).
 """
 import re
-from collections import defaultdict
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -32,7 +31,7 @@ from xfm_mm.utils.checkpoint import (UnsafeCheckpointError,
 from .beit import convert_beit_official
 from .hf_bert import (STACK_LAYERS, convert_hf_layer, convert_hf_lm_head,
                       convert_hf_text_encoder, split_model_prefix)
-from .io import StateDict, unwrap_state_dict
+from .io import StateDict, classify_keys, unwrap_state_dict
 
 _HF_EMBEDDINGS = (r'embeddings\.((word|position|token_type)_embeddings\.'
                   r'weight|LayerNorm\.(weight|bias))')
@@ -102,29 +101,10 @@ def classify_xfm_official_keys(
         state_dict (dict): Upstream X-FM pre-training state dict.
 
     Returns:
-        tuple: ``(parts, dropped, unknown)``: part name -> its tensors (full
-        upstream names), drop reason -> sorted keys, and the sorted keys
-        matching nothing.
+        tuple: ``(parts, dropped, unknown)``, see
+        :func:`~xfm_mm.models.weights.io.classify_keys`.
     """
-    parts: Dict[str, StateDict] = defaultdict(dict)
-    dropped: Dict[str, List[str]] = defaultdict(list)
-    unknown = []
-    for key, value in state_dict.items():
-        part = next(
-            (p for p, pat in MAPPED_KEYS.items() if re.fullmatch(pat, key)),
-            None)
-        if part is not None:
-            parts[part][key] = value
-            continue
-        reason = next(
-            (r for r, pat in DROPPED_KEYS.items() if re.fullmatch(pat, key)),
-            None)
-        if reason is None:
-            unknown.append(key)
-        else:
-            dropped[reason].append(key)
-    dropped = {reason: sorted(keys) for reason, keys in dropped.items()}
-    return dict(parts), dropped, sorted(unknown)
+    return classify_keys(state_dict, MAPPED_KEYS, DROPPED_KEYS)
 
 
 def _strip(part: StateDict, prefix: str) -> StateDict:
