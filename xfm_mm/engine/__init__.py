@@ -1,4 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
+from .fsdp import (FSDPOptimWrapper, ScalarSafeFSDP,
+                   sharded_clip_grad_norm_, transformer_layer_wrap_policy)
 from .hooks import *  # noqa: F401,F403
 from .loops import MultiSourceTrainLoop
 from .non_finite import NonFiniteGuard, NonFiniteStepError
@@ -15,4 +17,8 @@ __all__ = [
     'GuardedOptimWrapper', 'NonFiniteGuard', 'NonFiniteStepError',
     'LayerDecayOptimWrapperConstructor', 'PretrainOptimWrapperConstructor',
     'ImageTextRetrievalTestLoop', 'ImageTextRetrievalValLoop', 'GuardedRunner'
+]
+__all__ += [
+    'FSDPOptimWrapper', 'ScalarSafeFSDP', 'sharded_clip_grad_norm_',
+    'transformer_layer_wrap_policy'
 ]
