@@ -134,5 +134,5 @@ class FSDPOptimWrapper(OptimWrapper):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if self.clip_func is torch.nn.utils.clip_grad_norm_:
+        if getattr(self, 'clip_func', None) is torch.nn.utils.clip_grad_norm_:
             self.clip_func = sharded_clip_grad_norm_
