@@ -4,15 +4,12 @@ configs/xfm/pretrain_base_fsdp.py, on two gloo CPU processes: its training
 steps equal DDP's on the same data."""
 import os
 import os.path as osp
-import socket
 import sys
-import time
 from datetime import timedelta
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from mmengine.config import Config
 
 import xfm_mm.engine  # noqa: F401  (the wrap policy)
@@ -22,6 +19,7 @@ from xfm_mm.registry import MODELS
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'xfm', 'pretrain_base_fsdp.py')
 sys.path.insert(0, osp.join(REPO, 'tests', 'helpers'))
+from gloo import free_port, spawn_bounded  # noqa: E402
 from tiny_models import make_batch, tiny_xfm_cfg  # noqa: E402
 
 STEPS = 3
@@ -123,28 +121,9 @@ def _worker(rank, port, out_dir, mixed_precision):
         dist.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _spawn(out_dir, mixed_precision, timeout=240):
-    context = mp.start_processes(
-        _worker,
-        args=(_free_port(), out_dir, mixed_precision),
-        nprocs=2,
-        join=False,
-        start_method='fork')
-    deadline = time.monotonic() + timeout
-    try:
-        while not context.join(timeout=1):
-            if time.monotonic() > deadline:
-                raise TimeoutError('gloo workers did not finish in time')
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.terminate()
+def _spawn(out_dir, mixed_precision):
+    spawn_bounded(_worker, (free_port(), out_dir, mixed_precision),
+                  timeout=240)
     return torch.load(osp.join(out_dir, 'steps.pth'), weights_only=True)
 
 
