@@ -141,3 +141,41 @@ def test_fsdp_steps_equal_ddp_steps(tmp_path, mixed_precision):
     # bf16 compute: the same training within bf16 precision
     assert out['fsdp_losses'] == pytest.approx(out['ddp_losses'], rel=2e-2)
     assert all(v.dtype == torch.float32 for v in out['fsdp'].values())
+
+
+def test_xfm_demo_pretrains_under_flexible_runner_fsdp(tmp_path):
+    """configs/xfm/pretrain_demo_fsdp.py: the multi-source loop (text,
+    region + image, image-text step groups) under FlexibleRunner with FSDP
+    on two gloo CPU processes, through tools/dist_train.sh, with a sharded
+    checkpoint at the end."""
+    import re
+    import subprocess
+    from demo_data import prepare_small_demo, small_demo_options
+    data_root = prepare_small_demo(str(tmp_path / 'demo'))
+    options = [f'{k}={v}' for k, v in small_demo_options(data_root).items()]
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        PORT=str(free_port()),
+        CUDA_VISIBLE_DEVICES='',
+        OMP_NUM_THREADS='1')
+    proc = subprocess.run([
+        'bash',
+        osp.join(REPO, 'tools', 'dist_train.sh'),
+        osp.join(REPO, 'configs', 'xfm', 'pretrain_demo_fsdp.py'), '2',
+        '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options', *options,
+        'train_cfg.max_iters=2'
+    ],
+                          cwd=str(tmp_path),
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=400)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-6000:]
+    logged = re.findall(r'Iter\(train\) \[(\d)/2\].*?text/loss: ([0-9.]+)'
+                        r'.*?image_text/loss: ([0-9.]+)', output)
+    assert [it for it, _, _ in logged] == ['1', '2']
+    for shard in ('rank0.pth', 'rank1.pth'):
+        assert (tmp_path / 'work' / 'iter_2.pth' / shard).is_file()
