@@ -1,24 +1,13 @@
 # The CPU demo (pretrain_demo.py) under FSDP, as pretrain_base_fsdp.py shards
-# the base model: FlexibleRunner + FSDPStrategy, one FSDP unit per
-# TransformerLayer, bf16 mixed precision. Runs on CPU processes with gloo:
+# the base model (configs/_base_/strategies/fsdp.py). Runs on CPU processes
+# with gloo:
 #     tools/dist_train.sh configs/xfm/pretrain_demo_fsdp.py 2
-# Checkpoints are sharded ('local'): saving a full state dict crashes on CPU
-# (docs/en/speed.md).
-_base_ = ['./pretrain_demo.py']
+_base_ = ['./pretrain_demo.py', '../_base_/strategies/fsdp.py']
 
 runner_type = 'FlexibleRunner'
-strategy = dict(
-    type='FSDPStrategy',
-    model_wrapper=dict(
-        type='ScalarSafeFSDP',
-        use_orig_params=True,
-        auto_wrap_policy='xfm_mm.transformer_layer_wrap_policy',
-        mixed_precision=dict(
-            param_dtype='bfloat16',
-            reduce_dtype='float32',
-            buffer_dtype='float32')),
-    state_dict_cfg='local',
-)
+# Sharded checkpoints: saving a full state dict crashes on CPU
+# (docs/en/speed.md).
+strategy = dict(state_dict_cfg='local')
 
 # FSDP's MixedPrecision replaces the demo's autocast wrapper.
 optim_wrapper = dict(
