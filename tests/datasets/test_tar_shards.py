@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
-from xfm_mm.datasets import (BadShardError, TarShardStreamDataset, decode_image,
-                             expand_braces, list_tar_shards)
+from xfm_mm.datasets import (BadShardError, TarShardStreamDataset,
+                             decode_image, expand_braces, list_tar_shards)
 from xfm_mm.registry import DATASETS
 
 PARSER = dict(type='ImageTextParser', image_format='bytes')
@@ -60,7 +60,11 @@ def _write_shards(tmp_path, make_image, num_files):
     return expected
 
 
-def _loader(ann_file, rank, world_size, num_workers=2, batch_size=None,
+def _loader(ann_file,
+            rank,
+            world_size,
+            num_workers=2,
+            batch_size=None,
             **kwargs):
     dataset = DATASETS.build(
         dict(
@@ -84,14 +88,12 @@ def test_expand_braces_and_listing(tmp_path, make_image):
     assert expand_braces('{a,b}/{1..2}') == ['a/1', 'a/2', 'b/1', 'b/2']
     _write_shards(tmp_path, make_image, 4)
     folder = list_tar_shards(str(tmp_path / 'shards'))
-    assert [osp.basename(p) for p in folder] == [
-        f'shard-{i:03d}.tar' for i in range(4)
-    ]
-    braces = list_tar_shards('shards/shard-{001..002}.tar,shards/*0.tar',
-                             data_root=str(tmp_path))
-    assert [osp.basename(p) for p in braces] == [
-        'shard-001.tar', 'shard-002.tar', 'shard-000.tar'
-    ]
+    assert [osp.basename(p)
+            for p in folder] == [f'shard-{i:03d}.tar' for i in range(4)]
+    braces = list_tar_shards(
+        'shards/shard-{001..002}.tar,shards/*0.tar', data_root=str(tmp_path))
+    assert [osp.basename(p) for p in braces
+            ] == ['shard-001.tar', 'shard-002.tar', 'shard-000.tar']
     with pytest.raises(FileNotFoundError, match='shard-004.tar'):
         list_tar_shards(str(tmp_path / 'shards' / 'shard-{003..004}.tar'))
 
@@ -102,7 +104,10 @@ def test_two_ranks_two_workers_read_each_sample_once(tmp_path, make_image,
     expected = _write_shards(tmp_path, make_image, num_files)
     per_rank = [[
         s['text'] for s in _loader(
-            str(tmp_path / 'shards'), rank, 2, infinite=False,
+            str(tmp_path / 'shards'),
+            rank,
+            2,
+            infinite=False,
             shuffle_buffer=4)
     ] for rank in range(2)]
     assert all(per_rank) and not set(per_rank[0]) & set(per_rank[1])
@@ -154,7 +159,12 @@ def test_bad_samples_skipped_and_counted(tmp_path, make_image):
             TarShardStreamDataset(
                 path, PARSER, infinite=False, rank=0, world_size=1))
     dataset = TarShardStreamDataset(
-        path, PARSER, infinite=False, shuffle=False, rank=0, world_size=1,
+        path,
+        PARSER,
+        infinite=False,
+        shuffle=False,
+        rank=0,
+        world_size=1,
         max_bad_fraction=0.9)
     assert [s['text'] for s in dataset] == ['good 0', 'good 5']
     assert dict(dataset.counter.counts) == dict(
@@ -164,7 +174,11 @@ def test_bad_samples_skipped_and_counted(tmp_path, make_image):
     cut = tmp_path / 'cut.tar'
     cut.write_bytes(data[:len(data) // 2 + 100])
     dataset = TarShardStreamDataset(
-        str(cut), PARSER, infinite=False, shuffle=False, rank=0,
+        str(cut),
+        PARSER,
+        infinite=False,
+        shuffle=False,
+        rank=0,
         world_size=1,
         max_bad_fraction=0.9)
     assert [s['text'] for s in dataset] == ['good 0']
@@ -179,38 +193,46 @@ def _converter():
     return module
 
 
-def test_jsonl_to_tar_round_trip(tmp_path, make_image, b64_image,
-                                 write_jsonl):
+def test_jsonl_to_tar_round_trip(tmp_path, make_image, b64_image, write_jsonl):
     (tmp_path / 'img').mkdir()
     (tmp_path / 'img' / 'a.png').write_bytes(make_image(8, 8, fmt='PNG'))
     records = [
         dict(image='a.png', caption='path image', image_id=7),
         dict(image='missing.png', caption='gone'),
-        dict(image=b64_image(rgb=(0, 255, 0), fmt='JPEG'),
-             caption=['one', 'two']),
+        dict(
+            image=b64_image(rgb=(0, 255, 0), fmt='JPEG'),
+            caption=['one', 'two']),
     ]
     write_jsonl(tmp_path / 'p.jsonl', records[:2])
     write_jsonl(tmp_path / 'b.jsonl', records[2:])
     conv = _converter()
     paths, counter = conv.convert(
-        str(tmp_path / 'p.jsonl'), str(tmp_path / 'out' / 'p-{:02d}.tar'),
-        img_root=str(tmp_path / 'img'), samples_per_shard=1)
+        str(tmp_path / 'p.jsonl'),
+        str(tmp_path / 'out' / 'p-{:02d}.tar'),
+        img_root=str(tmp_path / 'img'),
+        samples_per_shard=1)
     more, _ = conv.convert(
-        str(tmp_path / 'b.jsonl'), str(tmp_path / 'out' / 'b-{:02d}.tar'),
+        str(tmp_path / 'b.jsonl'),
+        str(tmp_path / 'out' / 'b-{:02d}.tar'),
         image_format='base64')
     assert dict(counter.counts) == {'image_not_found': 1}
     assert [osp.basename(p) for p in paths + more] == ['p-00.tar', 'b-00.tar']
     with tarfile.open(paths[0]) as tar:
-        assert tar.getnames() == ['000000000.png', '000000000.txt',
-                                  '000000000.json']
+        assert tar.getnames() == [
+            '000000000.png', '000000000.txt', '000000000.json'
+        ]
     samples = list(
         TarShardStreamDataset(
-            str(tmp_path / 'out'), PARSER, infinite=False, shuffle=False,
-            rank=0, world_size=1))
+            str(tmp_path / 'out'),
+            PARSER,
+            infinite=False,
+            shuffle=False,
+            rank=0,
+            world_size=1))
     by_id = {s['image_id']: s for s in samples}
     assert by_id[7]['text'] == 'path image'
-    np.testing.assert_array_equal(
-        by_id[7]['img'], decode_image(make_image(8, 8, fmt='PNG')))
+    np.testing.assert_array_equal(by_id[7]['img'],
+                                  decode_image(make_image(8, 8, fmt='PNG')))
     (other, ) = [s for s in samples if s['image_id'] != 7]
     assert other['text'] in ('one', 'two')
     assert other['img'][..., 1].mean() > 200  # the green JPEG

@@ -41,22 +41,24 @@ def _features(model, dtype):
 def test_loop_rerank_equals_per_query_retrieve(query, dtype):
     torch.manual_seed(0)
     model = MODELS.build(
-        tiny_retrieval_model(
-            rerank_topk=K, itm_batch_size=PAIRS_PER_FORWARD)).eval()
+        tiny_retrieval_model(rerank_topk=K,
+                             itm_batch_size=PAIRS_PER_FORWARD)).eval()
     image, text = _features(model, dtype)
     queries, gallery = (image, text) if query == 'image' else (text, image)
     with torch.no_grad(), torch.autocast(
             'cpu', dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         expected = torch.stack([
-            model.retrieve({k: v[q:q + 1]
-                            for k, v in queries.items()}, gallery, query)[0]
+            model.retrieve({
+                k: v[q:q + 1]
+                for k, v in queries.items()
+            }, gallery, query)[0]
             for q in range(len(queries[f'{query}_feat']))
         ]).float()
         sizes = []
         hook = model.fusion_encoder.register_forward_hook(
             lambda m, args, out: sizes.append(len(out)))
-        feats = dict(image=dict(image, index=torch.arange(NUM_IMAGES)),
-                     text=text)
+        feats = dict(
+            image=dict(image, index=torch.arange(NUM_IMAGES)), text=text)
         stub = SimpleNamespace(query_chunk=4)
         got = ImageTextRetrievalLoopMixin.rank_queries(stub, model, feats,
                                                        query)

@@ -4,6 +4,7 @@ configs/xfm/pretrain_base_fsdp.py, on two gloo CPU processes: its training
 steps equal DDP's on the same data."""
 import os
 import os.path as osp
+import subprocess
 import sys
 from datetime import timedelta
 
@@ -122,8 +123,20 @@ def _worker(rank, port, out_dir, mixed_precision):
 
 
 def _spawn(out_dir, mixed_precision):
-    spawn_bounded(_worker, (free_port(), out_dir, mixed_precision),
-                  timeout=240)
+    """Fork the ranks from a fresh interpreter: forking a process that has
+    run autograd (an earlier test) breaks autograd in the children."""
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            p for p in (REPO, os.environ.get('PYTHONPATH')) if p))
+    proc = subprocess.run(
+        [sys.executable, __file__, out_dir,
+         str(int(mixed_precision))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     return torch.load(osp.join(out_dir, 'steps.pth'), weights_only=True)
 
 
@@ -132,8 +145,7 @@ def test_fsdp_steps_equal_ddp_steps(tmp_path, mixed_precision):
     out = _spawn(str(tmp_path), mixed_precision)
     assert set(out['fsdp']) == set(out['ddp'])
     if not mixed_precision:
-        assert out['fsdp_losses'] == pytest.approx(out['ddp_losses'],
-                                                   rel=1e-5)
+        assert out['fsdp_losses'] == pytest.approx(out['ddp_losses'], rel=1e-5)
         for name, value in out['ddp'].items():
             torch.testing.assert_close(
                 out['fsdp'][name], value, rtol=1e-4, atol=1e-5, msg=name)
@@ -149,7 +161,7 @@ def test_xfm_demo_pretrains_under_flexible_runner_fsdp(tmp_path):
     on two gloo CPU processes, through tools/dist_train.sh, with a sharded
     checkpoint at the end."""
     import re
-    import subprocess
+
     from demo_data import prepare_small_demo, small_demo_options
     data_root = prepare_small_demo(str(tmp_path / 'demo'))
     options = [f'{k}={v}' for k, v in small_demo_options(data_root).items()]
@@ -162,8 +174,8 @@ def test_xfm_demo_pretrains_under_flexible_runner_fsdp(tmp_path):
     proc = subprocess.run([
         'bash',
         osp.join(REPO, 'tools', 'dist_train.sh'),
-        osp.join(REPO, 'configs', 'xfm', 'pretrain_demo_fsdp.py'), '2',
-        '--work-dir',
+        osp.join(REPO, 'configs', 'xfm',
+                 'pretrain_demo_fsdp.py'), '2', '--work-dir',
         str(tmp_path / 'work'), '--cfg-options', *options,
         'train_cfg.max_iters=2'
     ],
@@ -174,8 +186,15 @@ def test_xfm_demo_pretrains_under_flexible_runner_fsdp(tmp_path):
                           timeout=400)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-6000:]
-    logged = re.findall(r'Iter\(train\) \[(\d)/2\].*?text/loss: ([0-9.]+)'
-                        r'.*?image_text/loss: ([0-9.]+)', output)
+    logged = re.findall(
+        r'Iter\(train\) \[(\d)/2\].*?text/loss: ([0-9.]+)'
+        r'.*?image_text/loss: ([0-9.]+)', output)
     assert [it for it, _, _ in logged] == ['1', '2']
     for shard in ('rank0.pth', 'rank1.pth'):
         assert (tmp_path / 'work' / 'iter_2.pth' / shard).is_file()
+
+
+if __name__ == '__main__':
+    spawn_bounded(
+        _worker, (free_port(), sys.argv[1], bool(int(sys.argv[2]))),
+        timeout=240)

@@ -13,7 +13,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def spawn_bounded(worker, args: tuple, nprocs: int = 2,
+def spawn_bounded(worker,
+                  args: tuple,
+                  nprocs: int = 2,
                   timeout: float = 120) -> None:
     """Run ``worker(rank, *args)`` on ``nprocs`` forked processes.
 

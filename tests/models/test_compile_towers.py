@@ -12,8 +12,11 @@ from xfm_mm.models.utils.compile import pop_compile_cfg
 from xfm_mm.registry import MODELS
 
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)), 'helpers'))
-from tiny_models import (fusion_cfg, itc_itm_heads, text_cfg,  # noqa: E402
-                         vision_cfg)
+from tiny_models import (
+    fusion_cfg,
+    itc_itm_heads,
+    text_cfg,  # noqa: E402
+    vision_cfg)
 
 # aot_eager traces like inductor (dynamo + AOT autograd) without the minute
 # of C++ compilation inductor needs on CPU; tools/analysis/
@@ -34,9 +37,9 @@ def _inputs():
 def _towers(**vision):
     torch.manual_seed(0)
     return (MODELS.build(text_cfg(dropout=0.1)),
-            MODELS.build(vision_cfg(with_mask_token=True, drop_path_rate=0.1,
-                                    **vision)),
-            MODELS.build(fusion_cfg()))
+            MODELS.build(
+                vision_cfg(with_mask_token=True, drop_path_rate=0.1,
+                           **vision)), MODELS.build(fusion_cfg()))
 
 
 @pytest.mark.parametrize('train', [False, True])
@@ -50,8 +53,8 @@ def test_no_graph_break_in_tower_forwards(train):
         module.train(train)
         torch._dynamo.reset()
         explained = torch._dynamo.explain(module)(*args)
-        assert explained.graph_break_count == 0, (
-            type(module).__name__, explained.break_reasons)
+        assert explained.graph_break_count == 0, (type(module).__name__,
+                                                  explained.break_reasons)
         assert explained.graph_count == 1
 
 
@@ -65,9 +68,9 @@ def test_compiled_towers_match_eager_forward_and_backward():
         module.eval()
     torch._dynamo.reset()
     context = torch.randn(2, 5, 32)
-    for (e, c), args in zip(zip(eager, compiled),
-                            [(ids, mask), (images, patch_mask),
-                             (torch.randn(2, 8, 32), mask, context)]):
+    for (e, c), args in zip(
+            zip(eager, compiled), [(ids, mask), (images, patch_mask),
+                                   (torch.randn(2, 8, 32), mask, context)]):
         out_e, out_c = e(*args), c(*args)
         torch.testing.assert_close(out_c, out_e, rtol=1e-5, atol=1e-6)
         out_e.square().mean().backward()
@@ -75,19 +78,21 @@ def test_compiled_towers_match_eager_forward_and_backward():
         for (name, pe), (_, pc) in zip(e.named_parameters(),
                                        c.named_parameters()):
             if pe.grad is not None:
-                torch.testing.assert_close(pc.grad, pe.grad, rtol=1e-4,
-                                           atol=1e-6, msg=name)
+                torch.testing.assert_close(
+                    pc.grad, pe.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_compile_switch_in_a_model_config():
     ids, mask, images, _ = _inputs()
-    cfg = dict(type='ImageTextRetrieval', text_encoder=text_cfg(),
-               vision_encoder=vision_cfg(compile=BACKEND),
-               fusion_encoder=fusion_cfg(compile=True), **itc_itm_heads())
+    cfg = dict(
+        type='ImageTextRetrieval',
+        text_encoder=text_cfg(),
+        vision_encoder=vision_cfg(compile=BACKEND),
+        fusion_encoder=fusion_cfg(compile=True),
+        **itc_itm_heads())
     torch.manual_seed(0)
     model = MODELS.build(cfg).eval()
-    plain = dict(cfg, vision_encoder=vision_cfg(),
-                 fusion_encoder=fusion_cfg())
+    plain = dict(cfg, vision_encoder=vision_cfg(), fusion_encoder=fusion_cfg())
     torch.manual_seed(0)
     eager = MODELS.build(plain).eval()
     assert model.vision_encoder._compiled_call_impl is not None

@@ -34,6 +34,8 @@ def test_towers_match_their_references_in_size(kind):
     ref.eval()  # mmpretrain's train() / eval() return None
     with torch.no_grad():
         assert call_ours(ours).shape == call_ref(ref).shape
-    ms = tool.compare(dict(ours=(ours, call_ours), reference=(ref, call_ref)),
-                      bf16=True, reps=1)
+    ms = tool.compare(
+        dict(ours=(ours, call_ours), reference=(ref, call_ref)),
+        bf16=True,
+        reps=1)
     assert set(ms) == {'ours', 'reference'} and min(ms.values()) > 0

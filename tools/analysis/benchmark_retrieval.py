@@ -43,18 +43,27 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--num-images', type=int, default=5000)
     parser.add_argument('--num-texts', type=int, default=25000)
     parser.add_argument('--topk', type=int, default=256, help='k_test')
-    parser.add_argument('--image-tokens', type=int, default=145,
-                        help='1 + patches (145: 192 px; COCO 384 px: 577)')
+    parser.add_argument(
+        '--image-tokens',
+        type=int,
+        default=145,
+        help='1 + patches (145: 192 px; COCO 384 px: 577)')
     parser.add_argument('--text-len', type=int, default=40)
     parser.add_argument('--size', choices=['tiny', 'base'], default='tiny')
     parser.add_argument('--itm-batch-size', type=int, default=256)
-    parser.add_argument('--max-pairs', type=int, default=4096,
-                        help='pairs re-ranked for timing (0: all)')
+    parser.add_argument(
+        '--max-pairs',
+        type=int,
+        default=4096,
+        help='pairs re-ranked for timing (0: all)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--bf16', action='store_true', help='autocast bf16')
-    parser.add_argument('--gpu-tflops', type=float, default=400.,
-                        help='achieved TFLOP/s assumed for the GPU estimate '
-                        '(about 40%% of an H100 SXM\'s 989 dense bf16)')
+    parser.add_argument(
+        '--gpu-tflops',
+        type=float,
+        default=400.,
+        help='achieved TFLOP/s assumed for the GPU estimate '
+        '(about 40%% of an H100 SXM\'s 989 dense bf16)')
     return parser.parse_args()
 
 
@@ -68,11 +77,14 @@ class Reranker(nn.Module):
         fusion, itc, itm = cfg.fusion_encoder, cfg.itc_head, cfg.itm_head
         if size == 'tiny':
             width = TINY['embed_dims']
-            fusion.update(num_layers=TINY['num_layers'], embed_dims=width,
-                          num_heads=TINY['num_heads'], vision_dims=width,
-                          feedforward_channels=TINY['ffn'])
-            itc.update(vision_dims=width, text_dims=width,
-                       embed_dims=TINY['itc'])
+            fusion.update(
+                num_layers=TINY['num_layers'],
+                embed_dims=width,
+                num_heads=TINY['num_heads'],
+                vision_dims=width,
+                feedforward_channels=TINY['ffn'])
+            itc.update(
+                vision_dims=width, text_dims=width, embed_dims=TINY['itc'])
             itm.update(embed_dims=width)
         self.fusion_encoder = MODELS.build(fusion)
         self.itc_head = MODELS.build(itc)
@@ -100,17 +112,18 @@ def random_features(model: Reranker, args, device) -> tuple:
     itc_dims = model.itc_head.embed_dims or model.text_dims
     images = dict(
         image_feat=unit(args.num_images, itc_dims),
-        image_embeds=torch.randn(args.num_images, args.image_tokens,
-                                 model.vision_dims, generator=g).to(
-                                     device, dtype),
+        image_embeds=torch.randn(
+            args.num_images, args.image_tokens, model.vision_dims,
+            generator=g).to(device, dtype),
         index=torch.arange(args.num_images, device=device))
     text_mask = torch.ones(args.num_texts, args.text_len, dtype=torch.long)
     text_mask[:, args.text_len // 2:] = torch.rand(
         args.num_texts, 1, generator=g).lt(0.5).long()  # some padding
     texts = dict(
         text_feat=unit(args.num_texts, itc_dims),
-        text_embeds=torch.randn(args.num_texts, args.text_len,
-                                model.text_dims, generator=g).to(device),
+        text_embeds=torch.randn(
+            args.num_texts, args.text_len, model.text_dims,
+            generator=g).to(device),
         text_mask=text_mask.to(device))
     return images, texts
 

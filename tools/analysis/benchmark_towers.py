@@ -35,30 +35,42 @@ TOWERS = ('roberta', 'bert', 'beit', 'vit')
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--towers', nargs='+', default=list(TOWERS),
-                        choices=TOWERS)
-    parser.add_argument('--layers', type=int, default=2,
-                        help='layers per tower (12: the base size)')
+    parser.add_argument(
+        '--towers', nargs='+', default=list(TOWERS), choices=TOWERS)
+    parser.add_argument(
+        '--layers',
+        type=int,
+        default=2,
+        help='layers per tower (12: the base size)')
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--text-len', type=int, default=40)
     parser.add_argument('--img-size', type=int, default=224)
     parser.add_argument('--reps', type=int, default=3)
     parser.add_argument('--threads', type=int, default=None)
-    parser.add_argument('--compile', action='store_true',
-                        help='also time our towers under torch.compile')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='also time our towers under torch.compile')
     return parser.parse_args()
 
 
 def _hf_text(kind: str, layers: int):
     """Ours and transformers' model of one HF config (base widths)."""
-    cls, cfg_cls = (RobertaModel, RobertaConfig) if kind == 'roberta' else (
-        BertModel, BertConfig)
-    extra = dict(max_position_embeddings=514, type_vocab_size=1,
-                 pad_token_id=1, vocab_size=50265,
-                 layer_norm_eps=1e-5) if kind == 'roberta' else {}
-    config = cfg_cls(num_hidden_layers=layers, attn_implementation='sdpa',
-                     hidden_dropout_prob=0., attention_probs_dropout_prob=0.,
-                     **extra)
+    cls, cfg_cls = (RobertaModel,
+                    RobertaConfig) if kind == 'roberta' else (BertModel,
+                                                              BertConfig)
+    extra = dict(
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        pad_token_id=1,
+        vocab_size=50265,
+        layer_norm_eps=1e-5) if kind == 'roberta' else {}
+    config = cfg_cls(
+        num_hidden_layers=layers,
+        attn_implementation='sdpa',
+        hidden_dropout_prob=0.,
+        attention_probs_dropout_prob=0.,
+        **extra)
     with tempfile.TemporaryDirectory() as folder:
         config.save_pretrained(folder)
         ours = TextEncoder(hf_config=folder)
@@ -68,21 +80,35 @@ def _hf_text(kind: str, layers: int):
 
 
 def _vision(kind: str, layers: int, img_size: int):
-    arch = dict(embed_dims=768, num_layers=layers, num_heads=12,
-                feedforward_channels=3072)
+    arch = dict(
+        embed_dims=768,
+        num_layers=layers,
+        num_heads=12,
+        feedforward_channels=3072)
     if kind == 'beit':
-        ours = VisionEncoder(arch=arch, img_size=img_size,
-                             layer_scale_init_value=0.1, token0='cls')
-        reference = BEiTViT(arch=arch, img_size=img_size, out_type='raw',
-                            final_norm=True, use_abs_pos_emb=False,
-                            use_rel_pos_bias=True,
-                            layer_scale_init_value=0.1)
+        ours = VisionEncoder(
+            arch=arch,
+            img_size=img_size,
+            layer_scale_init_value=0.1,
+            token0='cls')
+        reference = BEiTViT(
+            arch=arch,
+            img_size=img_size,
+            out_type='raw',
+            final_norm=True,
+            use_abs_pos_emb=False,
+            use_rel_pos_bias=True,
+            layer_scale_init_value=0.1)
     else:
-        ours = VisionEncoder(arch=arch, img_size=img_size,
-                             pos_embed='absolute', rel_pos_bias=False,
-                             layer_scale_init_value=0., token0='cls')
-        reference = VisionTransformer(arch=arch, img_size=img_size,
-                                      out_type='raw', final_norm=True)
+        ours = VisionEncoder(
+            arch=arch,
+            img_size=img_size,
+            pos_embed='absolute',
+            rel_pos_bias=False,
+            layer_scale_init_value=0.,
+            token0='cls')
+        reference = VisionTransformer(
+            arch=arch, img_size=img_size, out_type='raw', final_norm=True)
     return ours, reference
 
 

@@ -136,11 +136,13 @@ def convert(ann_file: str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('ann_file', help='JSON-lines files, folders, globs')
-    parser.add_argument('--out', required=True,
-                        help="output pattern, e.g. 'out/shard-{:05d}.tar'")
+    parser.add_argument(
+        '--out',
+        required=True,
+        help="output pattern, e.g. 'out/shard-{:05d}.tar'")
     parser.add_argument('--image-key', default='image')
-    parser.add_argument('--image-format', default='path',
-                        choices=['path', 'base64'])
+    parser.add_argument(
+        '--image-format', default='path', choices=['path', 'base64'])
     parser.add_argument('--caption-key', default='caption')
     parser.add_argument('--img-root', default='')
     parser.add_argument('--samples-per-shard', type=int, default=10000)

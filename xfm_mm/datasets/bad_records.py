@@ -196,15 +196,16 @@ class BadRecordCounter:
                 f'{self.max_bad_fraction:.0%}); reasons: '
                 f'{dict(stats.reasons)}. Fix or remove this file.')
 
-    def read_shard(self,
-                   stats: ShardStats,
-                   convert: Callable[[dict], dict],
-                   stride: int = 1,
-                   offset: int = 0,
-                   judge_early: bool = False,
-                   records: Optional[Iterable[Tuple[Any, Any]]] = None,
-                   decode: Callable[[Any], dict] = parse_json_line
-                   ) -> Iterator[Tuple[int, dict]]:
+    def read_shard(
+        self,
+        stats: ShardStats,
+        convert: Callable[[dict], dict],
+        stride: int = 1,
+        offset: int = 0,
+        judge_early: bool = False,
+        records: Optional[Iterable[Tuple[Any, Any]]] = None,
+        decode: Callable[[Any], dict] = parse_json_line
+    ) -> Iterator[Tuple[int, dict]]:
         """Convert the records of a shard, skipping and counting bad ones.
 
         A shard that cannot be read to its end (a truncated gzip) is

@@ -20,8 +20,8 @@ from typing import Dict, Iterator, List, Sequence, Tuple, Union
 from xfm_mm.registry import DATASETS
 from .bad_records import ShardStats
 from .jsonl_stream_dataset import JsonlStreamDataset
-from .readers import (GLOB_CHARS, BadRecordError, ShardReadError,
-                      list_shards, parse_json_line)
+from .readers import (GLOB_CHARS, BadRecordError, ShardReadError, list_shards,
+                      parse_json_line)
 
 TAR_SUFFIXES = ('.tar', '.tar.gz', '.tgz')
 IMAGE_EXTS = ('jpg', 'jpeg', 'png', 'webp', 'bmp')
@@ -50,7 +50,8 @@ def expand_braces(pattern: str) -> List[str]:
         width = len(lo) if lo.startswith('0') else 0
         step = 1 if int(hi) >= int(lo) else -1
         parts = [
-            str(i).zfill(width) for i in range(int(lo), int(hi) + step, step)
+            str(i).zfill(width) for i in range(int(lo),
+                                               int(hi) + step, step)
         ]
     else:
         parts = match.group(1).split(',')
@@ -82,8 +83,8 @@ def list_tar_shards(ann_file: Union[str, Sequence[str]],
     Returns:
         list[str]: The shard files.
     """
-    raw = _split_top_level(ann_file) if isinstance(ann_file, str) else list(
-        ann_file)
+    raw = _split_top_level(ann_file) if isinstance(ann_file,
+                                                   str) else list(ann_file)
     entries = []
     for entry in raw:
         entry = entry.strip()

@@ -102,8 +102,9 @@ def sharded_clip_grad_norm_(params: Iterable[torch.Tensor],
     device = grads[0].device if grads else torch.device('cpu')
     inf = norm_type == float('inf')
     if inf:
-        local = torch.stack([g.detach().abs().max().float() for g in sharded
-                             if g.numel()] + [torch.zeros((), device=device)])
+        local = torch.stack(
+            [g.detach().abs().max().float()
+             for g in sharded if g.numel()] + [torch.zeros((), device=device)])
         total = local.max()
         if dist.is_initialized():
             dist.all_reduce(total, op=dist.ReduceOp.MAX)

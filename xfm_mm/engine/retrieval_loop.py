@@ -159,10 +159,14 @@ class ImageTextRetrievalLoopMixin:
                 raise RuntimeError(f'{type(self).__name__}: this rank got no '
                                    'evaluation batch; use fewer ranks or more '
                                    'data')
-        image = {k: torch.cat([c[k] for c in parts['image']])
-                 for k in parts['image'][0]}
-        text = {k: torch.cat([c[k] for c in parts['text']])
-                for k in parts['text'][0]}
+        image = {
+            k: torch.cat([c[k] for c in parts['image']])
+            for k in parts['image'][0]
+        }
+        text = {
+            k: torch.cat([c[k] for c in parts['text']])
+            for k in parts['text'][0]
+        }
         # Image tokens stay here (only the owned rows are kept); the ITC
         # features and the text tokens are needed everywhere.
         own = owned_rows(image['index'], num_images)
@@ -198,7 +202,8 @@ class ImageTextRetrievalLoopMixin:
                 'truth; build ImageTextRetrievalDataset with test_mode=True')
         return img2txt, txt2img
 
-    def _store(self, tensor: torch.Tensor,
+    def _store(self,
+               tensor: torch.Tensor,
                context: bool = False) -> torch.Tensor:
         """Tokens kept for re-ranking. Image tokens (``context``) are kept in
         the autocast dtype when autocast is on: the fusion encoder only
@@ -254,15 +259,15 @@ class ImageTextRetrievalLoopMixin:
             model.itc_head.similarity, images['image_feat'],
             texts['text_feat'], images['index'], query, k, self.query_chunk)
         progress = Progress(f'retrieval {query}->{gallery} (top-{k} by ITM)',
-                             len(image_row))
+                            len(image_row))
         step = model.itm_batch_size * 8  # pairs per progress update
         scores = []
         for start in range(0, len(image_row), step):
             chunk = slice(start, start + step)
             scores.append(
-                model.score_pairs(images['image_embeds'],
-                                  texts['text_embeds'], texts['text_mask'],
-                                  image_row[chunk], text_row[chunk]).float())
+                model.score_pairs(images['image_embeds'], texts['text_embeds'],
+                                  texts['text_mask'], image_row[chunk],
+                                  text_row[chunk]).float())
             progress.update(len(scores[-1]))
         device = images['image_feat'].device
         scores = torch.cat(scores).to(device) if scores else torch.empty(
@@ -272,10 +277,12 @@ class ImageTextRetrievalLoopMixin:
             pair_ids)
         if rank != 0:
             return None
-        dense = scores.new_full((num_images if query == 'image' else
-                                 num_texts, num_candidates), float('-inf'))
+        dense = scores.new_full(
+            (num_images if query == 'image' else num_texts, num_candidates),
+            float('-inf'))
         dense[pair_ids[:, 0], pair_ids[:, 1]] = scores
         return dense.cpu()
+
 
 @LOOPS.register_module()
 class ImageTextRetrievalValLoop(ImageTextRetrievalLoopMixin, ValLoop):

@@ -62,7 +62,9 @@ def owned_rows(index: torch.Tensor, total: int) -> torch.Tensor:
     rank, world_size = get_dist_info()
     index = index.long()
     ranks = torch.full_like(index, rank)
-    owner = torch.full((total, ), world_size, dtype=torch.long,
+    owner = torch.full((total, ),
+                       world_size,
+                       dtype=torch.long,
                        device=index.device)
     owner.scatter_reduce_(0, all_gather_no_grad(index),
                           all_gather_no_grad(ranks), 'amin')
@@ -94,9 +96,13 @@ class Progress:
             logger='current')
 
 
-def owned_topk_pairs(similarity: Callable, image_feat: torch.Tensor,
-                     text_feat: torch.Tensor, own: torch.Tensor, query: str,
-                     k: int, query_chunk: int = 256) -> Tuple[torch.Tensor, ...]:
+def owned_topk_pairs(similarity: Callable,
+                     image_feat: torch.Tensor,
+                     text_feat: torch.Tensor,
+                     own: torch.Tensor,
+                     query: str,
+                     k: int,
+                     query_chunk: int = 256) -> Tuple[torch.Tensor, ...]:
     """The ITC top-k pairs of every query whose image this rank owns.
 
     Args:
@@ -120,20 +126,23 @@ def owned_topk_pairs(similarity: Callable, image_feat: torch.Tensor,
         parts = [own.new_empty(0, k)]
         for start in range(0, len(own), query_chunk):
             rows = own[start:start + query_chunk]
-            parts.append(similarity(image_feat[rows],
-                                    text_feat).topk(k, dim=1).indices)
+            parts.append(
+                similarity(image_feat[rows], text_feat).topk(k, dim=1).indices)
         text_row = torch.cat(parts).reshape(-1)
         image_row = torch.arange(len(own), device=own.device)
         return (image_row.repeat_interleave(k), text_row,
                 own.repeat_interleave(k), text_row)
     # captions are the queries: keep the candidates among the owned images
-    local_of = torch.full((len(image_feat), ), -1, dtype=torch.long,
+    local_of = torch.full((len(image_feat), ),
+                          -1,
+                          dtype=torch.long,
                           device=own.device)
     local_of[own] = torch.arange(len(own), device=own.device)
     image_ids, text_rows = [own.new_empty(0)], [own.new_empty(0)]
     for start in range(0, len(text_feat), query_chunk):
-        top = similarity(image_feat, text_feat[start:start + query_chunk]
-                         ).t().topk(k, dim=1).indices
+        top = similarity(image_feat,
+                         text_feat[start:start + query_chunk]).t().topk(
+                             k, dim=1).indices
         mine = local_of[top] >= 0
         rows = torch.arange(start, start + len(top), device=own.device)
         text_rows.append(rows[:, None].expand_as(top)[mine])

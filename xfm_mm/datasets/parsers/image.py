@@ -83,8 +83,8 @@ class ImageParser(RecordParser):
             return value
         if value is not None:
             return stable_id(str(value))
-        return stable_id(image if isinstance(image, (str, bytes)) else
-                         '\n'.join(image))
+        return stable_id(
+            image if isinstance(image, (str, bytes)) else '\n'.join(image))
 
     def load_image(self, image: Union[str, list]) -> dict:
         """Decode the image (one drawn at random from a list)."""
