@@ -239,26 +239,6 @@ def tiny_unified_cfg(**overrides) -> dict:
             loss=dict(type='mmpretrain.CrossEntropyLoss')),
         mlm_head=dict(
             type='MaskedPredictionHead', embed_dims=WIDTH, vocab_size=VOCAB))
-def tiny_x2vlm_cfg(num_frames: int = 3, **overrides) -> dict:
-    """A tiny X2-VLM pretrainer: a 2 + 2 layer ``TextFusionEncoder`` and a
-    ``VideoVisionEncoder``, for :func:`make_x2vlm_batch` batches."""
-    cfg = dict(
-        type='X2VLM',
-        data_preprocessor=dict(
-            type='MultiSourceDataPreprocessor',
-            per_image_fields=['image_id']),
-        text_encoder=text_cfg(
-            type='TextFusionEncoder', num_fusion_layers=2, vision_dims=WIDTH),
-        vision_encoder=vision_cfg(
-            type='VideoVisionEncoder', num_frames=num_frames),
-        fusion_encoder=None,
-        **itc_itm_heads(),
-        mlm_head=dict(
-            type='MaskedPredictionHead',
-            embed_dims=WIDTH,
-            vocab_size=VOCAB,
-            loss_name='loss_mlm'),
-        box_head=dict(type='BoxHead', embed_dims=WIDTH))
     cfg.update(overrides)
     return cfg
 
@@ -323,6 +303,32 @@ def tiny_hf_bert_for_mlm(seed: int = 1):
             max_position_embeddings=16,
             hidden_dropout_prob=0.,
             attention_probs_dropout_prob=0.)).eval()
+
+
+def tiny_x2vlm_cfg(num_frames: int = 3, **overrides) -> dict:
+    """A tiny X2-VLM pretrainer: a 2 + 2 layer ``TextFusionEncoder`` and a
+    ``VideoVisionEncoder``, for :func:`make_x2vlm_batch` batches."""
+    cfg = dict(
+        type='X2VLM',
+        data_preprocessor=dict(
+            type='MultiSourceDataPreprocessor',
+            per_image_fields=['image_id']),
+        text_encoder=text_cfg(
+            type='TextFusionEncoder', num_fusion_layers=2, vision_dims=WIDTH),
+        vision_encoder=vision_cfg(
+            type='VideoVisionEncoder', num_frames=num_frames),
+        fusion_encoder=None,
+        **itc_itm_heads(),
+        mlm_head=dict(
+            type='MaskedPredictionHead',
+            embed_dims=WIDTH,
+            vocab_size=VOCAB,
+            loss_name='loss_mlm'),
+        box_head=dict(type='BoxHead', embed_dims=WIDTH))
+    cfg.update(overrides)
+    return cfg
+
+
 def make_x2vlm_batch(source: str,
                      batch_size: int = 4,
                      seed: int = 0,

@@ -9,6 +9,7 @@ from .readers import (BadRecordError, ShardReadError, decode_image,
                       iter_shard_lines, list_shards, parse_json_line,
                       stable_id)
 from .samplers import ResumableInfiniteSampler, SeededSampleMixin
+from .tar_shards import TarShardStreamDataset, expand_braces, list_tar_shards
 from .transforms import *  # noqa: F401,F403
 
 __all__ = [
@@ -18,3 +19,4 @@ __all__ = [
     'parse_json_line', 'decode_image', 'stable_id', 'ResumableInfiniteSampler',
     'SeededSampleMixin'
 ]
+__all__ += ['TarShardStreamDataset', 'expand_braces', 'list_tar_shards']

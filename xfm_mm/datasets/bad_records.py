@@ -2,7 +2,7 @@
 """Counting, logging and policing the bad records of JSON-lines shards."""
 import logging
 from collections import Counter
-from typing import Callable, Iterator, Tuple
+from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
 
 from mmengine.logging import print_log
 
@@ -196,12 +196,16 @@ class BadRecordCounter:
                 f'{self.max_bad_fraction:.0%}); reasons: '
                 f'{dict(stats.reasons)}. Fix or remove this file.')
 
-    def read_shard(self,
-                   stats: ShardStats,
-                   convert: Callable[[dict], dict],
-                   stride: int = 1,
-                   offset: int = 0,
-                   judge_early: bool = False) -> Iterator[Tuple[int, dict]]:
+    def read_shard(
+        self,
+        stats: ShardStats,
+        convert: Callable[[dict], dict],
+        stride: int = 1,
+        offset: int = 0,
+        judge_early: bool = False,
+        records: Optional[Iterable[Tuple[Any, Any]]] = None,
+        decode: Callable[[Any], dict] = parse_json_line
+    ) -> Iterator[Tuple[int, dict]]:
         """Convert the records of a shard, skipping and counting bad ones.
 
         A shard that cannot be read to its end (a truncated gzip) is
@@ -216,19 +220,29 @@ class BadRecordCounter:
             judge_early (bool): Apply the bad-shard rule after each bad
                 record (once ``min_records`` were seen), not only at the
                 end of the shard.
+            records (Iterable, optional): ``(position, raw)`` pairs of a
+                shard of another format (e.g. tar samples by key); the
+                JSON lines of ``stats.path`` when None. May raise
+                :class:`ShardReadError`.
+            decode (Callable): ``raw -> record``; raises
+                :class:`BadRecordError`. Defaults to
+                :func:`parse_json_line`.
 
         Yields:
-            tuple[int, dict]: The line number and ``convert(record)``.
+            tuple[int, dict]: The line number (position) and
+            ``convert(record)``.
 
         Raises:
             BadShardError: For a mostly bad shard.
         """
         path = stats.path
         try:
-            for line_no, raw in iter_shard_lines(path, stride, offset):
+            if records is None:
+                records = iter_shard_lines(path, stride, offset)
+            for line_no, raw in records:
                 stats.num_seen += 1
                 try:
-                    item = convert(parse_json_line(raw))
+                    item = convert(decode(raw))
                 except BadRecordError as e:
                     stats.reasons[e.reason] += 1
                     self.add_bad(e.reason, f'{path}:{line_no}', e.detail)

@@ -117,7 +117,7 @@ class JsonlStreamDataset(IterableDataset):
             max_bad_fraction,
             min_records=bad_check_min_records,
             log_interval=log_interval)
-        self.shards = list_shards(ann_file, data_root)
+        self.shards = self._list_shards(ann_file, data_root)
         dist_rank, dist_world = get_dist_info()
         self.rank = dist_rank if rank is None else rank
         self.world_size = dist_world if world_size is None else world_size
@@ -148,6 +148,16 @@ class JsonlStreamDataset(IterableDataset):
             epoch (int): Pass index.
         """
         self.epoch = epoch
+
+    def _list_shards(self, ann_file, data_root: str) -> List[str]:
+        return list_shards(ann_file, data_root)
+
+    def _read_unit(self, stats: ShardStats, stride: int,
+                   offset: int) -> Iterator[Tuple[int, dict]]:
+        """``(position, sample)`` of one read unit; other shard formats
+        override this (and ``_list_shards``)."""
+        return self.counter.read_shard(
+            stats, self._sample, stride, offset, judge_early=True)
 
     def _reader(self) -> Tuple[int, int]:
         worker = get_worker_info()
@@ -187,8 +197,7 @@ class JsonlStreamDataset(IterableDataset):
             num_read = 0
             for file_idx, stride, offset in order:
                 stats = ShardStats(self.shards[file_idx])
-                for _, sample in self.counter.read_shard(
-                        stats, self._sample, stride, offset, judge_early=True):
+                for _, sample in self._read_unit(stats, stride, offset):
                     num_read += 1
                     if len(buffer) < size:
                         buffer.append(sample)

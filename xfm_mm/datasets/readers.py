@@ -193,9 +193,10 @@ def read_image_bytes(value: str,
     """Get the encoded bytes of an image field.
 
     Args:
-        value (str): A path (relative to ``img_root`` unless absolute) or a
-            base64 string.
-        image_format (str): ``'path'`` or ``'base64'``.
+        value (str | bytes): A path (relative to ``img_root`` unless
+            absolute), a base64 string, or the encoded bytes themselves.
+        image_format (str): ``'path'``, ``'base64'`` or ``'bytes'`` (records
+            made from tar shards carry the image file's bytes).
         img_root (str): Folder that relative paths are joined to.
         backend_args (dict, optional): mmengine file backend arguments.
 
@@ -205,6 +206,12 @@ def read_image_bytes(value: str,
     Raises:
         BadRecordError: ``image_not_found`` or ``bad_image``.
     """
+    if image_format == 'bytes':
+        if not isinstance(value, (bytes, bytearray)) or not value:
+            raise BadRecordError(
+                'bad_image', f'image field must be non-empty bytes, got '
+                f'{type(value).__name__}')
+        return bytes(value)
     if not isinstance(value, str) or not value:
         raise BadRecordError(
             'bad_image', f'image field must be a non-empty string, got '

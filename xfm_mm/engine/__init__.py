@@ -1,4 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
+from .fsdp import (FSDPOptimWrapper, ScalarSafeFSDP,
+                   sharded_clip_grad_norm_, transformer_layer_wrap_policy)
 from .hooks import *  # noqa: F401,F403
 from .loops import MultiSourceTrainLoop
 from .gradient_masking import (GradientMaskingAmpOptimWrapper,
@@ -21,3 +23,7 @@ __all__ = [
 ]
 __all__ += ['GradientMaskingOptimWrapper', 'GradientMaskingAmpOptimWrapper']
 __all__ += ['GradientMaskingCPUAmpOptimWrapper']
+__all__ += [
+    'FSDPOptimWrapper', 'ScalarSafeFSDP', 'sharded_clip_grad_norm_',
+    'transformer_layer_wrap_policy'
+]

@@ -10,19 +10,23 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import IterBasedTrainLoop
 from mmengine.runner.loops import _InfiniteDataloaderIterator
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from torch.utils.data import DataLoader
 
 from xfm_mm.registry import LOOPS
 from .source_sampling import SourcePlan
 
 
-class _WholeRunLoader:
+class _WholeRunLoader(DataLoader):
     """``runner.train_dataloader`` of a multi-source loop: the first
     source's dataloader, whose length is the whole run.
 
     mmengine asks ``len(runner.train_dataloader)`` when it builds parameter
     schedulers; streaming sources have no length, and iteration-based
-    training treats the run as one epoch anyway.
+    training treats the run as one epoch anyway. A ``DataLoader`` for
+    ``isinstance`` checks (``FlexibleRunner`` reads its batch size) that
+    delegates everything to the first source's loader (``DataLoader``'s
+    ``__init__`` is not run).
     """
 
     def __init__(self, loader: DataLoader, num_iters: int):
@@ -258,8 +262,11 @@ class MultiSourceTrainLoop(IterBasedTrainLoop):
         log_vars = {}
         for index, name in enumerate(group):
             with ExitStack() as stack:
-                if index < len(group) - 1 and hasattr(model, 'no_sync'):
-                    # One gradient all-reduce per optimizer step.
+                if index < len(group) - 1 and hasattr(model, 'no_sync') \
+                        and not isinstance(model, FSDP):
+                    # One gradient all-reduce per optimizer step. Not under
+                    # FSDP: its no_sync leaves the gradients of units that
+                    # the group's last source does not use unreduced.
                     stack.enter_context(model.no_sync())
                 if source_context is not None:
                     stack.enter_context(source_context(name))

@@ -4,78 +4,43 @@
 One implementation serves validation and testing:
 
 1. Every rank encodes its share of the evaluation dataloader (images and
-   their captions), batched; the features are gathered and put in dataset
-   order on every rank (the sampler may pad or interleave shards).
-2. The queries (images for image->text, captions for text->image) are split
-   into contiguous slices, one per rank; each rank takes the ITC top-k
-   candidates of its queries and scores them with the ITM head
-   (``model.retrieve``), chunk by chunk, logging its progress.
-3. The sparse rows (top-k scores and indices) are gathered; rank 0 builds
-   the full score matrices (``-inf`` outside the top-k) and hands them to
-   the evaluator (``ImageTextRetrievalMetric``) as one sample.
+   their captions), batched. The small ITC features of both sides and the
+   text tokens are gathered and put in dataset order on every rank (the
+   sampler may pad or interleave shards); the image tokens, the bulk of the
+   data (``1 + N`` tokens per image), never leave the rank that encoded
+   them: each image is *owned* by the lowest rank that holds it.
+2. Every rank takes the ITC top-k of each query (images for image->text,
+   captions for text->image) from the gathered features and keeps the
+   (image, text) pairs whose image it owns. These pairs, of many queries
+   at once, go through the fusion encoder ``itm_batch_size`` at a time
+   (``model.score_pairs``), with progress and ETA in the log.
+3. The scored pairs are gathered; rank 0 builds the full score matrices
+   (ITM logits on the top-k, ``-inf`` elsewhere: what ``model.retrieve``
+   gives query by query) and hands them to the evaluator
+   (``ImageTextRetrievalMetric``) as one sample.
 
-The model needs ``extract_feat(images, text_ids, text_mask)``,
-``retrieve(query_feats, gallery_feats, query, topk)``, ``rerank_topk`` and
+Under ``fp16=True`` everything runs under autocast (bf16 where the
+runner's autocast picks it); the top-k and the scores are float32. The
+model needs ``extract_feat(images, text_ids, text_mask)``, ``itc_head.
+similarity``, ``score_pairs``, ``retrieve``, ``rerank_topk`` and
 ``fast_match`` (``ImageTextRetrieval``). The dataset needs ``img2txt`` and
 ``txt2img`` (``ImageTextRetrievalDataset`` with ``test_mode=True``), and
 its pipeline must end with ``PackRetrievalInputs``.
 """
-import math
 from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.dist import get_dist_info
-from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import TestLoop, ValLoop
 from mmengine.runner.amp import autocast
 
 from xfm_mm.models.utils import all_gather_no_grad
 from xfm_mm.registry import LOOPS
+from .retrieval_pairs import (Progress, gather_rows, owned_rows,
+                              owned_topk_pairs)
 
 _SAMPLE_FIELDS = ('image_idx', 'caption_ids', 'caption_mask', 'gt_text_ids')
-
-
-def gather_rows(values: torch.Tensor, index: torch.Tensor,
-                total: int) -> torch.Tensor:
-    """Gather rows from all ranks and put row ``index[i]`` in place.
-
-    Ranks may hold different numbers of rows; the same index may come
-    several times (padded samplers), with the same value.
-
-    Args:
-        values (torch.Tensor): ``(n, ...)`` rows of this rank.
-        index (torch.Tensor): ``(n,)`` long, their positions in
-            ``[0, total)``.
-        total (int): Rows of the result.
-
-    Returns:
-        torch.Tensor: ``(total, ...)`` on ``values``' device.
-
-    Raises:
-        RuntimeError: Some position in ``[0, total)`` came from no rank.
-    """
-    values = all_gather_no_grad(values)
-    index = all_gather_no_grad(index.to(values.device, torch.long))
-    out = values.new_zeros((total, ) + values.shape[1:])
-    filled = torch.zeros(total, dtype=torch.bool, device=values.device)
-    out[index] = values
-    filled[index] = True
-    if not bool(filled.all()):
-        missing = (~filled).nonzero().flatten()[:5].tolist()
-        raise RuntimeError(
-            f'gather_rows: {int((~filled).sum())} of {total} rows were '
-            f'never evaluated (e.g. {missing}); the evaluation dataloader '
-            'must cover the whole dataset (no drop_last)')
-    return out
-
-
-def query_slice(num_queries: int) -> slice:
-    """This rank's contiguous share of ``range(num_queries)``."""
-    rank, world_size = get_dist_info()
-    step = math.ceil(num_queries / world_size)
-    return slice(
-        min(rank * step, num_queries), min((rank + 1) * step, num_queries))
 
 
 def _unwrap(model):
@@ -93,9 +58,9 @@ class ImageTextRetrievalLoopMixin:
         evaluator (dict | list | Evaluator): E.g.
             ``dict(type='ImageTextRetrievalMetric')``.
         fp16 (bool): Run under autocast. Defaults to False.
-        query_chunk (int): Queries whose top-k are taken at once (their ITM
-            pairs go through the fusion encoder ``itm_batch_size`` at a
-            time). Defaults to 256.
+        query_chunk (int): Queries whose ITC top-k are taken at once (the
+            ITM pairs of all queries go through the fusion encoder
+            ``itm_batch_size`` at a time). Defaults to 256.
         offload_embeds (bool): Keep the gathered image / text tokens on the
             CPU (the ITM pairs move to the device chunk by chunk), for
             galleries whose tokens do not fit in device memory. Defaults to
@@ -147,8 +112,11 @@ class ImageTextRetrievalLoopMixin:
         """Encode this rank's share of the dataloader, gather everything.
 
         Returns:
-            dict: ``image`` and ``text`` feature dicts (``extract_feat``
-            keys), rows in dataset order.
+            dict: ``image``: ``image_feat`` of every image in dataset order,
+            ``image_embeds`` of the images this rank owns and their
+            dataset ``index``; ``text``: ``text_feat`` (and, when
+            re-ranking, ``text_embeds`` and ``text_mask``) of every caption
+            in dataset order.
         """
         parts: Dict[str, List[dict]] = dict(image=[], text=[])
         for idx, data_batch in enumerate(self.dataloader):
@@ -174,7 +142,7 @@ class ImageTextRetrievalLoopMixin:
                 dict(
                     index=image_index,
                     image_feat=feats['image_feat'],
-                    image_embeds=self._store(feats['image_embeds'])))
+                    image_embeds=self._store(feats['image_embeds'], True)))
             parts['text'].append(
                 dict(
                     index=text_index,
@@ -186,21 +154,36 @@ class ImageTextRetrievalLoopMixin:
                 batch_idx=idx,
                 data_batch=data_batch,
                 outputs=None)
-        totals = dict(image=num_images, text=num_texts)
-        gathered = {}
         for side, chunks in parts.items():
             if not chunks:
                 raise RuntimeError(f'{type(self).__name__}: this rank got no '
                                    'evaluation batch; use fewer ranks or more '
                                    'data')
-            index = torch.cat([c['index'] for c in chunks])
-            gathered[side] = {
-                key:
-                gather_rows(
-                    torch.cat([c[key] for c in chunks]), index, totals[side])
-                for key in chunks[0] if key != 'index'
-            }
-        return gathered
+        image = {
+            k: torch.cat([c[k] for c in parts['image']])
+            for k in parts['image'][0]
+        }
+        text = {
+            k: torch.cat([c[k] for c in parts['text']])
+            for k in parts['text'][0]
+        }
+        # Image tokens stay here (only the owned rows are kept); the ITC
+        # features and the text tokens are needed everywhere.
+        own = owned_rows(image['index'], num_images)
+        text_keys = ['text_feat']
+        if not model.fast_match and model.rerank_topk > 0:
+            text_keys += ['text_embeds', 'text_mask']
+        return dict(
+            image=dict(
+                image_feat=gather_rows(image['image_feat'], image['index'],
+                                       num_images),
+                image_embeds=image['image_embeds'][own.to(
+                    image['image_embeds'].device)],
+                index=image['index'][own]),
+            text={
+                key: gather_rows(text[key], text['index'], num_texts)
+                for key in text_keys
+            })
 
     def _ground_truth(self, dataset) -> tuple:
         if hasattr(dataset, 'full_init'):
@@ -219,7 +202,16 @@ class ImageTextRetrievalLoopMixin:
                 'truth; build ImageTextRetrievalDataset with test_mode=True')
         return img2txt, txt2img
 
-    def _store(self, tensor: torch.Tensor) -> torch.Tensor:
+    def _store(self,
+               tensor: torch.Tensor,
+               context: bool = False) -> torch.Tensor:
+        """Tokens kept for re-ranking. Image tokens (``context``) are kept in
+        the autocast dtype when autocast is on: the fusion encoder only
+        reads them through the cross-attention's key / value linear layer,
+        which casts them anyway (half the memory, same scores)."""
+        device = tensor.device.type
+        if context and torch.is_autocast_enabled(device):
+            tensor = tensor.to(torch.get_autocast_dtype(device))
         return tensor.cpu() if self.offload_embeds else tensor
 
     def _collate_captions(self, samples: Sequence) -> tuple:
@@ -239,7 +231,7 @@ class ImageTextRetrievalLoopMixin:
 
     def rank_queries(self, model, feats: dict,
                      query: str) -> Optional[torch.Tensor]:
-        """Score this rank's queries, gather; the full matrix on rank 0.
+        """Score every query's top-k, gather; the full matrix on rank 0.
 
         Args:
             model: The unwrapped model.
@@ -251,46 +243,45 @@ class ImageTextRetrievalLoopMixin:
             None on the other ranks.
         """
         gallery = 'text' if query == 'image' else 'image'
-        queries, candidates = feats[query], feats[gallery]
-        num_queries = len(queries[f'{query}_feat'])
-        num_candidates = len(candidates[f'{gallery}_feat'])
+        images, texts = feats['image'], feats['text']
+        num_images, num_texts = len(images['image_feat']), len(
+            texts['text_feat'])
+        num_candidates = num_texts if query == 'image' else num_images
         rank, _ = get_dist_info()
         k = min(model.rerank_topk, num_candidates)
         if model.fast_match or k <= 0:
             # ITC only: cheap enough for rank 0 alone.
             if rank != 0:
                 return None
-            return model.retrieve(queries, candidates, query).float().cpu()
-        own = query_slice(num_queries)
-        values, indices = [], []
-        starts = range(own.start, own.stop, self.query_chunk)
-        log_every = max(1, len(starts) // 10)
-        for step, start in enumerate(starts):
-            chunk = slice(start, min(start + self.query_chunk, own.stop))
-            rows = {key: value[chunk] for key, value in queries.items()}
-            scores = model.retrieve(rows, candidates, query, topk=k)
-            top = scores.float().topk(k, dim=1)
-            values.append(top.values)
-            indices.append(top.indices)
-            if (step + 1) % log_every == 0 or step + 1 == len(starts):
-                print_log(
-                    f'retrieval {query}->{gallery}: re-ranked '
-                    f'{chunk.stop - own.start}/{own.stop - own.start} '
-                    f'queries of this rank (top-{k} by ITM)',
-                    logger='current')
-        device = queries[f'{query}_feat'].device
-        if values:
-            values, indices = torch.cat(values), torch.cat(indices)
-        else:
-            values = torch.empty(0, k, device=device)
-            indices = torch.empty(0, k, dtype=torch.long, device=device)
-        query_index = torch.arange(own.start, own.stop, device=device)
-        values = gather_rows(values, query_index, num_queries)
-        indices = gather_rows(indices, query_index, num_queries)
+            qf, gf = (images, texts) if query == 'image' else (texts, images)
+            return model.retrieve(qf, gf, query).float().cpu()
+        image_row, text_row, query_id, cand_id = owned_topk_pairs(
+            model.itc_head.similarity, images['image_feat'],
+            texts['text_feat'], images['index'], query, k, self.query_chunk)
+        progress = Progress(f'retrieval {query}->{gallery} (top-{k} by ITM)',
+                            len(image_row))
+        step = model.itm_batch_size * 8  # pairs per progress update
+        scores = []
+        for start in range(0, len(image_row), step):
+            chunk = slice(start, start + step)
+            scores.append(
+                model.score_pairs(images['image_embeds'], texts['text_embeds'],
+                                  texts['text_mask'], image_row[chunk],
+                                  text_row[chunk]).float())
+            progress.update(len(scores[-1]))
+        device = images['image_feat'].device
+        scores = torch.cat(scores).to(device) if scores else torch.empty(
+            0, device=device)
+        pair_ids = torch.stack([query_id, cand_id], 1).to(device)
+        scores, pair_ids = all_gather_no_grad(scores), all_gather_no_grad(
+            pair_ids)
         if rank != 0:
             return None
-        dense = values.new_full((num_queries, num_candidates), float('-inf'))
-        return dense.scatter_(1, indices, values).cpu()
+        dense = scores.new_full(
+            (num_images if query == 'image' else num_texts, num_candidates),
+            float('-inf'))
+        dense[pair_ids[:, 0], pair_ids[:, 1]] = scores
+        return dense.cpu()
 
 
 @LOOPS.register_module()

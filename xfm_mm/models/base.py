@@ -8,6 +8,7 @@ from mmengine.structures import BaseDataElement
 from torch import nn
 
 from xfm_mm.registry import MODELS
+from .utils.compile import compile_module, pop_compile_cfg
 from .weights import upgrade_legacy_keys
 
 
@@ -50,13 +51,21 @@ class BaseMultimodalModel(BaseModel):
     def build_module(cfg: Optional[dict]) -> Optional[nn.Module]:
         """Build a sub-module from its ``MODELS`` config.
 
+        ``compile=True`` (or a dict of ``torch.compile`` arguments) in the
+        config compiles the module's forward in place, e.g.
+        ``model.vision_encoder.compile=True``
+        (:func:`~xfm_mm.models.utils.compile.compile_module`).
+
         Args:
             cfg (dict, optional): The config; None builds nothing.
 
         Returns:
             nn.Module | None: The module, or None when ``cfg`` is None.
         """
-        return None if cfg is None else MODELS.build(cfg)
+        if cfg is None:
+            return None
+        cfg, compile_kwargs = pop_compile_cfg(cfg)
+        return compile_module(MODELS.build(cfg), compile_kwargs)
 
     def forward(self,
                 inputs: dict,

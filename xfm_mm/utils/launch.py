@@ -46,3 +46,8 @@ def setup_cpu_distributed(cfg: Config) -> None:
                                               DistributedDataParallel):
         wrapper_cfg['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper_cfg
+    # FlexibleRunner's FSDPStrategy passes device_id=LOCAL_RANK (a GPU).
+    strategy = cfg.get('strategy')
+    if strategy and 'FSDP' in str(strategy.get('type', '')):
+        strategy.setdefault('model_wrapper',
+                            ConfigDict()).setdefault('device_id', 'cpu')

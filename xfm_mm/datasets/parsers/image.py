@@ -7,7 +7,7 @@ from ..readers import (BadRecordError, decode_image, read_image_bytes,
                        stable_id)
 from .base import RecordParser, choice, texts_of
 
-DEFAULT_IMAGE_KEYS = dict(path='image', base64='binary')
+DEFAULT_IMAGE_KEYS = dict(path='image', base64='binary', bytes='image')
 MAX_IMAGE_ID = 2**63 - 1  # image ids are batched as int64
 # XFM: a record holding a list of images yields one of them with a caption
 # prefixed by one of these phrases.
@@ -27,7 +27,8 @@ class ImageParser(RecordParser):
     Args:
         image_key (str, optional): Image field; ``'image'`` for paths and
             ``'binary'`` for base64 when None.
-        image_format (str): ``'path'`` or ``'base64'``.
+        image_format (str): ``'path'``, ``'base64'`` or ``'bytes'`` (the
+            encoded image itself, as tar shard datasets give it).
         image_id_key (str, optional): Field with an image id: a
             non-negative int below 2**63 is used as is, another value is
             hashed; records without it get a hash of the image field, so
@@ -62,8 +63,12 @@ class ImageParser(RecordParser):
             if not value:
                 raise BadRecordError('missing_field',
                                      f'empty image list {self.image_key!r}')
-        elif not isinstance(value, str) or not value:
+        elif not isinstance(value, (bytes, str)) or not value:
             raise BadRecordError('missing_field', f'empty {self.image_key!r}')
+        elif isinstance(value, bytes) != (self.image_format == 'bytes'):
+            raise BadRecordError(
+                'bad_image', f'{self.image_key!r} is {type(value).__name__} '
+                f'but image_format is {self.image_format!r}')
         return value
 
     def parse_image_id(self, record: dict, image: Union[str, list]) -> int:
@@ -78,7 +83,8 @@ class ImageParser(RecordParser):
             return value
         if value is not None:
             return stable_id(str(value))
-        return stable_id(image if isinstance(image, str) else '\n'.join(image))
+        return stable_id(
+            image if isinstance(image, (str, bytes)) else '\n'.join(image))
 
     def load_image(self, image: Union[str, list]) -> dict:
         """Decode the image (one drawn at random from a list)."""

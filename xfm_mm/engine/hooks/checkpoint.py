@@ -4,7 +4,8 @@ import os.path as osp
 from typing import List, Tuple
 
 import torch
-from mmengine.dist import is_main_process
+from mmengine.device import get_device
+from mmengine.dist import all_reduce, get_world_size, is_main_process
 from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
@@ -96,13 +97,16 @@ class AtomicCheckpointHook(CheckpointHook):
                     level=logging.WARNING)
 
     def _check_finite_weights(self, runner, filename: str) -> None:
+        # Under FSDP each rank holds shards (ShardedTensor / DTensor): it
+        # checks its own, and every rank learns whether any shard is bad.
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         bad = [
             name for name, value in model.state_dict().items()
-            if value.is_floating_point() and not torch.isfinite(value).all()
+            if value.is_floating_point()
+            and not torch.isfinite(_local_part(value)).all()
         ]
-        if bad:
+        if _any_rank(bool(bad)):
             raise RuntimeError(
                 f'{type(self).__name__}: not saving {filename}: {len(bad)} '
                 f'model tensors hold NaN or inf ({", ".join(bad[:5])}'
@@ -160,3 +164,22 @@ class AtomicCheckpointHook(CheckpointHook):
         finally:
             self.file_backend = backend
         deferred.flush()
+
+
+def _local_part(value: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a sharded tensor (FSDP state dicts), else it."""
+    if hasattr(value, 'to_local'):  # DTensor
+        return value.to_local()
+    if hasattr(value, 'local_shards'):  # ShardedTensor
+        shards = [s.tensor.flatten() for s in value.local_shards()]
+        return torch.cat(shards) if shards else torch.zeros(0)
+    return value
+
+
+def _any_rank(flag: bool) -> bool:
+    """Whether ``flag`` is True on any rank (itself without a group)."""
+    if get_world_size() == 1:
+        return flag
+    value = torch.tensor([int(flag)], device=get_device())
+    all_reduce(value, op='max')
+    return bool(value.item())

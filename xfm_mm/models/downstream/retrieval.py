@@ -176,15 +176,41 @@ class ImageTextRetrieval(VisionLanguageModel):
             raise ValueError(
                 f'{type(self).__name__}.rerank: {num_queries} candidate '
                 f'rows for {expected} {query} queries')
-        device = self.itm_head.classifier[0].weight.device
         query_index = torch.arange(num_queries).repeat_interleave(k)
         cand_index = candidates.reshape(-1).cpu()
         if query == 'image':
             image_index, text_index = query_index, cand_index
         else:
             image_index, text_index = cand_index, query_index
-        scores = []
-        for start in range(0, len(query_index), self.itm_batch_size):
+        return self.score_pairs(image_embeds, text_embeds, text_mask,
+                                image_index, text_index).view(num_queries, k)
+
+    @torch.no_grad()
+    def score_pairs(self, image_embeds: torch.Tensor,
+                    text_embeds: torch.Tensor, text_mask: torch.Tensor,
+                    image_index: torch.Tensor,
+                    text_index: torch.Tensor) -> torch.Tensor:
+        """ITM "matched" logits of (image, text) pairs, any mix of queries.
+
+        Pairs go through the fusion encoder ``itm_batch_size`` at a time,
+        so the pairs of several queries share one forward; the embeddings
+        may live on another device (e.g. CPU) than the model.
+
+        Args:
+            image_embeds (torch.Tensor): ``(Ni, 1 + N, Dv)`` vision tokens.
+            text_embeds (torch.Tensor): ``(Nt, L, D)`` text tokens.
+            text_mask (torch.Tensor): ``(Nt, L)``.
+            image_index (torch.Tensor): ``(P,)`` long, rows of
+                ``image_embeds``.
+            text_index (torch.Tensor): ``(P,)`` long, rows of
+                ``text_embeds``.
+
+        Returns:
+            torch.Tensor: ``(P,)`` float32 logits on the model's device.
+        """
+        device = self.itm_head.classifier[0].weight.device
+        scores = [torch.empty(0, device=device)]
+        for start in range(0, len(image_index), self.itm_batch_size):
             chunk = slice(start, start + self.itm_batch_size)
             img = image_index[chunk].to(image_embeds.device)
             txt = text_index[chunk].to(text_embeds.device)
@@ -192,9 +218,7 @@ class ImageTextRetrieval(VisionLanguageModel):
                                         text_mask[txt].to(device),
                                         image_embeds[img].to(device))
             scores.append(self.itm_head.score(fused[:, 0]))
-        if not scores:
-            return torch.empty(num_queries, k, device=device)
-        return torch.cat(scores).view(num_queries, k)
+        return torch.cat(scores)
 
     @torch.no_grad()
     def retrieve(self,

@@ -1,0 +1,179 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""Time each xfm_mm tower against its reference implementation.
+
+Same architecture, size and inputs, random weights, forward + backward,
+interleaved in one process (the order alternates every repetition, the
+median is kept), in fp32 and under bf16 autocast:
+
+- ``roberta``: ``TextEncoder`` (RoBERTa layout, X-FM) vs transformers'
+  ``RobertaModel`` (SDPA attention);
+- ``bert``: ``TextEncoder`` (BERT layout) vs transformers' ``BertModel``;
+- ``beit``: ``VisionEncoder`` (BEiT-v2: relative position bias, LayerScale)
+  vs mmpretrain's ``BEiTViT``;
+- ``vit``: ``VisionEncoder(pos_embed='absolute', rel_pos_bias=False)`` vs
+  mmpretrain's ``VisionTransformer``.
+
+Prints the ms of each and ``ratio = reference ms / ours ms`` (above 1: ours
+is faster). ``--compile`` also times our tower under ``torch.compile``
+(its first call compiles; a minute or more per tower on a CPU)::
+
+    python tools/analysis/benchmark_towers.py --layers 12 --reps 5
+"""
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+from mmpretrain.models import BEiTViT, VisionTransformer
+from transformers import BertConfig, BertModel, RobertaConfig, RobertaModel
+
+from xfm_mm.models.towers import TextEncoder, VisionEncoder
+
+TOWERS = ('roberta', 'bert', 'beit', 'vit')
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        '--towers', nargs='+', default=list(TOWERS), choices=TOWERS)
+    parser.add_argument(
+        '--layers',
+        type=int,
+        default=2,
+        help='layers per tower (12: the base size)')
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--text-len', type=int, default=40)
+    parser.add_argument('--img-size', type=int, default=224)
+    parser.add_argument('--reps', type=int, default=3)
+    parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='also time our towers under torch.compile')
+    return parser.parse_args()
+
+
+def _hf_text(kind: str, layers: int):
+    """Ours and transformers' model of one HF config (base widths)."""
+    cls, cfg_cls = (RobertaModel,
+                    RobertaConfig) if kind == 'roberta' else (BertModel,
+                                                              BertConfig)
+    extra = dict(
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        pad_token_id=1,
+        vocab_size=50265,
+        layer_norm_eps=1e-5) if kind == 'roberta' else {}
+    config = cfg_cls(
+        num_hidden_layers=layers,
+        attn_implementation='sdpa',
+        hidden_dropout_prob=0.,
+        attention_probs_dropout_prob=0.,
+        **extra)
+    with tempfile.TemporaryDirectory() as folder:
+        config.save_pretrained(folder)
+        ours = TextEncoder(hf_config=folder)
+    reference = cls(config, add_pooling_layer=False)
+    reference.config._attn_implementation = 'sdpa'
+    return ours, reference
+
+
+def _vision(kind: str, layers: int, img_size: int):
+    arch = dict(
+        embed_dims=768,
+        num_layers=layers,
+        num_heads=12,
+        feedforward_channels=3072)
+    if kind == 'beit':
+        ours = VisionEncoder(
+            arch=arch,
+            img_size=img_size,
+            layer_scale_init_value=0.1,
+            token0='cls')
+        reference = BEiTViT(
+            arch=arch,
+            img_size=img_size,
+            out_type='raw',
+            final_norm=True,
+            use_abs_pos_emb=False,
+            use_rel_pos_bias=True,
+            layer_scale_init_value=0.1)
+    else:
+        ours = VisionEncoder(
+            arch=arch,
+            img_size=img_size,
+            pos_embed='absolute',
+            rel_pos_bias=False,
+            layer_scale_init_value=0.,
+            token0='cls')
+        reference = VisionTransformer(
+            arch=arch, img_size=img_size, out_type='raw', final_norm=True)
+    return ours, reference
+
+
+def build(kind: str, args):
+    """``(ours, reference, call_ours, call_reference)`` of one tower."""
+    torch.manual_seed(0)
+    if kind in ('roberta', 'bert'):
+        ours, ref = _hf_text(kind, args.layers)
+        ids = torch.randint(5, 20000, (args.batch, args.text_len))
+        mask = torch.ones_like(ids)
+        mask[0, args.text_len // 2:] = 0
+        return (ours, ref, lambda m: m(ids, mask),
+                lambda m: m(input_ids=ids, attention_mask=mask)[0])
+    ours, ref = _vision(kind, args.layers, args.img_size)
+    images = torch.randn(args.batch, 3, args.img_size, args.img_size)
+    return ours, ref, lambda m: m(images), lambda m: m(images)[-1]
+
+
+def step_ms(model, call, bf16: bool) -> float:
+    """One forward + backward in ms."""
+    model.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+        out = call(model)
+    out.float().square().mean().backward()
+    return (time.perf_counter() - start) * 1e3
+
+
+def compare(models: dict, bf16: bool, reps: int) -> dict:
+    """Median ms of each entry, interleaved (order alternates per rep)."""
+    for model, call in models.values():  # warm-up (and compilation)
+        step_ms(model, call, bf16)
+    times = {name: [] for name in models}
+    names = list(models)
+    for rep in range(reps):
+        for name in (names if rep % 2 == 0 else names[::-1]):
+            times[name].append(step_ms(*models[name], bf16))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f'forward + backward, batch {args.batch}, {args.layers} layers, '
+          f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
+          f'median of {args.reps} interleaved reps')
+    for kind in args.towers:
+        ours, ref, call_ours, call_ref = build(kind, args)
+        ours.train(), ref.train()
+        models = dict(ours=(ours, call_ours), reference=(ref, call_ref))
+        if args.compile:
+            compiled, _, _, _ = build(kind, args)
+            compiled.train().compile()
+            models['compiled'] = (compiled, call_ours)
+        for bf16 in (False, True):
+            ms = compare(models, bf16, args.reps)
+            line = (f'{kind:8s} {"bf16" if bf16 else "fp32"}: ours '
+                    f'{ms["ours"]:8.1f} ms  reference {ms["reference"]:8.1f}'
+                    f' ms  ratio {ms["reference"] / ms["ours"]:.2f}')
+            if 'compiled' in ms:
+                line += (f'  compiled {ms["compiled"]:8.1f} ms ratio '
+                         f'{ms["reference"] / ms["compiled"]:.2f}')
+            print(line, flush=True)
+
+
+if __name__ == '__main__':
+    main()
