@@ -40,8 +40,7 @@ def test_geometric_resize_keeps_the_near_offsets_as_beit():
     grid_bic = bicubic[:-3].t().reshape(heads, 2 * dst - 1, 2 * dst - 1)
     assert not torch.allclose(grid_bic[:, dst - 2:dst + 1, dst - 2:dst + 1],
                               near_in, atol=1e-3)
-    # A constant table stays constant; a separable linear ramp along the
-    # progression stays exact (cubic splines reproduce polynomials).
+    # A constant table stays constant.
     const = torch.full_like(table, 0.3)
     out = resize_rel_pos_bias_table(const, src, dst, mode='geometric')
     torch.testing.assert_close(out, torch.full_like(out, 0.3))
