@@ -365,5 +365,6 @@ def test_region_text_wordpieces_are_rejoined_as_upstream(
         'regions.jsonl',
         parser=dict(type='RegionTextParser', rejoin_wordpieces=rejoin),
         data_root=str(tmp_path))
-    expected = 'tallest a skyscraper' if rejoin else 'tall ##est a sky ##scraper'
-    assert dataset[0]['region_texts'] == [expected]
+    expected = 'tallest a skyscraper' if rejoin else \
+        'tall ##est a sky ##scraper'
+    assert dataset.prepare_data(0)['region_texts'] == [expected]
