@@ -34,9 +34,12 @@ class RegionTextParser(ImageParser):
             image before it counts as outside.
         rejoin_wordpieces (bool): Re-join region texts stored
             pre-tokenised into WordPieces (``'sky ##scraper'`` ->
-            ``'skyscraper'``) before they are tokenised again, as upstream
-            does for its region annotations. Defaults to True; False keeps
-            the text as stored.
+            ``'skyscraper'``) before they are tokenised again. Upstream
+            reads such region files with ``tokenized: True`` (X-FM
+            ``configs/xfm-ft/Grounding_bbox_pretrain_O1.yaml``) and uses
+            the pieces as tokens; re-joining gives a WordPiece tokenizer
+            the same pieces back instead of ``'#'`` tokens. Defaults to
+            True; False keeps the text as stored.
         **kwargs: ``image_key``, ``image_format``, ``image_id_key`` and
             ``source`` (default ``'region'``) of :class:`ImageParser`.
     """
