@@ -203,16 +203,26 @@ class RelativePositionBias(nn.Module):
     non-persistent buffer, the table row of every (query, key) pair on that
     grid (as BEiT and mmpretrain do per block). A state dict whose table was
     built for another (square) grid is resized while loading, so checkpoints
-    load at any resolution; :meth:`forward` resizes on the fly for inputs on
-    another grid.
+    load at any resolution; :meth:`forward` resizes on the fly (bicubic,
+    differentiable) for inputs on another grid.
 
     Args:
         grid (Sequence[int] | int): Patch grid ``(Wh, Ww)``.
         num_heads (int): Number of attention heads.
+        load_resize (str): How a table of another grid is resized while
+            loading: ``'geometric'`` (BEiT / X-FM, the default) or
+            ``'bicubic'``, see :func:`resize_rel_pos_bias_table`.
     """
 
-    def __init__(self, grid: Sequence[int], num_heads: int):
+    def __init__(self,
+                 grid: Sequence[int],
+                 num_heads: int,
+                 load_resize: str = 'geometric'):
         super().__init__()
+        if load_resize not in RESIZE_MODES:
+            raise ValueError(f'{type(self).__name__}: load_resize must be '
+                             f'one of {RESIZE_MODES}, got {load_resize!r}')
+        self.load_resize = load_resize
         self.grid = _as_grid(grid)
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros(num_relative_distances(self.grid), num_heads))
