@@ -127,7 +127,7 @@ warmup_iters = 20
 # The real MiniLM weights learn 10x slower (3e-5, a usual fine-tuning rate;
 # X2-VLM's text_lr is the same idea): masked LM at 3e-4 on a few thousand
 # sentences wears down what it knew (tools/analysis/word_similarity.py on
-# WordSim-353: 0.73 before; see docs/en/demo_data.md for after).
+# WordSim-353: 0.73 before; docs/en/demo_data.md has the measurements).
 optim_wrapper = dict(
     type='CPUAmpOptimWrapper',
     dtype='bfloat16',
