@@ -44,6 +44,13 @@ model = dict(
     imlm_head=dict(
         embed_dims=text_dims, vocab_size=vocab_size, layer_norm_eps=1e-12),
     box_head=dict(embed_dims=text_dims),
+    # The demo's vision tower starts random (no BEiT-v2 weights offline),
+    # and regressing its own random features is no teacher: at the first
+    # step MIM's gradient on the vision tower is 3x ITC's (norms 8.3 vs 2.7;
+    # ITM 0.4, IMLM 0.5), so the image side would mostly learn to predict
+    # itself. At 0.1 the vision-language losses lead, as they do upstream
+    # where MIM refines a pre-trained BEiT-v2.
+    mim_head=dict(loss_weight=0.1),
 )
 
 # MIM masks ~38% of the patches as 75/196 does at 224 px, in blocks >= 4.
@@ -117,10 +124,20 @@ max_iters = 200
 warmup_iters = 20
 # bfloat16 autocast on CPU (tools/train.py --amp picks the same on a CPU-only
 # machine) and the fused CPU AdamW kernel: together about 2x faster here.
+# The real MiniLM weights learn 10x slower (3e-5, a usual fine-tuning rate;
+# X2-VLM's text_lr is the same idea): masked LM at 3e-4 on a few thousand
+# sentences wears down what it knew (tools/analysis/word_similarity.py on
+# WordSim-353: 0.73 before; docs/en/demo_data.md has the measurements).
 optim_wrapper = dict(
     type='CPUAmpOptimWrapper',
     dtype='bfloat16',
-    optimizer=dict(lr=3e-4, fused=True))
+    optimizer=dict(lr=3e-4, fused=True),
+    paramwise_cfg=dict(
+        # upstream's rule, 2x for what the init checkpoints miss: MiniLM
+        # (a sentence-transformers model) ships no MLM head.
+        new_param_prefixes=('itc_head', 'itm_head', 'box_head', 'mlm_head',
+                            'imlm_head'),
+        prefix_lr_mults=dict(text_encoder=0.1)))
 param_scheduler = [
     dict(
         type='LinearLR',

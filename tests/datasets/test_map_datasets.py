@@ -347,3 +347,24 @@ def test_text_and_image_datasets(tmp_path, b64_image, write_jsonl):
     sample = images.prepare_data(1)
     assert sample['img'].shape == (12, 13, 3)
     assert sample['source'] == 'image' and isinstance(sample['image_id'], int)
+
+
+@pytest.mark.parametrize('rejoin', [True, False])
+def test_region_text_wordpieces_are_rejoined_as_upstream(
+        tmp_path, make_image, write_jsonl, rejoin):
+    (tmp_path / 'r.png').write_bytes(make_image(40, 40, (0, 255, 0), 'PNG'))
+    write_jsonl(tmp_path / 'regions.jsonl', [{
+        'image': 'r.png',
+        'elems': [{
+            'bb': [1, 2, 10, 10],
+            'caption': 'a sky ##scraper',
+            'attributes': 'tall ##est'
+        }]
+    }])
+    dataset = JsonlDataset(
+        'regions.jsonl',
+        parser=dict(type='RegionTextParser', rejoin_wordpieces=rejoin),
+        data_root=str(tmp_path))
+    expected = 'tallest a skyscraper' if rejoin else \
+        'tall ##est a sky ##scraper'
+    assert dataset.prepare_data(0)['region_texts'] == [expected]

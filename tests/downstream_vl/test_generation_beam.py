@@ -178,7 +178,10 @@ def test_rank_answers_orders_by_full_likelihood():
         ids,
         mask,
         num_candidates=len(answers),
-        chunk_size=5)
+        chunk_size=5,
+        first_token_twice=False)
+    first = decoder.logits(ids[:1, :1].expand(3, 1), None, context,
+                           context_mask)[:, 0].log_softmax(-1)[:, ids[:, 1]]
     for q in range(3):
         nll = decoder.sequence_loss(
             ids, mask, context[q:q + 1].expand(len(answers), -1, -1),
@@ -186,11 +189,23 @@ def test_rank_answers_orders_by_full_likelihood():
         order = torch.argsort(nll)
         assert index[q].tolist() == order.tolist()
         torch.testing.assert_close(scores[q], -nll[order])
+    # Upstream (default): the first token's log-probability counted twice.
+    index, scores = rank_answers(
+        decoder, context, context_mask, ids, mask,
+        num_candidates=len(answers))
+    for q in range(3):
+        nll = decoder.sequence_loss(
+            ids, mask, context[q:q + 1].expand(len(answers), -1, -1),
+            context_mask[q:q + 1].expand(len(answers), -1))
+        upstream = first[q] - nll
+        order = torch.argsort(upstream, descending=True)
+        assert index[q].tolist() == order.tolist()
+        # The extra term is about -log(vocab): scores differ from -nll.
+        torch.testing.assert_close(scores[q], upstream[order])
+        assert (scores[q] < -nll[order] - 1).all()
     # With k = 2 only the two best first tokens survive.
     index, _ = rank_answers(
         decoder, context, context_mask, ids, mask, num_candidates=2)
-    first = decoder.logits(ids[:1, :1].expand(3, 1), None, context,
-                           context_mask)[:, 0].log_softmax(-1)[:, ids[:, 1]]
     for q in range(3):
         assert set(index[q].tolist()) == set(first[q].topk(2).indices.tolist())
 

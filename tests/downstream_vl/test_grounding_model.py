@@ -275,3 +275,49 @@ def test_converter_writes_self_contained_records(refcoco, tmp_path):
         np.testing.assert_allclose(a['gt_bboxes'], b['gt_bboxes'])
         assert (a['split'], a['ref_id'], a['text']) == (b['split'],
                                                         b['ref_id'], b['text'])
+
+
+def test_domain_pretraining_stage_config_and_region_box_loss():
+    """Upstream's grounding domain pre-training (2 epochs of box loss at
+    224 px on region data) is a config of its own; XFMGrounding trains on
+    its region batches with the box loss only, whole-image captions left
+    out."""
+    from mmengine.config import Config
+    from tiny_models import make_batch
+    from torchvision.ops import box_convert, generalized_box_iou
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    cfg = Config.fromfile(
+        osp.join(root, 'configs', 'downstream', 'grounding',
+                 'xfm-base_8xb64-2e_grounding-domain-pretrain-224.py'))
+    assert cfg.model.type == 'XFMGrounding'
+    assert cfg.model.vision_encoder.img_size == 224
+    assert cfg.optim_wrapper.optimizer.lr == 3e-5
+    assert cfg.max_iters == 2 * 623  # 2 x ceil(318547 / (64 x 8))
+    assert set(cfg.train_dataloader) >= {'dataset', 'batch_size'}
+    assert 'region' not in cfg.train_dataloader  # one stream, not four
+    assert cfg.train_dataloader.dataset.pipeline[0].careful_hflip
+
+    torch.manual_seed(0)
+    model = MODELS.build(
+        dict(
+            type='XFMGrounding',
+            data_preprocessor=cfg.model.data_preprocessor,
+            box_head=dict(type='BoxHead', embed_dims=WIDTH),
+            **towers())).eval()
+    data = model.data_preprocessor(make_batch('region', seed=2), True)
+    inputs = data['inputs']
+    assert 'image_index' in inputs and inputs['is_whole_image'].any()
+    losses = model(**data, mode='loss')
+    assert set(losses) == {'loss_bbox', 'loss_giou'}
+
+    vision = model.vision_encoder(inputs['images'])[inputs['image_index']]
+    text = model.text_encoder(inputs['text_ids'], inputs['text_mask'])
+    fused = model.fusion_encoder(text, inputs['text_mask'], vision)
+    pred = model.box_head.bbox_head(fused[:, 0]).sigmoid()
+    kept = ~inputs['is_whole_image']
+    l1 = (pred - inputs['boxes']).abs().sum(1)[kept].mean()
+    giou = generalized_box_iou(
+        box_convert(pred, 'cxcywh', 'xyxy'),
+        box_convert(inputs['boxes'], 'cxcywh', 'xyxy')).diagonal()
+    torch.testing.assert_close(losses['loss_bbox'], l1)
+    torch.testing.assert_close(losses['loss_giou'], (1 - giou)[kept].mean())

@@ -31,16 +31,24 @@ def pretrained(tmp_path_factory):
     return xfm, path
 
 
-def build(kind: str, img_size: int, checkpoint: str, tied: bool = False):
+def build(kind: str,
+          img_size: int,
+          checkpoint: str,
+          tied: bool = False,
+          rel_pos_resize: str = 'geometric',
+          **kwargs):
     cfg = dict(
         **towers(img_size),
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint))
+    cfg['vision_encoder'] = dict(
+        cfg['vision_encoder'], rel_pos_resize=rel_pos_resize)
     if kind == 'XFMVQA':
         cfg.update(
             text_decoder=decoder_cfg(tie_word_embeddings=tied),
             tokenizer=tokenizer_cfg(),
             answer_list=['yes', 'no', 'two'],
-            max_answer_tokens=5)
+            max_answer_tokens=5,
+            **kwargs)
     else:
         cfg.update(box_head=dict(type='BoxHead', embed_dims=WIDTH))
     model = MODELS.build(dict(type=kind, **cfg))
@@ -75,18 +83,28 @@ def test_same_resolution_load_is_exact(pretrained):
     vqa = build('XFMVQA', PRETRAIN_IMG, path)
     torch.testing.assert_close(
         vqa.fuse(inputs), expected, rtol=0, atol=0)
-    # X-FM's decoder starts as a copy of the fusion encoder; embeddings
-    # from the language encoder, LM head from the IMLM head.
+    # X-FM's decoder starts as a copy of the fusion encoder, LM head from
+    # the IMLM head. Upstream copies the fusion stack's embeddings too:
+    # never run in pre-training, so only the word table (the IMLM decoder)
+    # carries anything; positions stay at their initialisation.
     for dst, src in zip(vqa.text_decoder.transformer.layers,
                         xfm.fusion_encoder.transformer.layers):
         for a, b in zip(dst.state_dict().values(), src.state_dict().values()):
             assert torch.equal(a, b)
-    for a, b in zip(vqa.text_decoder.embeddings.state_dict().values(),
-                    xfm.text_encoder.embeddings.state_dict().values()):
-        assert torch.equal(a, b)
     for name in ('dense.weight', 'norm.weight', 'decoder.weight', 'bias'):
         assert torch.equal(vqa.text_decoder.lm_head.state_dict()[name],
                            xfm.imlm_head.state_dict()[name])
+    embeddings = vqa.text_decoder.embeddings
+    assert torch.equal(embeddings.word_embeddings.weight,
+                       xfm.imlm_head.decoder.weight)
+    assert not torch.equal(
+        embeddings.position_embeddings.weight,
+        xfm.text_encoder.embeddings.position_embeddings.weight)
+    # One switch away: the language encoder's trained embeddings.
+    vqa_text = build('XFMVQA', PRETRAIN_IMG, path, decoder_embeddings='text')
+    for a, b in zip(vqa_text.text_decoder.embeddings.state_dict().values(),
+                    xfm.text_encoder.embeddings.state_dict().values()):
+        assert torch.equal(a, b)
 
     grounding = build('XFMGrounding', PRETRAIN_IMG, path)
     torch.testing.assert_close(
@@ -101,11 +119,17 @@ def test_higher_resolution_load_resizes_tables(pretrained):
     xfm, path = pretrained
     img = 2 * PRETRAIN_IMG
     inputs = batch(img, seed=1)
-    # The pre-trained model resizes its tables on the fly for a larger
-    # input with the same resampling the loader applies once.
+    # The pre-trained model resizes its tables on the fly (bicubic) for a
+    # larger input; the loader does the same with rel_pos_resize='bicubic'.
     expected = xfm_fused(xfm, inputs)
 
-    vqa = build('XFMVQA', img, path)
+    geometric = build('XFMVQA', img, path)  # upstream's resize
+    vqa = build('XFMVQA', img, path, rel_pos_resize='bicubic')
+    assert not torch.allclose(
+        geometric.vision_encoder.transformer.layers[0].rel_pos_bias.
+        relative_position_bias_table,
+        vqa.vision_encoder.transformer.layers[0].rel_pos_bias.
+        relative_position_bias_table)
     table = vqa.vision_encoder.transformer.layers[0].rel_pos_bias
     assert table.grid == (4, 4)
     assert table.relative_position_bias_table.shape == ((2 * 4 - 1)**2 + 3, 4)
@@ -115,7 +139,7 @@ def test_higher_resolution_load_resizes_tables(pretrained):
     data_samples = vqa.predict(inputs)
     assert all(s.pred_answer in ('yes', 'no', 'two') for s in data_samples)
 
-    grounding = build('XFMGrounding', img, path)
+    grounding = build('XFMGrounding', img, path, rel_pos_resize='bicubic')
     boxes = grounding(inputs, mode='tensor')
     assert torch.isfinite(boxes).all()
     torch.testing.assert_close(
@@ -146,5 +170,7 @@ def test_tied_decoder_takes_the_imlm_matrix(pretrained):
         decoder.embeddings.word_embeddings.weight
     assert torch.equal(decoder.lm_head.decoder.weight,
                        xfm.imlm_head.decoder.weight)
-    assert torch.equal(decoder.embeddings.position_embeddings.weight,
+    text = build(
+        'XFMVQA', PRETRAIN_IMG, path, tied=True, decoder_embeddings='text')
+    assert torch.equal(text.text_decoder.embeddings.position_embeddings.weight,
                        xfm.text_encoder.embeddings.position_embeddings.weight)

@@ -259,3 +259,30 @@ def test_published_config_trains_and_dumps_test_dev(vqa_files, tmp_path,
         dumped = json.load(file)
     assert sorted(d['question_id'] for d in dumped) == [21, 22]
     assert all(d['answer'] in ANSWERS for d in dumped)
+
+
+@pytest.mark.parametrize('attend', [True, False])
+def test_prediction_attends_to_question_padding_as_upstream(
+        vqa_files, attend):
+    """Upstream ranks answers with an all-ones question mask; the switch
+    masks the padding as in training."""
+    from xfm_mm.models.downstream import rank_answers
+    torch.manual_seed(0)
+    model = build_model(attend_question_padding=attend).eval()
+    model.num_candidates = len(ANSWERS)
+    test = build_dataset(vqa_files, 'test')
+    data = model.data_preprocessor(pseudo_collate([test[0], test[1]]), False)
+    mask = data['inputs']['text_mask']
+    assert (mask == 0).any(), 'the questions must be padded'
+    preds = model.predict(data['inputs'], data['data_samples'], topk=5)
+    got = torch.stack([p.pred_answer_scores for p in preds])
+    with torch.no_grad():
+        states = model.fuse(data['inputs'])
+        results = {
+            key: rank_answers(model.text_decoder, states, context_mask,
+                              model.answer_ids, model.answer_mask,
+                              num_candidates=len(ANSWERS))[1][:, :5]
+            for key, context_mask in ((True, None), (False, mask))
+        }
+    assert not torch.allclose(results[True], results[False])
+    torch.testing.assert_close(got, results[attend])

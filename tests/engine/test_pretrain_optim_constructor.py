@@ -64,3 +64,29 @@ def test_unknown_paramwise_keys_are_refused():
         PretrainOptimWrapperConstructor(
             dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4)),
             dict(custom_keys={'x': dict(lr_mult=2)}))
+
+
+def test_prefix_lr_mults_give_a_tower_its_own_rate():
+    """A gentler rate for the pre-trained language encoder (the demo's
+    MiniLM), as X2-VLM's text_lr; other groups are unchanged."""
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_xfm_cfg())
+    constructor = PretrainOptimWrapperConstructor(
+        dict(
+            type='OptimWrapper',
+            optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.01)),
+        dict(new_param_prefixes=('itc_head', ), new_lr_mult=2.0,
+             prefix_lr_mults={'text_encoder': 0.1, 'itc_head': 0.5}))
+    optimizer = constructor(model).optimizer
+    lr_of = {id(p): g['lr'] for g in optimizer.param_groups
+             for p in g['params']}
+    params = dict(model.named_parameters())
+    expect = {
+        'text_encoder.transformer.layers.0.attn.qkv.weight': 1e-5,
+        'text_encoder.embeddings.word_embeddings.weight': 1e-5,  # tied: MLM
+        'itc_head.vision_proj.weight': 1e-4,  # 2x new, 0.5x prefix
+        'fusion_encoder.transformer.layers.0.ffn.fc1.weight': 1e-4,
+    }
+    for name, lr in expect.items():
+        assert lr_of[id(params[name])] == pytest.approx(lr), name
+    assert len(lr_of) == len({id(p) for p in model.parameters()})

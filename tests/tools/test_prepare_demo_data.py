@@ -244,3 +244,20 @@ def test_bad_source_files_are_named(tmp_path):
         f.write(np.array([2049, 1], '>i4').tobytes() + b'\x00')
     with pytest.raises(ValueError, match='images.gz: IDX magic 2049'):
         pdd._read_idx(str(idx), 2051)
+
+
+def test_news_sentences_follow_the_reviews(tmp_path):
+    """The larger text corpus: after the 200 reviews, sentences of the Lee
+    news articles (gensim's lee_background.cor)."""
+    src = _sources_or_skip()
+    news = pdd._read_news(src['news'])
+    assert len(news) > 2000 and all(r['label'] == 'news' for r in news)
+    assert all(len(r['desc'].split()) >= 4 for r in news)
+    assert news[0]['desc'].startswith('Hundreds of people have been forced')
+    assert news[0]['desc'].endswith('Hill Top.')
+    out = pdd.prepare_demo_data(str(tmp_path), **dict(SMALL,
+                                                      max_sentences=230))
+    texts = _jsonl(osp.join(str(tmp_path), 'text', 'train.jsonl'))
+    assert out['files']['text/train.jsonl'] == 230
+    assert [t['label'] for t in texts[200:]] == ['news'] * 30
+    assert texts[200:] == news[:30]

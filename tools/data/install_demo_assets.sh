@@ -7,8 +7,10 @@
 #
 #   npm     emoji-datasource-google@16.0.0  -> $ASSETS/emoji-datasource-google
 #           (emoji.json + the 64 px Noto PNGs; the sprite sheets are skipped)
-#   PyPI    gensim==4.4.0 (downloaded, not installed; only its
-#           test_data/pang_lee_polarity.cor is kept) -> $ASSETS/gensim
+#   PyPI    gensim==4.4.0 (downloaded, not installed; only four files of
+#           its test_data are kept: pang_lee_polarity.cor and
+#           lee_background.cor (text), wordsim353.tsv and simlex999.txt
+#           (word-similarity check of the language encoder)) -> $ASSETS/gensim
 #   PyPI    scikit-image (installed into $VENV only when missing)
 #   Debian  dataset-fashion-mnist -> /usr/share/datasets/fashion-mnist
 #           (apt-get install as root; otherwise apt-get download + dpkg -x
@@ -63,7 +65,7 @@ fi
 #    only downloaded and one data file kept, so gensim's runtime (scipy,
 #    smart_open) never enters the environment.
 GENSIM_DIR=$ASSETS/gensim
-if [ -f "$GENSIM_DIR/.complete-$GENSIM_VERSION" ]; then
+if [ -f "$GENSIM_DIR/.complete-$GENSIM_VERSION-v2" ]; then
     say "gensim $GENSIM_VERSION test data present"
 else
     say "downloading gensim==$GENSIM_VERSION (wheel, not installed)"
@@ -77,9 +79,12 @@ else
     "$PY" - "$TMP" "$GENSIM_DIR" <<'PY' || die "gensim data not unpacked"
 import pathlib, sys, tarfile, zipfile
 src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-data_file = 'gensim/test/test_data/pang_lee_polarity.cor'
-wanted = {data_file: 'pang_lee_polarity.cor', 'COPYING': 'COPYING',
-          'LICENSE': 'COPYING'}
+data_dir = 'gensim/test/test_data/'
+data_file = data_dir + 'pang_lee_polarity.cor'
+wanted = {'COPYING': 'COPYING', 'LICENSE': 'COPYING'}
+for name in ('pang_lee_polarity.cor', 'lee_background.cor',
+             'wordsim353.tsv', 'simlex999.txt'):
+    wanted[data_dir + name] = name
 archive = next(iter(sorted(src.iterdir())))
 if archive.suffix == '.whl':
     with zipfile.ZipFile(archive) as zf:
@@ -95,12 +100,14 @@ for name, data in members.items():
                 name.endswith('.dist-info/licenses/' + suffix)):
             (dst / out).write_bytes(data)
             found.add(out)
-if 'pang_lee_polarity.cor' not in found:
-    sys.exit(f'{archive.name} has no {data_file}')
+missing = {'pang_lee_polarity.cor', 'lee_background.cor',
+           'wordsim353.tsv', 'simlex999.txt'} - found
+if missing:
+    sys.exit(f'{archive.name} has no {data_dir}{sorted(missing)}')
 PY
     rm -rf "$TMP"
     trap - EXIT
-    touch "$GENSIM_DIR/.complete-$GENSIM_VERSION"
+    touch "$GENSIM_DIR/.complete-$GENSIM_VERSION-v2"
 fi
 
 # 3. scikit-image's bundled photos (normally already installed from

@@ -33,6 +33,7 @@ import json
 import os
 import os.path as osp
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -45,7 +46,7 @@ from PIL import Image, ImageChops
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 INSTALL_HINT = ('run `bash tools/data/install_demo_assets.sh` (or pass '
                 '--assets / set XFM_DEMO_ASSETS to where it installed them)')
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 EMOJI_PACKAGE = 'emoji-datasource-google'
 EMOJI_VERSION = '16.0.0'
@@ -152,8 +153,8 @@ def locate_sources(assets_dir: str,
             folder. Defaults to the installed package's.
 
     Returns:
-        dict: Paths keyed by ``emoji_dir``, ``polarity``, ``fashion_mnist``
-        and ``skimage``.
+        dict: Paths keyed by ``emoji_dir``, ``polarity``, ``news`` (the Lee
+        news corpus), ``fashion_mnist`` and ``skimage``.
     """
     emoji_dir = osp.join(assets_dir, EMOJI_PACKAGE)
     if not osp.isfile(osp.join(emoji_dir, 'emoji.json')):
@@ -170,6 +171,10 @@ def locate_sources(assets_dir: str,
         raise _missing(
             f'pang_lee_polarity.cor of PyPI gensim=={GENSIM_VERSION}',
             polarity)
+    news = osp.join(osp.dirname(polarity), 'lee_background.cor')
+    if not osp.isfile(news):
+        raise _missing(
+            f'lee_background.cor of PyPI gensim=={GENSIM_VERSION}', news)
     if fashion_mnist_dir is None:
         local = osp.join(assets_dir, 'fashion-mnist',
                          FASHION_MNIST_DIR.lstrip('/'))
@@ -190,7 +195,7 @@ def locate_sources(assets_dir: str,
         if not osp.isfile(osp.join(skimage_data_dir, name)):
             raise _missing(f'scikit-image bundled image {name}',
                            osp.join(skimage_data_dir, name))
-    return dict(emoji_dir=emoji_dir, polarity=polarity,
+    return dict(emoji_dir=emoji_dir, polarity=polarity, news=news,
                 fashion_mnist=fashion_mnist_dir, skimage=skimage_data_dir)
 
 
@@ -410,13 +415,31 @@ def _read_polarity(path: str, max_sentences: int) -> List[dict]:
     return records[:max_sentences]
 
 
+_SENTENCE_END = re.compile(r'(?<=[.!?])\s+(?=["\'A-Z0-9])')
+
+
+def _read_news(path: str) -> List[dict]:
+    """Sentences of the Lee news corpus (one article per line): the
+    larger text-only source, so that text MLM does not over-fit 200
+    sentences and wear the pre-trained language encoder down."""
+    records = []
+    with open(path, encoding='utf-8', errors='replace') as f:
+        for line in f:
+            for sentence in _SENTENCE_END.split(line.strip()):
+                if len(sentence.split()) >= 4:
+                    records.append(dict(desc=sentence, label='news'))
+    if not records:
+        raise ValueError(f'{path}: no sentence found')
+    return records
+
+
 def _fingerprint(src: Dict[str, str], options: dict) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps(options, sort_keys=True).encode())
     digest.update(str(FORMAT_VERSION).encode())
     for path in (osp.abspath(__file__), osp.join(src['emoji_dir'],
                                                  'emoji.json'),
-                 src['polarity']):
+                 src['polarity'], src['news']):
         digest.update(_sha256(path).encode())
     for name in ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'):
         digest.update(str(osp.getsize(osp.join(src['fashion_mnist'],
@@ -452,7 +475,7 @@ def prepare_demo_data(out_dir: str,
                       num_regions: int = 1000,
                       region_canvas: int = 160,
                       num_images: int = 3000,
-                      max_sentences: int = 1000,
+                      max_sentences: int = 5000,
                       seed: int = 0,
                       force: bool = False) -> dict:
     """Build (or reuse) the demo pre-training set under ``out_dir``.
@@ -468,7 +491,8 @@ def prepare_demo_data(out_dir: str,
         num_regions (int): Composite region images.
         region_canvas (int): Side of the square region canvases in pixels.
         num_images (int): Fashion-MNIST images for the image-only stream.
-        max_sentences (int): Cap on text-only sentences.
+        max_sentences (int): Cap on text-only sentences (the 200 movie
+            reviews first, then the news sentences).
         seed (int): Seed of every random choice.
         force (bool): Rebuild even if the manifest matches.
 
@@ -509,7 +533,8 @@ def prepare_demo_data(out_dir: str,
                                  region_canvas, random.Random(seed + 1))
         fashion = _build_fashion_mnist(src['fashion_mnist'], stage,
                                        num_images, random.Random(seed + 2))
-        texts = _read_polarity(src['polarity'], max_sentences)
+        texts = (_read_polarity(src['polarity'], max_sentences) +
+                 _read_news(src['news']))[:max_sentences]
 
         shards = {'image_text/train.jsonl': train,
                   'image_text/test.jsonl': test,
@@ -586,10 +611,13 @@ def _manifest(src: Dict[str, str], options: dict, fingerprint: str,
             images={f: lic for f, lic, _ in SKIMAGE_PHOTOS}),
         'text': dict(
             package=f'PyPI gensim=={GENSIM_VERSION} '
-            '(gensim/test/test_data/pang_lee_polarity.cor)',
+            '(gensim/test/test_data/pang_lee_polarity.cor, '
+            'lee_background.cor)',
             path=src['polarity'], sha256=_sha256(src['polarity']),
+            news_sha256=_sha256(src['news']),
             license='gensim LGPL-2.1; sentences: Pang & Lee sentence '
-            'polarity v1.0 (free for research use)'),
+            'polarity v1.0 (free for research use) and the Lee et al. '
+            '(2005) news corpus shipped with gensim'),
         'fashion_mnist': dict(
             package='Debian dataset-fashion-mnist='
             + _debian_version('dataset-fashion-mnist'),
@@ -615,7 +643,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--num-regions', type=int, default=1000)
     parser.add_argument('--region-canvas', type=int, default=160)
     parser.add_argument('--num-images', type=int, default=3000)
-    parser.add_argument('--max-sentences', type=int, default=1000)
+    parser.add_argument('--max-sentences', type=int, default=5000)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--force', action='store_true')
     return parser.parse_args(argv)

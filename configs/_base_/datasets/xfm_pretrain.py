@@ -61,8 +61,10 @@ caption_text = [
 image_text_pipeline = image_aug + caption_text + [
     block_mask, {{_base_.pack_image_text}}]
 region_pipeline = [
+    # careful_hflip off, substring matching, the crop's box may be left out:
+    # upstream dataset/pretrain_dataset.py with configs/xfm-pt.
     dict(type='RegionRandomCrop', scale=img_size, min_area_in_crop=0.5,
-         max_regions=5, careful_hflip=True),
+         max_regions=5, careful_hflip=False),
     dict(type='mmpretrain.RandAugment', policies=photometric_ops,
          num_policies=2, magnitude_level=7),
 ] + caption_text + [

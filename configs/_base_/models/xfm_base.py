@@ -75,4 +75,8 @@ model = dict(
     box_head=dict(type='BoxHead', embed_dims=text_dims),
     stop_grad_text_to_fusion=True,  # technique (a)
     mim_sources=('image', 'image_text'),  # technique (b); not on region batches
+    # ITC/ITM on the diagonal pairs only, as upstream pre-training
+    # (models/model_pretrain.py passes no idx); True: image ids as soft
+    # positives, as in retrieval fine-tuning.
+    use_image_ids=False,
 )

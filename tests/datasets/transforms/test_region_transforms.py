@@ -1,5 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 import numpy as np
+import pytest
 
 from xfm_mm.datasets.transforms import (RegionRandomCrop, RegionTargets,
                                         boxes_to_patch_mask)
@@ -57,6 +58,7 @@ def test_region_crop_keeps_chosen_drops_outside_clips_kept():
             type='RegionRandomCrop',
             scale=64,
             max_regions=10,
+            keep_crop_box=True,
             careful_hflip=False))
     for _ in range(300):
         out = t(_results())
@@ -115,13 +117,41 @@ def test_region_crop_max_regions_and_no_image_text():
 def test_careful_hflip():
     np.random.seed(3)
     texts = ['the cup on the left'] + ['thing'] * 4
-    careful = RegionRandomCrop(scale=32, flip_prob=1.0, careful_hflip=True)
-    careless = RegionRandomCrop(scale=32, flip_prob=1.0, careful_hflip=False)
+    careful = RegionRandomCrop(
+        scale=32, flip_prob=1.0, careful_hflip=True, hflip_match='word')
+    careless = RegionRandomCrop(scale=32, flip_prob=1.0)  # upstream default
+    assert not careless.careful_hflip
     for _ in range(20):
         assert not careful(_results(texts))['flip']
         assert careless(_results(texts))['flip']
-    # 'bright' is not 'right'
+    # With whole words, 'bright' is not 'right' and 'Left' is 'left'
     assert careful(_results(['a bright lamp'] * 5))['flip']
+    assert not careful(_results(['Left cup'] * 5))['flip']
+    # Upstream matches substrings, case-sensitively.
+    upstream = RegionRandomCrop(scale=32, flip_prob=1.0, careful_hflip=True)
+    assert not upstream(_results(['a bright lamp'] * 5))['flip']
+    assert upstream(_results(['Left cup'] * 5))['flip']
+    with pytest.raises(ValueError, match='hflip_match'):
+        RegionRandomCrop(hflip_match='regex')
+
+
+def test_crop_box_may_be_left_out_as_upstream():
+    """Upstream keeps a random subset of the kept boxes, so the box the
+    crop was built around can be dropped; ``keep_crop_box`` keeps it."""
+    def chosen_always_kept(keep):
+        np.random.seed(5)
+        t = RegionRandomCrop(scale=32, max_regions=2, keep_crop_box=keep)
+        for _ in range(200):
+            state = np.random.get_state()
+            chosen = np.random.randint(len(BOXES))
+            np.random.set_state(state)
+            out = t(_results())
+            if f'region {chosen}' not in out['text']:
+                return False
+        return True
+
+    assert chosen_always_kept(True)
+    assert not chosen_always_kept(False)
 
 
 def test_boxes_to_patch_mask_against_brute_force():

@@ -116,9 +116,12 @@ def test_pretrained_init_from_pretraining_checkpoint(tmp_path):
     }
     path = str(tmp_path / 'xfm_pretrain.pth')
     torch.save(checkpoint, path)
+    # Bicubic on load, the resize applied on the fly below (the default,
+    # BEiT's geometric resize, is tested in test_rel_pos_bias.py).
     model = backbone(
         img_size=96,
         out_type='featmap',
+        rel_pos_resize='bicubic',
         init_cfg=dict(
             type='Pretrained', checkpoint=path, prefix='vision_encoder.'))
     model.init_weights()

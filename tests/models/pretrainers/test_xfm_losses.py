@@ -15,9 +15,11 @@ from xfm_mm.registry import MODELS
 SAMPLING_SEED = 11
 
 
-def _model(stop_grad: bool):
+def _model(stop_grad: bool, use_image_ids: bool = False):
     torch.manual_seed(0)
-    model = MODELS.build(tiny_xfm_cfg(stop_grad_text_to_fusion=stop_grad))
+    model = MODELS.build(
+        tiny_xfm_cfg(
+            stop_grad_text_to_fusion=stop_grad, use_image_ids=use_image_ids))
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():  # away from the initialisation's symmetries
         for param in model.parameters():
@@ -105,7 +107,9 @@ def _mim(model, images, patch_mask, target):
 def _image_text(model, inputs):
     vision = model.vision_encoder(inputs['images'])
     text = model.text_encoder(inputs['text_ids'], inputs['text_mask'])
-    losses = _aligned(model, inputs, vision, None, text, inputs['image_id'])
+    # Upstream pre-training: diagonal pairs only unless use_image_ids.
+    ids = inputs['image_id'] if model.use_image_ids else None
+    losses = _aligned(model, inputs, vision, None, text, ids)
     losses['loss_mim'] = _mim(model, inputs['images'], inputs['image_mask'],
                               vision)
     return losses
@@ -173,3 +177,24 @@ def test_the_re_derivation_can_tell_wrong_negatives_apart():
     itm = model(**data, mode='loss')['loss_itm']
     expected = _image_text(model, data['inputs'])['loss_itm']
     assert not torch.allclose(itm, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('use_image_ids', [False, True])
+def test_image_ids_reach_itc_and_itm_only_when_asked(use_image_ids):
+    """Upstream pre-training scores the diagonal only: two captions of one
+    image are not soft positives unless ``use_image_ids``."""
+    model = _model(True, use_image_ids=use_image_ids)
+    data = model.data_preprocessor(make_batch('image_text', seed=3), True)
+    data['inputs']['image_id'] = torch.tensor([0, 0, 1, 1])
+    torch.manual_seed(SAMPLING_SEED)
+    itc = model(**data, mode='loss')['loss_itc']
+    vision = model.vision_encoder(data['inputs']['images'])
+    text = model.text_encoder(data['inputs']['text_ids'],
+                              data['inputs']['text_mask'])
+    image_feat = model.itc_head.project_vision(vision[:, 0])
+    text_feat = model.itc_head.project_text(text[:, 0])
+    temp = model.itc_head.temp
+    with_ids = _itc(image_feat, text_feat, temp, data['inputs']['image_id'])
+    diagonal = _itc(image_feat, text_feat, temp, None)
+    assert not torch.allclose(with_ids, diagonal, rtol=1e-4)
+    torch.testing.assert_close(itc, with_ids if use_image_ids else diagonal)

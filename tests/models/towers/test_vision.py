@@ -265,10 +265,17 @@ def test_load_at_another_resolution(tmp_path):
     with torch.no_grad():  # trivial resize: exact
         assert torch.equal(same(x), source(x))
 
-    bigger = encoder(96, pretrained=path)
-    bigger.init_weights()
     table = source.transformer.layers[2].rel_pos_bias.\
         relative_position_bias_table
+    # Default: BEiT's geometric resize on load, as upstream fine-tuning.
+    geometric = encoder(96, pretrained=path)
+    geometric.init_weights()
+    assert torch.equal(
+        geometric.transformer.layers[2].rel_pos_bias.
+        relative_position_bias_table,
+        resize_rel_pos_bias_table(table.detach(), 4, 6, mode='geometric'))
+    bigger = encoder(96, pretrained=path, rel_pos_resize='bicubic')
+    bigger.init_weights()
     assert torch.equal(
         bigger.transformer.layers[2].rel_pos_bias.relative_position_bias_table,
         resize_rel_pos_bias_table(table.detach(), 4, 6))

@@ -32,6 +32,14 @@ class RegionTextParser(ImageParser):
         attribute_key (str): The optional attribute field of an element.
         box_tolerance (float): Pixels (>= 0) a box may stick out of the
             image before it counts as outside.
+        rejoin_wordpieces (bool): Re-join region texts stored
+            pre-tokenised into WordPieces (``'sky ##scraper'`` ->
+            ``'skyscraper'``) before they are tokenised again. Upstream
+            reads such region files with ``tokenized: True`` (X-FM
+            ``configs/xfm-ft/Grounding_bbox_pretrain_O1.yaml``) and uses
+            the pieces as tokens; re-joining gives a WordPiece tokenizer
+            the same pieces back instead of ``'#'`` tokens. Defaults to
+            True; False keeps the text as stored.
         **kwargs: ``image_key``, ``image_format``, ``image_id_key`` and
             ``source`` (default ``'region'``) of :class:`ImageParser`.
     """
@@ -45,6 +53,7 @@ class RegionTextParser(ImageParser):
                  region_caption_key: str = 'caption',
                  attribute_key: str = 'attributes',
                  box_tolerance: float = 1.0,
+                 rejoin_wordpieces: bool = True,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         if not is_finite_number(box_tolerance) or box_tolerance < 0:
@@ -56,6 +65,7 @@ class RegionTextParser(ImageParser):
         self.region_caption_key = region_caption_key
         self.attribute_key = attribute_key
         self.box_tolerance = float(box_tolerance)
+        self.rejoin_wordpieces = rejoin_wordpieces
 
     def _parse_elem(self, elem) -> dict:
         if not isinstance(elem, dict) or self.box_key not in elem \
@@ -120,6 +130,8 @@ class RegionTextParser(ImageParser):
             text = choice(elem['captions'])
             if elem['attributes']:
                 text = choice(elem['attributes']) + ' ' + text
+            if self.rejoin_wordpieces:
+                text = text.replace(' ##', '')
             boxes.append([x0, y0, x1, y1])
             texts.append(text)
         if not boxes:

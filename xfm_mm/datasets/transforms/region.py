@@ -10,6 +10,7 @@ from mmcv.transforms import BaseTransform
 from xfm_mm.registry import TRANSFORMS
 
 _LEFT_RIGHT = re.compile(r'\b(left|right)\b', re.IGNORECASE)
+HFLIP_MATCHES = ('substring', 'word')
 
 
 @TRANSFORMS.register_module()
@@ -24,10 +25,16 @@ class RegionRandomCrop(BaseTransform):
     is flipped horizontally, unless ``careful_hflip`` and one of the texts
     says "left" or "right". The crop is resized to ``scale x scale``.
 
-    The texts are, in order: the whole-image caption (if any), the chosen
-    region, then the other kept regions in random order, at most
-    ``max_regions`` in all. (Upstream X-VLM orders the regions randomly and
-    may leave the chosen one out.)
+    The texts are the whole-image caption (if any), then the kept regions,
+    at most ``max_regions`` in all. Defaults follow upstream X-FM
+    (``dataset/pretrain_dataset.py``, ``RegionTextJsonDataset``, and
+    ``configs/xfm-pt``): kept regions in random order, so the box the crop
+    was built around may be left out; ``careful_hflip`` off; left/right
+    found as substrings (``'bright'`` counts). The other settings are one
+    switch away: ``keep_crop_box=True`` always keeps that box first (every
+    crop then teaches the box it was built for), ``hflip_match='word'``
+    matches whole words, case-insensitively (no flip blocked by
+    ``'bright'``, none missed for ``'Left'``).
 
     **Required keys:** ``img``, ``region_bboxes`` ((K, 4) xyxy pixels),
     ``region_texts`` (K strings), ``image_text`` (str or None).
@@ -44,7 +51,11 @@ class RegionRandomCrop(BaseTransform):
             included. Defaults to 5.
         flip_prob (float): Horizontal flip probability. Defaults to 0.5.
         careful_hflip (bool): Do not flip when a text says left/right.
-            Defaults to True.
+            Defaults to False (upstream pre-training).
+        hflip_match (str): ``'substring'`` (upstream: ``'left' in text``)
+            or ``'word'``. Defaults to ``'substring'``.
+        keep_crop_box (bool): Always keep the box the crop was built
+            around, first. Defaults to False (upstream).
         interpolation (str): mmcv resize interpolation. Defaults to
             ``'bicubic'``.
         backend (str): mmcv resize backend. Defaults to ``'cv2'``.
@@ -55,7 +66,9 @@ class RegionRandomCrop(BaseTransform):
                  min_area_in_crop: float = 0.5,
                  max_regions: int = 5,
                  flip_prob: float = 0.5,
-                 careful_hflip: bool = True,
+                 careful_hflip: bool = False,
+                 hflip_match: str = 'substring',
+                 keep_crop_box: bool = False,
                  interpolation: str = 'bicubic',
                  backend: str = 'cv2') -> None:
         if max_regions < 1:
@@ -65,7 +78,12 @@ class RegionRandomCrop(BaseTransform):
         self.min_area_in_crop = min_area_in_crop
         self.max_regions = max_regions
         self.flip_prob = flip_prob
+        if hflip_match not in HFLIP_MATCHES:
+            raise ValueError(f'{type(self).__name__}: hflip_match must be '
+                             f'one of {HFLIP_MATCHES}, got {hflip_match!r}')
         self.careful_hflip = careful_hflip
+        self.hflip_match = hflip_match
+        self.keep_crop_box = keep_crop_box
         # the arguments of mmcv.imresize
         self.resize_args = dict(interpolation=interpolation, backend=backend)
 
@@ -92,7 +110,9 @@ class RegionRandomCrop(BaseTransform):
         texts = list(results['region_texts'])
         if results.get('image_text'):
             texts.append(results['image_text'])
-        return any(_LEFT_RIGHT.search(t) for t in texts)
+        if self.hflip_match == 'word':
+            return any(_LEFT_RIGHT.search(t) for t in texts)
+        return any('left' in t or 'right' in t for t in texts)
 
     def transform(self, results: dict) -> dict:
         """Crop, flip, resize and select; see the class docstring."""
@@ -112,9 +132,12 @@ class RegionRandomCrop(BaseTransform):
         area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
         kept = inter_wh.prod(axis=1) > self.min_area_in_crop * area
         kept[chosen] = True  # inside by construction; guards rounding
-        others = np.flatnonzero(kept)
-        others = others[others != chosen]
-        order = np.concatenate([[chosen], np.random.permutation(others)])
+        if self.keep_crop_box:
+            others = np.flatnonzero(kept)
+            others = others[others != chosen]
+            order = np.concatenate([[chosen], np.random.permutation(others)])
+        else:
+            order = np.random.permutation(np.flatnonzero(kept))
 
         image_text = results.get('image_text')
         num_regions = self.max_regions - (image_text is not None)
@@ -159,7 +182,9 @@ class RegionRandomCrop(BaseTransform):
                 f'min_area_in_crop={self.min_area_in_crop}, '
                 f'max_regions={self.max_regions}, '
                 f'flip_prob={self.flip_prob}, '
-                f'careful_hflip={self.careful_hflip})')
+                f'careful_hflip={self.careful_hflip}, '
+                f'hflip_match={self.hflip_match!r}, '
+                f'keep_crop_box={self.keep_crop_box})')
 
 
 def boxes_to_patch_mask(boxes: np.ndarray, grid_h: int, grid_w: int,

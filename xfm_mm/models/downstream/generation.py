@@ -123,12 +123,19 @@ def rank_answers(decoder: TextDecoder,
                  answer_ids: torch.Tensor,
                  answer_mask: torch.Tensor,
                  num_candidates: int = 128,
-                 chunk_size: int = 1024) -> Tuple[torch.Tensor, torch.Tensor]:
+                 chunk_size: int = 1024,
+                 first_token_twice: bool = True
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Rank a closed answer list for every question (X-VLM / X-FM VQA).
 
     First the ``num_candidates`` answers whose first token is the most
     likely after the begin token are kept; then those are re-ranked by the
-    log-likelihood of their whole sequence (end token included).
+    log-likelihood of their whole sequence (end token included), plus, with
+    ``first_token_twice``, the first token's log-probability once more, as
+    upstream ``rank_answer`` (X-FM ``models/model_generation.py``) adds the
+    pre-selection's log-probability to a sequence loss that already counts
+    it. Without it the score is the answer's plain log-likelihood, a
+    cleaner criterion that favours the first token less.
 
     Args:
         decoder (TextDecoder): The answer decoder.
@@ -143,10 +150,12 @@ def rank_answers(decoder: TextDecoder,
             (bounds the ``(rows, La, vocab)`` float32 logits: 1024 rows of
             5 tokens over RoBERTa's vocabulary take 1 GB). Defaults to
             1024.
+        first_token_twice (bool): Count the first token twice (upstream).
+            Defaults to True.
 
     Returns:
         tuple[Tensor, Tensor]: ``(B, k)`` answer indices, best first, and
-        their log-likelihoods.
+        their scores (log-likelihoods).
     """
     batch = context.shape[0]
     k = min(num_candidates, answer_ids.shape[0])
@@ -156,7 +165,7 @@ def rank_answers(decoder: TextDecoder,
     start = answer_ids[:1, :1].expand(batch, 1)
     first = decoder.logits(start, None, context, context_mask)[:, 0]
     first_logp = first.float().log_softmax(dim=-1)[:, answer_ids[:, 1]]
-    candidates = first_logp.topk(k, dim=1).indices  # (B, k)
+    top_first, candidates = first_logp.topk(k, dim=1)  # (B, k)
     flat = candidates.flatten()
     question = torch.arange(batch, device=context.device).repeat_interleave(k)
     scores = []
@@ -168,5 +177,7 @@ def rank_answers(decoder: TextDecoder,
             None if context_mask is None else context_mask[q])
         scores.append(-nll)
     scores = torch.cat(scores).view(batch, k)
+    if first_token_twice:
+        scores = scores + top_first
     scores, order = scores.sort(dim=1, descending=True)
     return candidates.gather(1, order), scores

@@ -76,11 +76,26 @@ class XFMGrounding(VisionLanguageModel):
     def loss(self,
              inputs: dict,
              data_samples: Optional[list] = None) -> Dict[str, torch.Tensor]:
-        """L1 + GIoU against ``boxes`` (normalised cxcywh targets)."""
+        """L1 + GIoU against ``boxes`` (normalised cxcywh targets).
+
+        A region batch (several texts per image, ``image_index``; the
+        grounding domain pre-training of upstream
+        ``Grounding_bbox_pretrain.py``) pairs each text with its whole
+        image and leaves whole-image captions out of the loss, as the
+        pre-training box loss does.
+        """
         if 'boxes' not in inputs:
             raise KeyError('XFMGrounding: the batch has no "boxes" target; '
-                           'add RefBoxTarget to the training pipeline')
-        return self.box_head.loss(self.fuse(inputs)[:, 0], inputs['boxes'])
+                           'add RefBoxTarget (or RegionTargets) to the '
+                           'training pipeline')
+        if 'image_index' not in inputs:
+            return self.box_head.loss(self.fuse(inputs)[:, 0],
+                                      inputs['boxes'])
+        vision = self.vision_encoder(inputs['images'])[inputs['image_index']]
+        text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
+        fused = self.fusion_encoder(text, inputs['text_mask'], vision)
+        return self.box_head.loss(fused[:, 0], inputs['boxes'],
+                                  inputs.get('is_whole_image'))
 
     def predict(self, inputs: dict, data_samples: Optional[list] = None):
         """Set ``pred_bboxes`` (1, 4) xyxy pixels of the original image."""

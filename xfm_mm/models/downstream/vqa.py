@@ -55,6 +55,21 @@ class XFMVQA(VisionLanguageModel):
             (X-VLM).
         init_decoder_from_fusion (bool): Initialise the decoder from the
             fusion encoder. Defaults to True.
+        decoder_embeddings (str): Where a pre-training checkpoint's decoder
+            embeddings come from: ``'fusion'`` (upstream: the fusion stack's
+            never-trained position / token-type tables and LayerNorm, its
+            word table being the IMLM decoder) or ``'text'`` (the language
+            encoder's trained embeddings; arguably better), see
+            :func:`~.decoder_init.decoder_keys_from_pretraining`. Defaults
+            to ``'fusion'``.
+        first_token_twice (bool): Answer ranking adds the first token's
+            log-probability once more, as upstream ``rank_answer``; False
+            ranks by the plain log-likelihood. Defaults to True.
+        attend_question_padding (bool): At prediction the decoder attends
+            to every question position, padding included, as upstream
+            (``XFMForVQA.forward`` passes an all-ones mask); False masks the
+            padding as in training, which makes a prediction independent
+            of how far a batch is padded. Defaults to True.
         **kwargs: ``text_encoder``, ``vision_encoder``, ``fusion_encoder``,
             ``data_preprocessor`` and ``init_cfg`` of
             :class:`~xfm_mm.models.utils.vision_language.VisionLanguageModel`.
@@ -69,6 +84,9 @@ class XFMVQA(VisionLanguageModel):
                  rank_chunk_size: int = 1024,
                  label_smoothing: float = 0.,
                  init_decoder_from_fusion: bool = True,
+                 decoder_embeddings: str = 'fusion',
+                 first_token_twice: bool = True,
+                 attend_question_padding: bool = True,
                  **kwargs):
         super().__init__(**kwargs)
         self.text_decoder = self.build_module(text_decoder)
@@ -76,6 +94,13 @@ class XFMVQA(VisionLanguageModel):
         self.rank_chunk_size = rank_chunk_size
         self.label_smoothing = label_smoothing
         self.init_decoder_from_fusion = init_decoder_from_fusion
+        if decoder_embeddings not in ('fusion', 'text'):
+            raise ValueError(f'{type(self).__name__}: decoder_embeddings '
+                             "must be 'fusion' or 'text', got "
+                             f'{decoder_embeddings!r}')
+        self.decoder_embeddings = decoder_embeddings
+        self.first_token_twice = first_token_twice
+        self.attend_question_padding = attend_question_padding
         self.answer_list: Optional[List[str]] = None
         if answer_list is not None:
             self.set_answer_list(answer_list, tokenizer, max_answer_tokens)
@@ -170,11 +195,12 @@ class XFMVQA(VisionLanguageModel):
         indices, scores = rank_answers(
             self.text_decoder,
             states,
-            inputs['text_mask'],
+            None if self.attend_question_padding else inputs['text_mask'],
             self.answer_ids,
             self.answer_mask,
             num_candidates=max(self.num_candidates, topk),
-            chunk_size=self.rank_chunk_size)
+            chunk_size=self.rank_chunk_size,
+            first_token_twice=self.first_token_twice)
         if data_samples is None:
             data_samples = [DataSample() for _ in range(len(states))]
         indices, scores = indices.tolist(), scores.float().cpu()

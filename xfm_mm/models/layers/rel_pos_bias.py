@@ -8,6 +8,7 @@ scores each (query, key) pair of the ``1 + Wh*Ww`` tokens.
 """
 from typing import Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -68,28 +69,89 @@ def relative_position_index(grid: Sequence[int], device=None) -> torch.Tensor:
     return index
 
 
-def resize_rel_pos_bias_table(table: torch.Tensor, src_grid: Sequence[int],
-                              dst_grid: Sequence[int]) -> torch.Tensor:
+RESIZE_MODES = ('geometric', 'bicubic')
+
+
+def _geometric_offsets(src_len: int, dst_len: int) -> np.ndarray:
+    """Where BEiT places the ``src_len`` source offsets on the destination
+    offset axis (BEiT ``run_class_finetuning.py``, X-FM ``models/beit2.py``
+    ``load_pretrained_beit2``): offset ``k`` (``k = 1..n``, ``n = src_len //
+    2``) sits at ``1 + q + ... + q**(k-1)``, with ``q`` chosen so that the
+    last one lands on ``dst_len // 2``; the layout is mirrored for negative
+    offsets. Near offsets keep unit spacing, far ones are spread out."""
+    num, half = src_len // 2, dst_len // 2
+
+    def reach(q: float) -> float:
+        return float(np.sum(q**np.arange(num)))
+
+    low, high = 1e-3, 10.
+    for _ in range(200):  # bisection: reach() increases with q
+        mid = (low + high) / 2
+        low, high = (mid, high) if reach(mid) < half else (low, mid)
+    dist = np.cumsum(((low + high) / 2)**np.arange(num))
+    return np.concatenate([-dist[::-1], [0.], dist])
+
+
+def _geometric_resize(offsets: torch.Tensor, src_size: Tuple[int, int],
+                      dst_size: Tuple[int, int]) -> torch.Tensor:
+    """Cubic-spline interpolation of each head's offset grid at the
+    geometric source positions; SciPy ``RectBivariateSpline`` with ``s=0``
+    is the FITPACK interpolating spline ``interp2d(kind='cubic')`` fits on
+    a grid (``interp2d`` is gone from SciPy >= 1.14)."""
+    try:
+        from scipy.interpolate import RectBivariateSpline
+    except ImportError as err:  # pragma: no cover
+        raise ImportError(
+            "resize_rel_pos_bias_table: mode='geometric' needs SciPy "
+            "(pip install scipy), or use mode='bicubic'") from err
+    ys = _geometric_offsets(src_size[0], dst_size[0])
+    xs = _geometric_offsets(src_size[1], dst_size[1])
+    dst_y = np.arange(dst_size[0]) - dst_size[0] // 2
+    dst_x = np.arange(dst_size[1]) - dst_size[1] // 2
+    ky, kx = min(3, len(ys) - 1), min(3, len(xs) - 1)
+    grids = offsets.detach().float().cpu().t().reshape(-1, *src_size)
+    out = [
+        RectBivariateSpline(ys, xs, grid.numpy(), kx=ky, ky=kx,
+                            s=0)(dst_y, dst_x) for grid in grids
+    ]
+    out = torch.from_numpy(np.stack(out)).reshape(len(out), -1).t()
+    return out.to(offsets.device)
+
+
+def resize_rel_pos_bias_table(table: torch.Tensor,
+                              src_grid: Sequence[int],
+                              dst_grid: Sequence[int],
+                              mode: str = 'bicubic') -> torch.Tensor:
     """Resample a relative position bias table to another patch grid.
 
-    The offset part is viewed as a ``(2*Wh-1, 2*Ww-1)`` image per head and
-    resized bicubically (``align_corners=False``): offset 0 stays at the
-    centre and every offset is scaled by ``(2*W-1) / (2*W'-1)`` (the
-    relative counterpart of interpolating an absolute position embedding).
-    The 3 cls rows are kept. Upstream BEiT / X-FM resample on a geometric
-    progression with SciPy's ``interp2d`` instead; the values differ, and
-    fine-tuning adapts either. Differentiable, so it also serves
-    inputs whose grid differs from the one the table was built for.
+    The offset part is viewed as a ``(2*Wh-1, 2*Ww-1)`` image per head; the
+    3 cls rows are kept.
+
+    - ``'bicubic'``: resized with ``F.interpolate`` (``align_corners=
+      False``): offset 0 stays at the centre and every offset is scaled by
+      ``(2*W-1) / (2*W'-1)`` (the relative counterpart of interpolating an
+      absolute position embedding). Differentiable, so it also serves
+      inputs whose grid differs from the one the table was built for.
+    - ``'geometric'``: BEiT / X-FM's resize for fine-tuning at a higher
+      resolution (upstream ``interpolate_pos_embed``): the source offsets
+      are placed on a geometric progression of the destination offsets
+      (:func:`_geometric_offsets`), so the short offsets a model relies on
+      most keep their learned values, and a cubic spline fills the rest.
+      Not differentiable (SciPy).
 
     Args:
         table (Tensor): ``(num_relative_distances(src_grid), num_heads)``.
         src_grid (Sequence[int] | int): Grid the table was built for.
         dst_grid (Sequence[int] | int): Grid to build the table for.
+        mode (str): ``'bicubic'`` (default) or ``'geometric'``.
 
     Returns:
         Tensor: ``(num_relative_distances(dst_grid), num_heads)``, the input
         itself when the grids are equal.
     """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f'resize_rel_pos_bias_table: mode must be one of '
+                         f'{RESIZE_MODES}, got {mode!r}')
     src_grid, dst_grid = _as_grid(src_grid), _as_grid(dst_grid)
     if table.dim() != 2 or table.shape[0] != num_relative_distances(src_grid):
         raise ValueError(
@@ -101,11 +163,14 @@ def resize_rel_pos_bias_table(table: torch.Tensor, src_grid: Sequence[int],
     offsets, extra = table[:-NUM_EXTRA_DISTANCES], table[-NUM_EXTRA_DISTANCES:]
     src_size = (2 * src_grid[0] - 1, 2 * src_grid[1] - 1)
     dst_size = (2 * dst_grid[0] - 1, 2 * dst_grid[1] - 1)
-    image = offsets.float().t().reshape(1, -1, *src_size)
-    image = F.interpolate(
-        image, size=dst_size, mode='bicubic', align_corners=False)
-    offsets = image.reshape(table.shape[1], -1).t().to(table.dtype)
-    return torch.cat([offsets, extra], dim=0)
+    if mode == 'geometric':
+        offsets = _geometric_resize(offsets, src_size, dst_size)
+    else:
+        image = offsets.float().t().reshape(1, -1, *src_size)
+        image = F.interpolate(
+            image, size=dst_size, mode='bicubic', align_corners=False)
+        offsets = image.reshape(table.shape[1], -1).t()
+    return torch.cat([offsets.to(table.dtype), extra], dim=0)
 
 
 def infer_square_grid(num_rows: int) -> Tuple[int, int]:
@@ -138,16 +203,26 @@ class RelativePositionBias(nn.Module):
     non-persistent buffer, the table row of every (query, key) pair on that
     grid (as BEiT and mmpretrain do per block). A state dict whose table was
     built for another (square) grid is resized while loading, so checkpoints
-    load at any resolution; :meth:`forward` resizes on the fly for inputs on
-    another grid.
+    load at any resolution; :meth:`forward` resizes on the fly (bicubic,
+    differentiable) for inputs on another grid.
 
     Args:
         grid (Sequence[int] | int): Patch grid ``(Wh, Ww)``.
         num_heads (int): Number of attention heads.
+        load_resize (str): How a table of another grid is resized while
+            loading: ``'geometric'`` (BEiT / X-FM, the default) or
+            ``'bicubic'``, see :func:`resize_rel_pos_bias_table`.
     """
 
-    def __init__(self, grid: Sequence[int], num_heads: int):
+    def __init__(self,
+                 grid: Sequence[int],
+                 num_heads: int,
+                 load_resize: str = 'geometric'):
         super().__init__()
+        if load_resize not in RESIZE_MODES:
+            raise ValueError(f'{type(self).__name__}: load_resize must be '
+                             f'one of {RESIZE_MODES}, got {load_resize!r}')
+        self.load_resize = load_resize
         self.grid = _as_grid(grid)
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros(num_relative_distances(self.grid), num_heads))
@@ -194,8 +269,8 @@ class RelativePositionBias(nn.Module):
         except ValueError as err:
             raise ValueError(f'{type(module).__name__}: {key}: {err}') \
                 from None
-        state_dict[key] = resize_rel_pos_bias_table(table, src_grid,
-                                                    module.grid)
+        state_dict[key] = resize_rel_pos_bias_table(
+            table, src_grid, module.grid, mode=module.load_resize)
 
     def extra_repr(self) -> str:
         return f'grid={self.grid}, num_heads=' \

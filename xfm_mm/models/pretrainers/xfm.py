@@ -48,6 +48,14 @@ class XFM(MultiGrainedPretrainer):
         stop_grad_text_to_fusion (bool): Technique (a). Defaults to True.
         mim_sources (tuple[str]): Sources trained with MIM (technique b).
             Defaults to ``('image', 'image_text')``; empty turns MIM off.
+        use_image_ids (bool): Pass the image ids of image-text batches to
+            ITC (captions of one image become soft positives of each other)
+            and to ITM negative sampling (never each other's negatives).
+            Defaults to False: upstream pre-training uses only the diagonal
+            pairs (``model_pretrain.py`` calls the ITC/ITM losses without
+            ``idx``; ids are used in retrieval fine-tuning only). True may
+            be better on data with several captions per image in one batch
+            (COCO), where a diagonal target punishes a correct match.
         **kwargs: ``text_encoder`` (the language encoder),
             ``vision_encoder``, ``fusion_encoder``, ``data_preprocessor``
             and ``init_cfg`` of
@@ -63,6 +71,7 @@ class XFM(MultiGrainedPretrainer):
                  box_head: Optional[dict] = None,
                  stop_grad_text_to_fusion: bool = True,
                  mim_sources: tuple = ('image', 'image_text'),
+                 use_image_ids: bool = False,
                  **kwargs):
         super().__init__(**kwargs)
         self.itc_head = self.build_module(itc_head)
@@ -82,6 +91,7 @@ class XFM(MultiGrainedPretrainer):
                              f'{mim_sources} but mim_head is None')
         self.stop_grad_text_to_fusion = stop_grad_text_to_fusion
         self.mim_sources = tuple(mim_sources)
+        self.use_image_ids = use_image_ids
 
     # ------------------------------------------------------------------ API
     def loss(self, inputs: dict, data_samples=None) -> Dict[str, torch.Tensor]:
@@ -127,8 +137,8 @@ class XFM(MultiGrainedPretrainer):
     def _image_text_losses(self, inputs: dict) -> dict:
         vision = self.vision_encoder(inputs['images'])
         text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
-        losses = self._aligned_losses(inputs, vision, None, text,
-                                      inputs.get('image_id'))
+        image_ids = inputs.get('image_id') if self.use_image_ids else None
+        losses = self._aligned_losses(inputs, vision, None, text, image_ids)
         if 'image_text' in self.mim_sources:
             losses.update(
                 self._mim_loss(inputs['images'], inputs['image_mask'], vision))

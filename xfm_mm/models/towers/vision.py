@@ -89,6 +89,9 @@ class VisionEncoder(BaseModule):
             :class:`PatchEmbedding`). Defaults to ``'none'``.
         rel_pos_bias (bool): A relative position bias in every layer.
             Defaults to True.
+        rel_pos_resize (str): How tables of another grid are resized when
+            a state dict is loaded: ``'geometric'`` (BEiT / X-FM, default)
+            or ``'bicubic'`` (see ``resize_rel_pos_bias_table``).
         token0 (str): ``'mean_patches'`` or ``'cls'``, see above. Defaults
             to ``'mean_patches'``.
         with_mask_token (bool): Learn a mask token for masked image
@@ -114,6 +117,7 @@ class VisionEncoder(BaseModule):
                  layer_norm_eps: float = 1e-6,
                  pos_embed: str = 'none',
                  rel_pos_bias: bool = True,
+                 rel_pos_resize: str = 'geometric',
                  token0: str = 'mean_patches',
                  with_mask_token: bool = False,
                  with_cp: bool = False,
@@ -123,6 +127,9 @@ class VisionEncoder(BaseModule):
         if token0 not in TOKEN0:
             raise ValueError(f'{type(self).__name__}: token0={token0!r} is '
                              f'not one of {TOKEN0}')
+        if rel_pos_resize not in ('geometric', 'bicubic'):
+            raise ValueError(f'{type(self).__name__}: rel_pos_resize must be '
+                             f"'geometric' or 'bicubic', got {rel_pos_resize!r}")
         arch = resolve_vision_arch(arch)
         self.embed_dims = arch['embed_dims']
         self.num_layers = arch['num_layers']
@@ -149,6 +156,8 @@ class VisionEncoder(BaseModule):
             drop_path_rate=drop_path_rate,
             final_norm=True,
             with_cp=with_cp)
+        for layer in self.transformer.layers if rel_pos_bias else ():
+            layer.rel_pos_bias.load_resize = rel_pos_resize
         self._init_random()
 
     @property
