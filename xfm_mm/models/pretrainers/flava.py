@@ -187,23 +187,40 @@ class FLAVA(BaseMultimodalModel):
         raise ValueError(f'{type(self).__name__}: unknown source '
                          f'{source!r}; expected one of {SOURCES}')
 
+    #: Zero-shot retrieval ranks by the contrastive embeddings only (the
+    #: paper's protocol); ``ImageTextRetrieval*Loop`` reads these.
+    rerank_topk, fast_match = 0, True
+
     @torch.no_grad()
     def extract_feat(self,
                      images: Optional[torch.Tensor] = None,
                      text_ids: Optional[torch.Tensor] = None,
                      text_mask: Optional[torch.Tensor] = None) -> dict:
-        """Normalised contrastive embeddings: ``image_feat`` / ``text_feat``
-        ``(B, E)`` for what is given."""
+        """Normalised contrastive embeddings ``image_feat`` / ``text_feat``
+        ``(B, E)`` of what is given, with token 0 of the encoders
+        (``image_embeds`` / ``text_embeds``, ``(B, 1, D)``) and
+        ``text_mask``."""
         out = {}
         if images is not None:
-            image = self.encode_image(images)[1]
-            out['image_feat'] = self.itc_head.project_vision(image[:, 0])
+            image = self.encode_image(images)[1][:, :1]
+            out.update(image_embeds=image,
+                       image_feat=self.itc_head.project_vision(image[:, 0]))
         if text_ids is not None:
             if text_mask is None:
                 text_mask = torch.ones_like(text_ids)
-            text = self.encode_text(text_ids, text_mask)[1]
-            out['text_feat'] = self.itc_head.project_text(text[:, 0])
+            text = self.encode_text(text_ids, text_mask)[1][:, :1]
+            out.update(text_embeds=text, text_mask=text_mask[:, :1],
+                       text_feat=self.itc_head.project_text(text[:, 0]))
         return out
+
+    def retrieve(self, query_feats: dict, gallery_feats: dict,
+                 query: str = 'image', topk=None) -> torch.Tensor:
+        """``(Q, C)`` cosine similarities of queries (``'image'`` or
+        ``'text'``) against the gallery of the other modality."""
+        image, text = (query_feats, gallery_feats) if query == 'image' \
+            else (gallery_feats, query_feats)
+        sim = self.itc_head.similarity(image['image_feat'], text['text_feat'])
+        return sim if query == 'image' else sim.t()
 
     def predict(self, inputs: dict, data_samples=None) -> list:
         """Data samples carrying ``image_feat`` / ``text_feat``."""
