@@ -6,7 +6,6 @@
 # DALL-E encoder (its codes are fixed random image tokens).
 _base_ = [
     '../_base_/models/flava_full.py',
-    '../_base_/datasets/flava_pretrain.py',
     '../_base_/schedules/flava_pretrain.py',
     '../_base_/default_runtime.py',
 ]
