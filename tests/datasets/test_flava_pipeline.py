@@ -132,3 +132,23 @@ def test_configs_load_and_retrieval_interface():
                                scores.t())
     torch.testing.assert_close(scores, feats['image_feat'] @
                                feats['text_feat'].t())
+
+
+def test_downstream_configs_build():
+    retrieval = Config.fromfile(
+        osp.join(REPO, 'configs', 'downstream', 'retrieval',
+                 'flava-full_coco-retrieval_zeroshot.py'))
+    assert retrieval.model.type == 'FLAVA'
+    assert retrieval.model.image_codebook is None
+    probe = Config.fromfile(
+        osp.join(REPO, 'configs', 'downstream', 'imagenet',
+                 'flava-full_linear-probe_in1k.py'))
+    backbone = dict(probe.model.backbone, init_cfg=None)
+    backbone.update(arch=dict(embed_dims=32, num_layers=1, num_heads=4),
+                    frozen_stages=1)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        vit = MODELS.build(backbone)
+    out = vit(torch.randn(2, 3, 224, 224))
+    assert out[-1].shape == (2, 32)
+    assert vit.patch_embed.pos_embed is not None
+    assert vit.transformer.layers[0].rel_pos_bias is None
