@@ -31,19 +31,12 @@ from transformers import FlavaConfig, FlavaForPreTraining
 
 import xfm_mm.models  # noqa: F401  (registers the model classes)
 from xfm_mm.datasets.transforms.masking import BlockMaskGenerator
-from xfm_mm.models.weights import convert_flava_hf_to_mm
+from xfm_mm.models.weights import HF_LOSS_NAMES, convert_flava_hf_to_mm
 from xfm_mm.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SIZES = dict(full=(768, 12), half=(384, 6))
 SOURCES = ('image', 'text', 'image_text')
-HF_NAMES = dict(
-    mim='loss_mim',
-    mlm='loss_mlm',
-    itm='loss_itm',
-    global_contrastive='loss_itc',
-    mmm_image='loss_mmm_image',
-    mmm_text='loss_mmm_text')
 
 
 def parse_args():
@@ -127,7 +120,7 @@ def hf_step_inputs(inputs: dict, source: str) -> dict:
 def losses_of(model, inputs: dict, source: str) -> dict:
     if isinstance(model, FlavaForPreTraining):
         info = model(**hf_step_inputs(inputs, source)).loss_info
-        return {HF_NAMES[k]: v for k, v in info.items() if v is not None}
+        return {HF_LOSS_NAMES[k]: v for k, v in info.items() if v is not None}
     return model(dict(source=source, **inputs), mode='loss')
 
 

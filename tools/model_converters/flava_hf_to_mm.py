@@ -2,7 +2,8 @@
 """Convert FLAVA weights between transformers and xfm_mm.
 
 transformers -> xfm_mm (``FlavaForPreTraining`` or ``FlavaModel`` folder
-written by ``save_pretrained``, or one weights file)::
+written by ``save_pretrained``, or one weights file; torchmultimodal's
+``flava_for_pretraining_unified_text_encoder.pt`` layout is recognised)::
 
     python tools/model_converters/flava_hf_to_mm.py flava-full/ flava_mm.pth
 
@@ -29,6 +30,7 @@ import torch
 
 from xfm_mm.models.weights import (convert_flava_hf_to_mm,
                                    convert_flava_mm_to_hf,
+                                   convert_flava_tmm_to_hf, is_tmm_layout,
                                    load_state_dict_file)
 
 
@@ -53,6 +55,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def to_mm(src: str, dst: str) -> None:
     """transformers weights -> ``{'state_dict', 'meta'}`` torch file."""
     state_dict = load_state_dict_file(src)
+    layout = 'transformers'
+    if is_tmm_layout(state_dict):
+        layout = 'torchmultimodal'
+        state_dict = convert_flava_tmm_to_hf(state_dict)
     converted, dropped = convert_flava_hf_to_mm(state_dict)
     print(f'dropped {len(dropped)} keys:')
     for key in dropped:
@@ -60,7 +66,7 @@ def to_mm(src: str, dst: str) -> None:
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     meta = dict(
         converted_from=osp.abspath(src),
-        source_format='transformers FLAVA',
+        source_format=f'{layout} FLAVA',
         converter='tools/model_converters/flava_hf_to_mm.py',
         dropped_keys=dropped)
     torch.save({'state_dict': converted, 'meta': meta}, dst)

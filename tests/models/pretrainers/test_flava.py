@@ -11,7 +11,7 @@ import torch
 from mmengine.config import Config
 from transformers import FlavaConfig, FlavaForPreTraining
 
-from xfm_mm.models.weights import (convert_flava_hf_to_mm,
+from xfm_mm.models.weights import (HF_LOSS_NAMES, convert_flava_hf_to_mm,
                                    convert_flava_mm_to_hf,
                                    load_state_dict_file)
 from xfm_mm.registry import MODELS
@@ -132,13 +132,7 @@ def hf_losses(hf, inputs, source):
     return hf(**kwargs).loss_info
 
 
-NAMES = dict(
-    mim='loss_mim',
-    mlm='loss_mlm',
-    itm='loss_itm',
-    global_contrastive='loss_itc',
-    mmm_image='loss_mmm_image',
-    mmm_text='loss_mmm_text')
+NAMES = HF_LOSS_NAMES
 
 
 def test_embeddings_match_transformers(converted):
@@ -294,3 +288,47 @@ def test_parameter_count_matches_transformers(config, width, heads):
     if width == 768:
         assert count(hf) == 357_645_303  # FlavaForPreTraining(FlavaConfig())
         assert count(ours) == 355_873_527
+
+
+def hf_to_tmm(key: str) -> str:
+    """transformers -> torchmultimodal names, as transformers'
+    convert_flava_original_pytorch_to_hf.py maps them (in reverse)."""
+    if key.startswith('image_codebook.'):
+        key = key.replace('image_codebook.', 'image_codebook.encoder.')
+        key = key.replace('.group.', '.').replace('.res_path.path.',
+                                                  '.res_path.')
+        return key.replace('.weight', '.w').replace('.bias', '.b')
+    for old, new in (('flava.logit_scale', 'loss.contrastive_loss.logit_'
+                      'scale'), ('flava.image_model.', 'model.image_encoder.'),
+                     ('flava.text_model.', 'model.text_encoder.'),
+                     ('flava.multimodal_model.', 'model.mm_encoder.'),
+                     ('flava.', 'model.'), ('mim_head.', 'loss.mim_loss.cls.'),
+                     ('mlm_head.', 'loss.mlm_loss.cls.'),
+                     ('mmm_image_head.', 'loss.mmm_loss.mim.cls.'),
+                     ('mmm_text_head.', 'loss.mmm_loss.mlm.cls.'),
+                     ('itm_head.pooler', 'loss.itm_loss.pooler'),
+                     ('itm_head.seq_relationship',
+                      'loss.itm_loss.cls.seq_relationship'),
+                     ('transform.dense', 'dense'),
+                     ('transform.LayerNorm', 'layer_norm'),
+                     ('attention.attention.', 'attention.'),
+                     ('attention.output.dense', 'attention.output'),
+                     ('intermediate.dense', 'feedforward.model.0'),
+                     ('.output.dense', '.feedforward.model.2'),
+                     ('layernorm_before', 'attention_layernorm'),
+                     ('layernorm_after', 'feedforward_layernorm'),
+                     ('embeddings.LayerNorm', 'embeddings.layer_norm')):
+        key = key.replace(old, new)
+    return key
+
+
+def test_torchmultimodal_layout(converted, tmp_path):
+    hf, ours, _ = converted
+    tmm = {hf_to_tmm(k): v for k, v in hf.state_dict().items()}
+    assert 'model.mm_encoder.encoder.layer.0.feedforward.model.2.weight' \
+        in tmm and 'loss.mmm_loss.mlm.cls.layer_norm.bias' in tmm
+    torch.save(tmm, tmp_path / 'tmm.pt')
+    run_converter(str(tmp_path / 'tmm.pt'), str(tmp_path / 'mm.pth'))
+    state = load_state_dict_file(str(tmp_path / 'mm.pth'))
+    for key, value in ours.state_dict().items():
+        torch.testing.assert_close(state[key], value, msg=key)

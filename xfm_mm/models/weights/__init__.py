@@ -3,7 +3,9 @@
 from .beit import (convert_beit_official, convert_mmpretrain_beit,
                    convert_vision_state_dict, detect_vision_layout,
                    load_vision_weights)
-from .flava import convert_flava_hf_to_mm, convert_flava_mm_to_hf
+from .flava import (HF_LOSS_NAMES, convert_flava_hf_to_mm,
+                    convert_flava_mm_to_hf, convert_flava_tmm_to_hf,
+                    is_tmm_layout)
 from .hf_bert import (convert_hf_layer, convert_hf_lm_head,
                       convert_hf_text_encoder, read_hf_config, resolve_arch,
                       split_model_prefix, text_arch_from_hf_config)
@@ -26,4 +28,7 @@ __all__ = [
     'convert_xfm_official_with_report', 'load_xfm_official',
     'convert_flava_hf_to_mm',
     'convert_flava_mm_to_hf',
+    'HF_LOSS_NAMES',
+    'convert_flava_tmm_to_hf',
+    'is_tmm_layout',
 ]

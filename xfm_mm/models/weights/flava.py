@@ -82,6 +82,14 @@ DROPPED = (r'^flava\.(image|text|multimodal)_model\.pooler\.dense\.',
            r'^flava\.text_model\.embeddings\.(position_ids|token_type_ids)$')
 #: HF's copies of ``<head>.bias``.
 TIED = tuple(f'{h}_head.decoder.bias' for h in HEADS)
+#: transformers ``FlavaLosses`` fields -> our loss names.
+HF_LOSS_NAMES = dict(
+    mim='loss_mim',
+    mlm='loss_mlm',
+    itm='loss_itm',
+    global_contrastive='loss_itc',
+    mmm_image='loss_mmm_image',
+    mmm_text='loss_mmm_text')
 #: FlavaModel folders have no ``flava.`` prefix.
 FLAVA_MODEL_PREFIXES = ('image_model.', 'text_model.', 'multimodal_model.',
                         'image_projection.', 'text_projection.',
@@ -116,6 +124,69 @@ def _layer_indices(keys, prefix: str) -> List[int]:
         if m
     }
     return sorted(found)
+
+
+#: torchmultimodal ``FLAVAForPreTraining`` -> transformers, first match wins
+#: (the inverse of the renames in transformers'
+#: ``convert_flava_original_pytorch_to_hf.py``).
+TMM_TO_HF = (
+    (r'^loss\.contrastive_loss\.logit_scale$', 'flava.logit_scale'),
+    (r'^loss\.itm_loss\.pooler\.', 'itm_head.pooler.'),
+    (r'^loss\.itm_loss\.cls\.seq_relationship\.',
+     'itm_head.seq_relationship.'),
+    (r'^loss\.(mim|mlm)_loss\.cls\.', r'\1_head.'),
+    (r'^loss\.mmm_loss\.mim\.cls\.', 'mmm_image_head.'),
+    (r'^loss\.mmm_loss\.mlm\.cls\.', 'mmm_text_head.'),
+    (r'^image_codebook\.encoder\.', 'image_codebook.'),
+    (r'^model\.image_encoder\.', 'flava.image_model.'),
+    (r'^model\.text_encoder\.', 'flava.text_model.'),
+    (r'^model\.mm_encoder\.', 'flava.multimodal_model.'),
+    (r'^model\.', 'flava.'),
+)
+TMM_INNER = (
+    (r'(_head)\.dense\.', r'\1.transform.dense.'),
+    (r'(_head)\.layer_norm\.', r'\1.transform.LayerNorm.'),
+    (r'\.attention\.(query|key|value)\.', r'.attention.attention.\1.'),
+    (r'\.attention\.output\.', '.attention.output.dense.'),
+    (r'\.feedforward\.model\.0\.', '.intermediate.dense.'),
+    (r'\.feedforward\.model\.2\.', '.output.dense.'),
+    (r'\.attention_layernorm\.', '.layernorm_before.'),
+    (r'\.feedforward_layernorm\.', '.layernorm_after.'),
+    (r'\.embeddings\.layer_norm\.', '.embeddings.LayerNorm.'),
+)
+
+
+def convert_flava_tmm_to_hf(state_dict: StateDict) -> StateDict:
+    """torchmultimodal FLAVA keys -> transformers keys (the DALL-E encoder
+    keeps OpenAI's names, which :func:`convert_flava_hf_to_mm` passes on).
+
+    Args:
+        state_dict (dict): A torchmultimodal ``FLAVAForPreTraining`` (or
+            ``FLAVAModel``, ``model.`` prefix added) state dict.
+
+    Returns:
+        dict: The same tensors under transformers' names.
+    """
+    if not any(k.startswith(('model.', 'loss.')) for k in state_dict):
+        state_dict = {f'model.{k}': v for k, v in state_dict.items()}
+    out = {}
+    for key, value in state_dict.items():
+        for pattern, repl in TMM_TO_HF:
+            if re.search(pattern, key):
+                key = re.sub(pattern, repl, key)
+                break
+        if not key.startswith('image_codebook.'):
+            for pattern, repl in TMM_INNER:
+                key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
+
+
+def is_tmm_layout(state_dict: StateDict) -> bool:
+    """Whether keys follow torchmultimodal's FLAVA layout."""
+    return any(k.startswith(('model.image_encoder.', 'model.text_encoder.',
+                             'loss.', 'image_encoder.', 'mm_encoder.'))
+               for k in state_dict)
 
 
 def convert_flava_hf_to_mm(
