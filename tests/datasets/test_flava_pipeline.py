@@ -152,3 +152,14 @@ def test_downstream_configs_build():
     assert out[-1].shape == (2, 32)
     assert vit.patch_embed.pos_embed is not None
     assert vit.transformer.layers[0].rel_pos_bias is None
+    glue = Config.fromfile(
+        osp.join(REPO, 'configs', 'downstream', 'glue',
+                 'flava-full_glue-qnli.py'))
+    text = dict(glue.model.text_encoder, num_layers=1, embed_dims=32,
+                num_heads=4, feedforward_channels=64)
+    classifier = MODELS.build(
+        dict(glue.model, text_encoder=text, init_cfg=None))
+    assert classifier.text_encoder.transformer.norm is not None
+    assert classifier.text_encoder.transformer.layers[0].norm_first
+    assert glue.train_dataloader.dataset.pipeline[0].tokenizer.name_or_path \
+        == 'data/bert-base-uncased'
