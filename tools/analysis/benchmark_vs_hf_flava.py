@@ -50,10 +50,15 @@ def parse_args():
                         help='also print max errors against transformers')
     parser.add_argument('--parity-only', action='store_true')
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--sources', nargs='+', choices=SOURCES,
+                        default=list(SOURCES))
+    parser.add_argument('--with-cp', action='store_true',
+                        help='activation checkpointing in our three '
+                        'encoders (less memory, more time)')
     return parser.parse_args()
 
 
-def build(size: str):
+def build(size: str, with_cp: bool = False):
     """Randomly initialised HF model and ours with the same weights."""
     width, heads = SIZES[size]
     layer = dict(hidden_size=width, num_attention_heads=heads,
@@ -70,6 +75,9 @@ def build(size: str):
                     param.normal_(std=0.02)
     cfg = Config.fromfile(
         osp.join(REPO, 'configs', '_base_', 'models', f'flava_{size}.py'))
+    if with_cp:
+        for name in ('vision_encoder', 'text_encoder', 'mm_encoder'):
+            cfg.model[name].with_cp = True
     ours = MODELS.build(cfg.model)
     ours.load_state_dict(convert_flava_hf_to_mm(hf.state_dict())[0])
     return hf, ours
@@ -173,7 +181,7 @@ def main() -> int:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    hf, ours = build(args.size)
+    hf, ours = build(args.size, args.with_cp)
     inputs = make_inputs(args.batch, args.text_len)
     if args.parity or args.parity_only:
         parity(hf, ours, inputs)
@@ -187,8 +195,9 @@ def main() -> int:
         for k, m in models.items()
     }
     print(f'size {args.size} batch {args.batch} text_len {args.text_len} '
-          f'threads {torch.get_num_threads()} (fp32, CPU)')
-    for source in SOURCES:
+          f'threads {torch.get_num_threads()} with_cp {args.with_cp} '
+          '(fp32, CPU)')
+    for source in args.sources:
         times = {k: [] for k in models}
         for repeat in range(args.repeats + 1):  # the first is a warm-up
             for key in models:

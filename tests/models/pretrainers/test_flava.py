@@ -332,3 +332,23 @@ def test_torchmultimodal_layout(converted, tmp_path):
     state = load_state_dict_file(str(tmp_path / 'mm.pth'))
     for key, value in ours.state_dict().items():
         torch.testing.assert_close(state[key], value, msg=key)
+
+
+def test_activation_checkpointing_is_exact(converted):
+    _, ours, _ = converted
+    cfg = tiny_cfg()
+    for name in ('vision_encoder', 'text_encoder', 'mm_encoder'):
+        cfg[name].with_cp = True
+    checkpointed = MODELS.build(cfg)
+    checkpointed.load_state_dict(ours.state_dict())
+    inputs = dict(source='image_text', **batch(4))
+    grads = []
+    for model in (ours.train(), checkpointed.train()):
+        model.zero_grad()
+        losses = model(inputs, mode='loss')
+        sum(losses.values()).backward()
+        grads.append({k: p.grad for k, p in model.named_parameters()
+                      if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for key in grads[0]:
+        torch.testing.assert_close(grads[1][key], grads[0][key], msg=key)
