@@ -8,9 +8,10 @@ Example::
     python tools/analysis/benchmark_vs_hf_flava.py --size full --batch 4
     python tools/analysis/benchmark_vs_hf_flava.py --size full --parity-only
 
-Prints per source the median step time of each model, ``ratio`` = HF's time
-/ ours (above 1: we are faster) and the peak memory of each step: the
-highest total of tensor bytes allocated since the step began (AdamW states
+Prints per source the median step time of each model as process CPU
+time (robust to other jobs on a shared machine; wall times in brackets),
+``ratio`` = HF's time / ours (above 1: we are faster) and the peak memory
+of each step: the highest total of tensor bytes allocated since the step began (AdamW states
 already exist), from the profiler's allocation events of one extra,
 untimed step (activations, gradients, temporaries).
 Inputs: CLIP-sized images, 75
@@ -132,13 +133,13 @@ def losses_of(model, inputs: dict, source: str) -> dict:
     return model(dict(source=source, **inputs), mode='loss')
 
 
-def step(model, optim, inputs: dict, source: str) -> float:
-    """One training step; its seconds."""
+def step(model, optim, inputs: dict, source: str) -> tuple:
+    """One training step; its (wall, process CPU) seconds."""
     optim.zero_grad(set_to_none=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     sum(losses_of(model, inputs, source).values()).backward()
     optim.step()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def peak_mib(model, optim, inputs: dict, source: str) -> float:
@@ -204,12 +205,15 @@ def main() -> int:
                 seconds = step(models[key], optims[key], inputs, source)
                 if repeat:
                     times[key].append(seconds)
-        hf_ms = 1e3 * statistics.median(times['hf'])
-        our_ms = 1e3 * statistics.median(times['ours'])
+        hf_ms, our_ms = (
+            [1e3 * statistics.median(t[i] for t in times[key])
+             for i in (0, 1)] for key in ('hf', 'ours'))
         hf_mib, our_mib = (peak_mib(models[k], optims[k], inputs, source)
                            for k in ('hf', 'ours'))
-        print(f'{source:<10} hf {hf_ms:9.1f} ms  ours {our_ms:9.1f} ms  '
-              f'ratio {hf_ms / our_ms:5.2f}  peak hf {hf_mib:8.1f} MiB  '
+        print(f'{source:<10} hf {hf_ms[1]:9.1f} ms  ours {our_ms[1]:9.1f} '
+              f'ms  ratio {hf_ms[1] / our_ms[1]:5.2f}  (wall hf '
+              f'{hf_ms[0]:.1f} ms, ours {our_ms[0]:.1f} ms, ratio '
+              f'{hf_ms[0] / our_ms[0]:.2f})  peak hf {hf_mib:8.1f} MiB  '
               f'ours {our_mib:8.1f} MiB  memory ours/hf '
               f'{our_mib / hf_mib:5.2f}')
     return 0
