@@ -11,9 +11,9 @@ Example::
 Prints per source the median step time of each model as process CPU
 time (robust to other jobs on a shared machine; wall times in brackets),
 ``ratio`` = HF's time / ours (above 1: we are faster) and the peak memory
-of each step: the highest total of tensor bytes allocated since the step began (AdamW states
-already exist), from the profiler's allocation events of one extra,
-untimed step (activations, gradients, temporaries).
+of each step: the highest total of tensor bytes allocated since the step
+began (AdamW states already exist), from the profiler's allocation events
+of one extra, untimed step (activations, gradients, temporaries).
 Inputs: CLIP-sized images, 75
 of 196 patches block-masked, texts padded to ``--text-len`` with real
 lengths drawn in [8, 30], 15% of the real tokens masked, one unmatched pair.
