@@ -14,9 +14,9 @@ time (robust to other jobs on a shared machine; wall times in brackets),
 of each step: the highest total of tensor bytes allocated since the step
 began (AdamW states already exist), from the profiler's allocation events
 of one extra, untimed step (activations, gradients, temporaries).
-Inputs: CLIP-sized images, 75
-of 196 patches block-masked, texts padded to ``--text-len`` with real
-lengths drawn in [8, 30], 15% of the real tokens masked, one unmatched pair.
+Inputs: CLIP-sized images, 75 of 196 patches block-masked, texts padded to
+``--text-len`` with real lengths drawn in [8, 30], 15% of the real tokens
+masked, one unmatched pair.
 """
 import argparse
 import os.path as osp
