@@ -132,6 +132,11 @@ def test_configs_load_and_retrieval_interface():
                                scores.t())
     torch.testing.assert_close(scores, feats['image_feat'] @
                                feats['text_feat'].t())
+    samples = model(
+        dict(source='image_text', images=torch.randn(2, 3, 96, 96),
+             text_ids=torch.randint(1, 100, (2, 7)),
+             text_mask=torch.ones(2, 7, dtype=torch.long)), mode='predict')
+    assert samples[1].image_feat.shape == samples[1].text_feat.shape == (192, )
 
 
 def test_downstream_configs_build():

@@ -8,11 +8,11 @@ from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
-from mmengine.structures import BaseDataElement
 
 from xfm_mm.registry import MODELS
 from ..base import BaseMultimodalModel
 from ..layers import mask_to_bias
+from .xfm import XFM
 
 SOURCES = ('image', 'text', 'image_text')
 
@@ -222,18 +222,8 @@ class FLAVA(BaseMultimodalModel):
         sim = self.itc_head.similarity(image['image_feat'], text['text_feat'])
         return sim if query == 'image' else sim.t()
 
-    def predict(self, inputs: dict, data_samples=None) -> list:
-        """Data samples carrying ``image_feat`` / ``text_feat``."""
-        feats = self.extract_feat(
-            inputs.get('images'), inputs.get('text_ids'),
-            inputs.get('text_mask'))
-        num = len(next(iter(feats.values())))
-        if data_samples is None:
-            data_samples = [BaseDataElement() for _ in range(num)]
-        for key, value in feats.items():
-            for sample, row in zip(data_samples, value):
-                sample.set_field(row, key)
-        return data_samples
+    #: Data samples carrying the :meth:`extract_feat` outputs, as X-FM's.
+    predict = XFM.predict
 
     def _forward(self, inputs: dict, data_samples=None) -> dict:
         """``mode='tensor'``: the unmasked ``image``, ``text`` and (for
