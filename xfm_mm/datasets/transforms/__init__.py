@@ -9,6 +9,7 @@ from .downstream_text import (PackRetrievalInputs,
                               TokenizeSentencePair)
 from .downstream_vl import (AddPrompt, CarefulRandomFlip, PackVLInputs,
                             RefBoxTarget, TokenizeAnswers)
+from .flava import CodebookViewCrop, MaskedTokenLabels, SwapCaption
 from .formatting import PackMultiSourceInputs
 from .masking import BlockMask, BlockMaskGenerator
 from .region import RegionRandomCrop, RegionTargets, boxes_to_patch_mask
@@ -25,3 +26,4 @@ __all__ = [
     'RefBoxTarget', 'TokenizeAnswers'
 ]
 __all__ += ['LoadVideoFrames', 'ResizeFrames']
+__all__ += ['CodebookViewCrop', 'MaskedTokenLabels', 'SwapCaption']

@@ -273,7 +273,8 @@ class TransformerStack(BaseModule):
                 rel_pos: Optional[Sequence[int]] = None,
                 start: int = 0,
                 end: Optional[int] = None,
-                out_indices: Optional[Sequence[int]] = None
+                out_indices: Optional[Sequence[int]] = None,
+                norm: bool = True
                 ) -> Union[torch.Tensor, List[torch.Tensor]]:
         """Run layers ``start..end-1``.
 
@@ -291,6 +292,10 @@ class TransformerStack(BaseModule):
             out_indices (Sequence[int], optional): Layers (negative from the
                 end of the stack) whose outputs are returned; layers after
                 the deepest are not run.
+            norm (bool): Apply the final norm. False returns the last
+                layer's states before it (FLAVA's multimodal encoder reads
+                those); :attr:`norm` can then be applied by the caller.
+                Defaults to True.
 
         Returns:
             Tensor | list[Tensor]: The last output, or one output per
@@ -306,7 +311,7 @@ class TransformerStack(BaseModule):
                 x = checkpoint(self.layers[i], *args, use_reentrant=False)
             else:
                 x = self.layers[i](*args)
-            if i == self.num_layers - 1 and self.norm is not None:
+            if i == self.num_layers - 1 and self.norm is not None and norm:
                 x = self.norm(x)
             if wanted is not None and i in wanted:
                 outs[i] = x

@@ -1,10 +1,10 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
+from .flava import FLAVA
 from .multi_grained import MultiGrainedPretrainer
+from .unified import UnifiedTransformer
 from .x2vlm import X2VLM
 from .xfm import XFM
-from .unified import UnifiedTransformer
 
-__all__ = ['XFM']
-__all__ += ['UnifiedTransformer']
-__all__ += ['MultiGrainedPretrainer']
-__all__ += ['X2VLM']
+__all__ = [
+    'FLAVA', 'MultiGrainedPretrainer', 'UnifiedTransformer', 'X2VLM', 'XFM'
+]

@@ -1,0 +1,336 @@
+# Copyright (c) xfm_mm contributors. All rights reserved.
+"""FLAVA pre-training (Singh et al., "FLAVA: A Foundational Language And
+Vision Alignment Model", CVPR 2022, arXiv 2112.04482), wired from the
+bricks; losses as transformers ``FlavaForPreTraining.forward``
+(``models/flava/modeling_flava.py``) and torchmultimodal
+``modules/losses/flava.py`` compute them."""
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from xfm_mm.registry import MODELS
+from ..base import BaseMultimodalModel
+from ..layers import mask_to_bias
+from .xfm import XFM
+
+SOURCES = ('image', 'text', 'image_text')
+
+
+def init_flava_weights(module: nn.Module) -> None:
+    """transformers' ``FlavaPreTrainedModel._init_weights``: N(0, 0.02)
+    linears, convolutions and embeddings (padding row 0), zero biases, unit
+    LayerNorms."""
+    if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+        if getattr(module, 'bias', None) is not None:
+            nn.init.zeros_(module.bias)
+        if getattr(module, 'padding_idx', None) is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+@MODELS.register_module()
+class FLAVA(BaseMultimodalModel):
+    """FLAVA: image, text and multimodal encoders trained on three sources.
+
+    - ``vision_encoder``: ``VisionEncoder`` (ViT, absolute positions, mask
+      token, final norm, ``token0='cls'``).
+    - ``text_encoder``: pre-norm ``TextEncoder`` with a final norm.
+    - ``mm_encoder``: pre-norm ``TransformerStack`` over
+      ``[mm cls; image_to_mm(image); text_to_mm(text)]``, where image and
+      text are the last layer's states *before* the final norm.
+    - ``image_codebook``: the frozen DALL-E encoder (mmpretrain's
+      ``DALL-E``, the same network as transformers' ``FlavaImageCodebook``;
+      mmpretrain runs its convolutions in fp16 on CUDA, as OpenAI's).
+
+    Losses per source (transformers ``FlavaForPreTraining``, all weights 1):
+
+    - ``image``: ``loss_mim`` on the masked view (the unmasked pass that
+      transformers also runs feeds no loss and is skipped).
+    - ``text``: ``loss_mlm`` on the masked text.
+    - ``image_text``: ``loss_itm`` on the multimodal encoder over the masked
+      image and masked text; ``loss_mmm_image`` and ``loss_mmm_text`` on the
+      matched pairs; ``loss_itc`` (global contrastive, gradients through the
+      all-gather, matched pairs as anchors, every text as a candidate) on
+      token 0 of the unmasked passes. A batch without a matched pair uses
+      every pair, as transformers does.
+
+    Image codes come from ``codebook_images`` through the codebook, or are
+    given as ``codebook_ids`` ``(B, N)``; only masked patches are targets.
+
+    Speed (exact, the same losses): the unmasked and masked passes of one
+    encoder run as one batch; heads see labelled positions only; with
+    ``mm_text_padding_mask`` and right-padded text, the text is cut to the
+    batch's longest caption (padding cannot change any loss then).
+
+    Args:
+        vision_encoder (dict): ``VisionEncoder`` config.
+        text_encoder (dict): ``TextEncoder`` config.
+        mm_encoder (dict): ``TransformerStack`` config.
+        itc_head (dict): ``ContrastiveHead`` config (``logit_scale``,
+            ``gather_grad='global'``).
+        itm_head (dict): ``MatchingHead`` config (``classifier='pooler'``).
+        mim_head, mlm_head, mmm_image_head, mmm_text_head (dict):
+            ``MaskedPredictionHead`` configs, four untied heads.
+        image_codebook (dict, optional): Codebook config; None when every
+            image batch carries ``codebook_ids``.
+        mm_text_padding_mask (bool): The multimodal encoder ignores text
+            padding (transformers >= 4.39 when given ``attention_mask``).
+            False attends to padding as torchmultimodal does
+            (torchmultimodal issue #530). Defaults to True.
+        trim_text_padding (bool): Cut text to the longest in the batch when
+            exact (see above). Defaults to True.
+        data_preprocessor (dict, optional): Data preprocessor config.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 vision_encoder: dict,
+                 text_encoder: dict,
+                 mm_encoder: dict,
+                 itc_head: dict,
+                 itm_head: dict,
+                 mim_head: dict,
+                 mlm_head: dict,
+                 mmm_image_head: dict,
+                 mmm_text_head: dict,
+                 image_codebook: Optional[dict] = None,
+                 mm_text_padding_mask: bool = True,
+                 trim_text_padding: bool = True,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(data_preprocessor, init_cfg)
+        self.vision_encoder = self.build_module(vision_encoder)
+        self.text_encoder = self.build_module(text_encoder)
+        self.mm_encoder = self.build_module(mm_encoder)
+        mm_dims = self.mm_encoder.layers[0].embed_dims
+        self.mm_cls_token = nn.Parameter(torch.zeros(1, 1, mm_dims))
+        self.image_to_mm = nn.Linear(self.vision_encoder.embed_dims, mm_dims)
+        self.text_to_mm = nn.Linear(self.text_encoder.embed_dims, mm_dims)
+        self.itc_head = self.build_module(itc_head)
+        self.itm_head = self.build_module(itm_head)
+        self.mim_head = self.build_module(mim_head)
+        self.mlm_head = self.build_module(mlm_head)
+        self.mmm_image_head = self.build_module(mmm_image_head)
+        self.mmm_text_head = self.build_module(mmm_text_head)
+        self.apply(init_flava_weights)
+        patch_embed = self.vision_encoder.patch_embed
+        for token in (patch_embed.cls_token, patch_embed.mask_token,
+                      patch_embed.pos_embed):
+            nn.init.zeros_(token)
+        # Built after the initialisation, which must not touch it.
+        self.image_codebook = self.build_module(image_codebook)
+        if self.image_codebook is not None:
+            self.image_codebook.requires_grad_(False).eval()
+        self.mm_text_padding_mask = mm_text_padding_mask
+        self.trim_text_padding = trim_text_padding
+        self.ignore_index = self.mlm_head.ignore_index
+
+    def train(self, mode: bool = True) -> 'FLAVA':
+        """Set the mode; the frozen codebook stays in eval mode."""
+        super().train(mode)
+        if self.image_codebook is not None:
+            self.image_codebook.eval()
+        return self
+
+    # ------------------------------------------------------------ encoders
+    def encode_image(
+        self,
+        images: torch.Tensor,
+        patch_mask: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Image states before and after the final norm, ``(B, 1+N, D)``
+        each."""
+        tokens, grid = self.vision_encoder.patch_embed(images, patch_mask)
+        stack = self.vision_encoder.transformer
+        hidden = stack(tokens, rel_pos=grid, norm=False)
+        return hidden, stack.norm(hidden)
+
+    def encode_text(
+            self, text_ids: torch.Tensor,
+            text_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Text states before and after the final norm, ``(B, L, D)``."""
+        x = self.text_encoder.embeddings(text_ids)
+        stack = self.text_encoder.transformer
+        hidden = stack(x, mask_to_bias(text_mask, x), norm=False)
+        return hidden, stack.norm(hidden)
+
+    def encode_multimodal(self, image_hidden: torch.Tensor,
+                          text_hidden: torch.Tensor,
+                          text_mask: torch.Tensor) -> torch.Tensor:
+        """``(B, 1 + (1+N) + L, D)``: mm cls, image tokens, text tokens."""
+        image = self.image_to_mm(image_hidden)
+        cls = self.mm_cls_token.to(image.dtype).expand(len(image), -1, -1)
+        x = torch.cat([cls, image, self.text_to_mm(text_hidden)], dim=1)
+        bias = None
+        if self.mm_text_padding_mask:
+            keep = torch.cat(
+                [text_mask.new_ones(len(x), 1 + image.shape[1]), text_mask],
+                dim=1)
+            bias = mask_to_bias(keep, x)
+        return self.mm_encoder(x, bias)
+
+    # ----------------------------------------------------------------- API
+    def loss(self, inputs: dict, data_samples=None) -> Dict[str, torch.Tensor]:
+        """Losses of one batch from one source (see the class docstring)."""
+        source = inputs['source']
+        if source == 'image':
+            return self._image_losses(inputs)
+        if source == 'text':
+            return self._text_losses(inputs)
+        if source == 'image_text':
+            return self._image_text_losses(inputs)
+        raise ValueError(f'{type(self).__name__}: unknown source '
+                         f'{source!r}; expected one of {SOURCES}')
+
+    #: Zero-shot retrieval ranks by the contrastive embeddings only (the
+    #: paper's protocol); ``ImageTextRetrieval*Loop`` reads these.
+    rerank_topk, fast_match = 0, True
+
+    @torch.no_grad()
+    def extract_feat(self,
+                     images: Optional[torch.Tensor] = None,
+                     text_ids: Optional[torch.Tensor] = None,
+                     text_mask: Optional[torch.Tensor] = None) -> dict:
+        """Normalised contrastive embeddings ``image_feat`` / ``text_feat``
+        ``(B, E)`` of what is given, with token 0 of the encoders
+        (``image_embeds`` / ``text_embeds``, ``(B, 1, D)``) and
+        ``text_mask``."""
+        out = {}
+        if images is not None:
+            image = self.encode_image(images)[1][:, :1]
+            out.update(image_embeds=image,
+                       image_feat=self.itc_head.project_vision(image[:, 0]))
+        if text_ids is not None:
+            if text_mask is None:
+                text_mask = torch.ones_like(text_ids)
+            text = self.encode_text(text_ids, text_mask)[1][:, :1]
+            out.update(text_embeds=text, text_mask=text_mask[:, :1],
+                       text_feat=self.itc_head.project_text(text[:, 0]))
+        return out
+
+    def retrieve(self, query_feats: dict, gallery_feats: dict,
+                 query: str = 'image', topk=None) -> torch.Tensor:
+        """``(Q, C)`` cosine similarities of queries (``'image'`` or
+        ``'text'``) against the gallery of the other modality."""
+        image, text = (query_feats, gallery_feats) if query == 'image' \
+            else (gallery_feats, query_feats)
+        sim = self.itc_head.similarity(image['image_feat'], text['text_feat'])
+        return sim if query == 'image' else sim.t()
+
+    #: Data samples carrying the :meth:`extract_feat` outputs, as X-FM's.
+    predict = XFM.predict
+
+    def _forward(self, inputs: dict, data_samples=None) -> dict:
+        """``mode='tensor'``: the unmasked ``image``, ``text`` and (for
+        pairs) ``multimodal`` outputs, as transformers ``FlavaModel``'s
+        ``*_embeddings``."""
+        out = {}
+        if inputs.get('images') is not None:
+            image_hidden, out['image'] = self.encode_image(inputs['images'])
+        if inputs.get('text_ids') is not None:
+            text_mask = inputs.get('text_mask')
+            if text_mask is None:
+                text_mask = torch.ones_like(inputs['text_ids'])
+            text_hidden, out['text'] = self.encode_text(
+                inputs['text_ids'], text_mask)
+        if 'image' in out and 'text' in out:
+            out['multimodal'] = self.encode_multimodal(
+                image_hidden, text_hidden, text_mask)
+        return out
+
+    # ------------------------------------------------------------- helpers
+    def _image_targets(self, inputs: dict) -> torch.Tensor:
+        """Codebook ids at masked patches, ``ignore_index`` elsewhere."""
+        patch_mask = inputs['image_mask'].flatten(1).bool()
+        ids = inputs.get('codebook_ids')
+        if ids is None:
+            if self.image_codebook is None or 'codebook_images' not in inputs:
+                raise ValueError(
+                    f'{type(self).__name__}: an image batch needs '
+                    '`codebook_ids`, or `codebook_images` and an '
+                    'image_codebook')
+            with torch.no_grad():
+                logits = self.image_codebook(inputs['codebook_images'])
+            ids = logits.argmax(dim=1)
+        ids = ids.flatten(1).long()
+        if ids.shape != patch_mask.shape:
+            raise ValueError(
+                f'{type(self).__name__}: {tuple(ids.shape)} codebook ids for '
+                f'a patch mask of {tuple(patch_mask.shape)}')
+        return ids.masked_fill(~patch_mask, self.ignore_index)
+
+    def _trimmed_text(self, inputs: dict, *keys: str) -> list:
+        """``keys`` of ``inputs`` cut to the longest text when exact."""
+        mask = inputs['text_mask']
+        values = [inputs[k] for k in keys]
+        if not self.trim_text_padding:
+            return values
+        length = int(mask.sum(dim=1).max())
+        labels = inputs.get('mlm_labels')
+        right_padded = bool((mask[:, 1:] <= mask[:, :-1]).all())
+        unlabelled = labels is None or bool(
+            labels[:, length:].eq(self.ignore_index).all())
+        if length == mask.shape[1] or not (right_padded and unlabelled):
+            return values
+        return [v[:, :length] for v in values]
+
+    def _image_losses(self, inputs: dict) -> dict:
+        targets = self._image_targets(inputs)
+        image = self.encode_image(inputs['images'],
+                                  inputs['image_mask'].flatten(1))[1]
+        return self.mim_head.loss_by_labels(image[:, 1:], targets)
+
+    def _text_losses(self, inputs: dict) -> dict:
+        ids, mask, labels = self._trimmed_text(inputs, 'masked_text_ids',
+                                               'text_mask', 'mlm_labels')
+        text = self.encode_text(ids, mask)[1]
+        return self.mlm_head.loss_by_labels(text, labels)
+
+    def _image_text_losses(self, inputs: dict) -> dict:
+        if not self.mm_text_padding_mask:
+            ids, masked_ids, mask, labels = (
+                inputs[k] for k in ('text_ids', 'masked_text_ids',
+                                    'text_mask', 'mlm_labels'))
+        else:
+            ids, masked_ids, mask, labels = self._trimmed_text(
+                inputs, 'text_ids', 'masked_text_ids', 'text_mask',
+                'mlm_labels')
+        image_targets = self._image_targets(inputs)
+        images, patch_mask = inputs['images'], inputs['image_mask'].flatten(1)
+        size = len(images)
+        # One pass per encoder: [unmasked; masked].
+        image_hidden, image = self.encode_image(
+            torch.cat([images, images]),
+            torch.cat([torch.zeros_like(patch_mask), patch_mask]).bool())
+        text_hidden, text = self.encode_text(
+            torch.cat([ids, masked_ids]), torch.cat([mask, mask]))
+        fused = self.encode_multimodal(image_hidden[size:],
+                                       text_hidden[size:], mask)
+
+        itm_labels = inputs['itm_labels'].flatten().long()
+        losses = self.itm_head.loss_by_labels(fused[:, 0], itm_labels)
+        positive = itm_labels.ne(0)
+        positive = positive | ~positive.any()
+        num_image = image.shape[1]
+        losses.update(
+            self.mmm_image_head.loss_by_labels(
+                fused[:, 2:1 + num_image],
+                image_targets.masked_fill(~positive[:, None],
+                                          self.ignore_index)))
+        losses.update(
+            self.mmm_text_head.loss_by_labels(
+                fused[:, -ids.shape[1]:],
+                labels.masked_fill(~positive[:, None], self.ignore_index)))
+        if self.training:
+            self.itc_head.clamp_temperature_()
+        losses.update(
+            self.itc_head.loss(
+                self.itc_head.project_vision(image[:size, 0]),
+                self.itc_head.project_text(text[:size, 0]),
+                row_mask=positive))
+        return losses
