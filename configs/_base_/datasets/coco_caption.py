@@ -60,7 +60,6 @@ def _loader(ann_file, pipeline, train=False, batch_size=32):
         num_workers=8,
         persistent_workers=True,
         sampler=dict(type='DefaultSampler', shuffle=train),
-        collate_fn=dict(type='pseudo_collate'),
         drop_last=train,
         dataset=dict(
             type='COCOCaptionDataset',

@@ -61,7 +61,6 @@ def _loader(ann_file, pipeline, train=False, split=None, batch_size=64):
         num_workers=8,
         persistent_workers=True,
         sampler=dict(type='DefaultSampler', shuffle=train),
-        collate_fn=dict(type='pseudo_collate'),
         drop_last=train,
         dataset=dict(
             type='RefCOCODataset',
