@@ -1,6 +1,8 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """Model loading and pipeline helpers shared by the xfm_mm inferencers."""
 import copy
+import logging
+import re
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -8,11 +10,12 @@ import torch
 from mmcv.image import imread
 from mmengine.config import Config
 from mmengine.dataset import Compose
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmengine.registry import DefaultScope
-from mmengine.runner import load_checkpoint
 from mmpretrain.apis.base import BaseInferencer as MMPretrainInferencer
 
+from xfm_mm.models.weights.io import load_state_dict_file
 from xfm_mm.registry import MODELS, TRANSFORMS
 
 ModelType = Union[BaseModel, str, Config]
@@ -34,8 +37,8 @@ def init_model(config: Union[str, Config],
 
     Args:
         config (str | Config): A config file or object.
-        checkpoint (str, optional): Weights to load (non-strict; missing
-            and unexpected keys are logged).
+        checkpoint (str, optional): Weights to load (non-strict; one log
+            line counts the loaded, missing and unused tensors).
         device (str | torch.device, optional): Where to put the model.
         **model_overrides: Merged into ``config.model``.
 
@@ -59,11 +62,37 @@ def init_model(config: Union[str, Config],
             cfg.get('default_scope', 'xfm_mm')):
         model = MODELS.build(model_cfg)
     if checkpoint is not None:
-        load_checkpoint(model, checkpoint, map_location='cpu')
+        load_weights(model, checkpoint)
     if device is not None:
         model.to(device)
     model._config = cfg
     return model.eval()
+
+
+def _examples(keys: List[str]) -> str:
+    return ', '.join(keys[:3]) + (', ...' if len(keys) > 3 else '')
+
+
+def load_weights(model: torch.nn.Module, checkpoint: str) -> None:
+    """Load ``checkpoint`` non-strictly (weights-only, ``module.`` prefixes
+    dropped) and log one line: tensors loaded, missing (a warning, with
+    examples) and unused, e.g. the pre-training heads that a fine-tuned
+    model does not have."""
+    state = load_state_dict_file(checkpoint)
+    state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
+    result = model.load_state_dict(state, strict=False)
+    missing, unused = list(result.missing_keys), list(
+        result.unexpected_keys)
+    expected = len(model.state_dict())
+    line = (f'{checkpoint}: loaded {expected - len(missing)} of the '
+            f'{expected} tensors of {type(model).__name__}')
+    if unused:
+        line += (f'; {len(unused)} tensors of the file are not used by '
+                 f'this model ({_examples(unused)})')
+    if missing:
+        line += f'; {len(missing)} missing ({_examples(missing)})'
+    print_log(line, logger='current',
+              level=logging.WARNING if missing else logging.INFO)
 
 
 def load_image(image: Union[str, np.ndarray]) -> dict:
