@@ -128,6 +128,7 @@ if __name__ == '__main__':
             'mim': parse_requirements('mminstall.txt'),
             'tests': parse_requirements('tests.txt'),
             'optional': parse_requirements('optional.txt'),
+            'loggers': parse_requirements('loggers.txt'),
         },
         zip_safe=False,
     )

@@ -104,7 +104,8 @@ print('TEST', sorted(metrics))
 def _run(tmp_path, site: str) -> subprocess.CompletedProcess:
     data_root = str(tmp_path / 'data')
     write_shapes_set(data_root, train_per_pair=1)  # 24 pairs, 12 test
-    towers = ', '.join(f'{k}={v!r}' for k, v in tiny_towers().items())
+    towers = ', '.join(f'{k}={dict(v, _delete_=True)!r}'
+                       for k, v in tiny_towers().items())
     config = tmp_path / 'outside' / 'my_retrieval.py'
     config.parent.mkdir()
     config.write_text(
