@@ -2,6 +2,7 @@
 """Image-to-text and text-to-image retrieval against a prototype gallery."""
 import os
 import os.path as osp
+import sys
 from typing import Dict, List, Optional, Sequence, Union
 
 import mmengine
@@ -100,13 +101,14 @@ class BaseRetrievalInferencer(ImageTextEncoding, BaseInferencer):
         print_log(
             f'encoding {len(items)} gallery {self.gallery}s',
             logger='current')
-        progress = ProgressBar(len(items))
+        progress = ProgressBar(len(items), file=sys.stdout)  # as it is now
         parts = []
         batches = self._batches(items, self.gallery, batch_size)
         for start, batch in zip(range(0, len(items), batch_size), batches):
             feats = self.encode(batch, self.gallery)
             parts.append({k: v for k, v in feats.items() if k in keys})
             progress.update(min(batch_size, len(items) - start))
+        progress.file.write('\n')
         prototype = {k: torch.cat([p[k] for p in parts]) for k in keys}
         if cache is not None:
             save_cache(cache, prototype, meta)
