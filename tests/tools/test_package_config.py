@@ -8,7 +8,6 @@ The subprocess sees xfm_mm as pip installs it: a site directory holding the
 package, its distribution metadata and the start-up ``.pth`` that setup.py
 writes; ``site.addsitedir`` is what Python does for site-packages at start.
 """
-import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -16,32 +15,9 @@ import sys
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(REPO, 'tests', 'downstream_vl'))
+from installed_site import installed_site  # noqa: E402
 from retrieval_fixtures import (  # noqa: E402
     TOKENIZER, tiny_towers, write_shapes_set)
-
-
-def _setup_module():
-    spec = importlib.util.spec_from_file_location('xfm_setup',
-                                                  osp.join(REPO, 'setup.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _installed_site(tmp_path, with_pth: bool = True) -> str:
-    """A site-packages look-alike: xfm_mm, its egg-info, the .pth."""
-    site = tmp_path / 'site'
-    site.mkdir()
-    (site / 'xfm_mm').symlink_to(osp.join(REPO, 'xfm_mm'))
-    (site / 'xfm_mm_config_scope.py').symlink_to(
-        osp.join(REPO, 'xfm_mm_config_scope.py'))
-    info = site / 'xfm_mm.egg-info'
-    info.mkdir()
-    (info / 'PKG-INFO').write_text(
-        'Metadata-Version: 1.1\nName: xfm_mm\nVersion: 0.0.0\n')
-    if with_pth:
-        _setup_module().write_scope_pth(str(site))
-    return str(site)
 
 
 CONFIG = '''
@@ -132,7 +108,7 @@ def _run(tmp_path, site: str) -> subprocess.CompletedProcess:
 
 
 def test_outside_config_trains_and_tests_without_importing_xfm_mm(tmp_path):
-    proc = _run(tmp_path, _installed_site(tmp_path))
+    proc = _run(tmp_path, installed_site(tmp_path))
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     assert 'False xfm_mm' in output  # no collate_fn dict left to break
@@ -143,6 +119,6 @@ def test_outside_config_trains_and_tests_without_importing_xfm_mm(tmp_path):
 
 def test_without_the_startup_hook_mmengine_refuses(tmp_path):
     # Control: the same process without the .pth fails as the issue says.
-    proc = _run(tmp_path, _installed_site(tmp_path, with_pth=False))
+    proc = _run(tmp_path, installed_site(tmp_path, with_pth=False))
     assert proc.returncode != 0
     assert 'does not support to load xfm_mm config' in proc.stderr

@@ -195,8 +195,9 @@ class BaseInferencer(MMPretrainInferencer):
 
     @staticmethod
     def list_models(pattern: Optional[str] = None):
-        """xfm_mm has no model hub: models come from config files."""
-        return []
+        """Names of the metafiles' models (``xfm_mm.apis.list_models``)."""
+        from .model_hub import list_models
+        return list_models(pattern)
 
 
 class ImageTextEncoding:
