@@ -1,5 +1,5 @@
 # COCO captioning, Karpathy split, in the ALBEF / BLIP / X-VLM JSON files
-# (reference xfm_x2vlm.md §1.8): coco_karpathy_train.json {"image",
+# (read by the X-FM `dataset/` readers): coco_karpathy_train.json {"image",
 # "caption", "image_id"} per caption; coco_karpathy_{val,test}.json
 # {"image", "caption": [...]} per image (image ids from the file names).
 # Layout:

@@ -1,16 +1,16 @@
 # X-FM fine-tuning for RefCOCO+ referring-expression grounding at 384 px.
 #
 # Source: X-FM `Grounding_bbox.py`, `XFMForGrounding` and
-# `configs/xfm-ft/Grounding_bbox*.yaml` (reference xfm_x2vlm.md §2.6): the
+# `configs/xfm-ft/Grounding_bbox*.yaml` (github.com/zhangxinsong-nlp/XFM): the
 # expression is fused with the whole image; the fusion [CLS] output goes
 # through the pre-trained box head (bbox_head, loaded by name) to a
 # normalised (cx, cy, w, h) box; loss L1 + GIoU. 384 px, lr 2e-5, 15
 # epochs, batch 20, careful_hflip. Metric: Acc@IoU>=0.5 on val / testA /
 # testB. X-FM_base reaches 84.8 / 89.7 / 79.1 (4M data) and 86.1 / 90.4 /
-# 79.8 (1.3B data) (reference §2.7). Upstream first runs 2 epochs of
+# 79.8 (1.3B data) (arXiv 2301.05065 Table 5). Upstream first runs 2 epochs of
 # box-only "domain pre-training" on region data at 224 px (lr 3e-5,
 # `Grounding_bbox_pretrain.py`); start from such a checkpoint to match it.
-# Not in the reference (assumed): the 10% linear warm-up (the X-VLM family
+# Not stated upstream (assumed): the 10% linear warm-up (the X-VLM family
 # default) and the 8 GPUs of the file name.
 #
 # `pretrained`: an xfm_mm X-FM pre-training checkpoint; override with
