@@ -2,6 +2,8 @@
 """Model loading and pipeline helpers shared by the xfm_mm inferencers."""
 import copy
 import logging
+import os
+import os.path as osp
 import re
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
@@ -95,6 +97,14 @@ def load_weights(model: torch.nn.Module, checkpoint: str) -> None:
               level=logging.WARNING if missing else logging.INFO)
 
 
+def rgb_image(image: Union[str, np.ndarray]) -> np.ndarray:
+    """An image path or BGR array as an RGB array (for drawing)."""
+    img = load_image(image)['img']
+    if img.ndim == 2:
+        return np.stack([img] * 3, axis=-1)
+    return img[..., ::-1].copy()
+
+
 def load_image(image: Union[str, np.ndarray]) -> dict:
     """Read an image path (BGR) or take an array as it is (HWC, BGR).
 
@@ -186,12 +196,50 @@ class BaseInferencer(MMPretrainInferencer):
             pretrained = None  # no model hub: only local checkpoints
         super().__init__(model=model, pretrained=pretrained, device=device)
 
-    def visualize(self, inputs, preds, show: bool = False, **kwargs):
-        """Not supported: returns None (``show=True`` raises)."""
-        if show or kwargs.get('show_dir'):
-            raise NotImplementedError(
-                f'{type(self).__name__} does not visualise results')
-        return None
+    def visualize(self,
+                  inputs: list,
+                  preds: list,
+                  show: bool = False,
+                  show_dir: Optional[str] = None,
+                  **kwargs) -> Optional[List[np.ndarray]]:
+        """Draw each prediction with :class:`XFMVisualizer` (mmpretrain's
+        ``UniversalVisualizer`` methods), as mmpretrain's inferencers do.
+
+        Args:
+            inputs (list): The inputs, as :meth:`_inputs_to_list` made them.
+            preds (list[DataSample]): The predictions.
+            show (bool): Show each picture in a window.
+            show_dir (str, optional): Write ``<input name or index>.png``
+                pictures here.
+
+        Returns:
+            list[np.ndarray] | None: RGB pictures, or None when neither
+            ``show`` nor ``show_dir`` asks for them.
+        """
+        if not show and show_dir is None:
+            return None
+        if self.visualizer is None:
+            from xfm_mm.visualization import XFMVisualizer
+            self.visualizer = XFMVisualizer()
+        drawn = []
+        for index, (item, pred) in enumerate(zip(inputs, preds)):
+            source = item.get('img') if isinstance(item, dict) else item
+            name = osp.splitext(osp.basename(source))[0] if isinstance(
+                source, str) and osp.isfile(source) else str(index)
+            out_file = None
+            if show_dir is not None:
+                os.makedirs(show_dir, exist_ok=True)
+                out_file = osp.join(show_dir, f'{name}.png')
+            drawn.append(
+                self._draw(
+                    item, pred, show=show, out_file=out_file, name=name,
+                    **kwargs))
+        return drawn
+
+    def _draw(self, item, pred, **kwargs) -> np.ndarray:
+        """Draw one prediction (subclasses)."""
+        raise NotImplementedError(
+            f'{type(self).__name__} does not visualise results')
 
     @staticmethod
     def list_models(pattern: Optional[str] = None):

@@ -14,7 +14,7 @@ from mmengine.utils import ProgressBar
 from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import INFERENCERS
-from .base import BaseInferencer, ImageTextEncoding, ModelType
+from .base import BaseInferencer, ImageTextEncoding, ModelType, rgb_image
 from .gallery_cache import cache_meta, load_cache, save_cache
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff',
@@ -51,7 +51,7 @@ class BaseRetrievalInferencer(ImageTextEncoding, BaseInferencer):
 
     QUERY = 'image'
     postprocess_kwargs: set = {'topk'}
-    visualize_kwargs: set = {'show', 'show_dir'}
+    visualize_kwargs: set = {'show', 'show_dir', 'vis_topk'}
 
     def __init__(self,
                  model: ModelType,
@@ -171,6 +171,9 @@ class BaseRetrievalInferencer(ImageTextEncoding, BaseInferencer):
     def _describe(self, index: int) -> dict:
         raise NotImplementedError
 
+    def _vis_topk(self, vis_topk: int) -> int:
+        return min(vis_topk, len(self.prototype_items))
+
 
 @INFERENCERS.register_module()
 class ImageToTextRetrievalInferencer(BaseRetrievalInferencer):
@@ -210,6 +213,12 @@ class ImageToTextRetrievalInferencer(BaseRetrievalInferencer):
 
     def _describe(self, index: int) -> dict:
         return dict(text=self.prototype_items[index])
+
+    def _draw(self, item, pred, vis_topk: int = 3, **kwargs) -> np.ndarray:
+        """The query image with its best texts and their scores."""
+        return self.visualizer.visualize_i2t_retrieval(
+            rgb_image(item), pred, self.prototype_items,
+            topk=self._vis_topk(vis_topk), **kwargs)
 
 
 @INFERENCERS.register_module()
@@ -258,3 +267,13 @@ class TextToImageRetrievalInferencer(BaseRetrievalInferencer):
         if isinstance(item, str):
             return dict(img_path=item)
         return dict(img_shape=tuple(np.shape(item)[:2]))
+
+    def get_data_info(self, index: int) -> dict:
+        """Gallery item ``index`` as mmpretrain's visualizer reads it
+        (``img_path``: a path, or the array, which ``mmcv.imread`` takes)."""
+        return dict(img_path=self.prototype_items[index])
+
+    def _draw(self, item, pred, vis_topk: int = 3, **kwargs) -> np.ndarray:
+        """The query text over its best images and their scores."""
+        return self.visualizer.visualize_t2i_retrieval(
+            item, pred, self, topk=self._vis_topk(vis_topk), **kwargs)

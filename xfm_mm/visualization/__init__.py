@@ -1,1 +1,4 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
+from .visualizer import XFMVisualizer, cxcywh_to_xyxy
+
+__all__ = ['XFMVisualizer', 'cxcywh_to_xyxy']
