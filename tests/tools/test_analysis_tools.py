@@ -165,3 +165,30 @@ def test_mim_run_finds_the_tools(tested, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert osp.join('analysis', 'print_config.py') in proc.stdout
     assert 'ImageTextRetrieval' in proc.stdout
+
+
+def test_browse_dataset_draws_every_source(tmp_path):
+    from demo_data import prepare_small_demo
+    root = prepare_small_demo(str(tmp_path / 'demo'))
+    options = []
+    for source in ('text', 'region', 'image', 'image_text'):
+        options.append(f'train_dataloader.{source}.dataset.data_root={root}')
+    out = str(tmp_path / 'browse')
+    np.random.seed(0)  # crops and masks draw from NumPy's global generator
+    written = _tool('browse_dataset').main([
+        osp.join(REPO, 'configs', 'xfm', 'pretrain_demo.py'), '--output-dir',
+        out, '--num', '1', '--cfg-options', *options
+    ])
+    assert sorted(osp.basename(p) for p in written) == [
+        'image_0.png', 'image_text_0.png', 'region_0.png', 'text_0.txt'
+    ]
+    for path in written:
+        assert osp.getsize(path) > 0
+    assert '[MASK]' in open(osp.join(out, 'text_0.txt')).read()
+    # Enlarged 96 px pictures: 288 px on the short side.
+    assert min(mmcv_shape(osp.join(out, 'image_0.png'))) == 288
+
+
+def mmcv_shape(path: str) -> tuple:
+    import mmcv
+    return mmcv.imread(path).shape[:2]
