@@ -162,3 +162,55 @@ def test_retrieval_show_dir(tmp_path):
     inferencer(['a red circle'], show_dir=show_dir, vis_topk=2)
     drawn = mmcv.imread(osp.join(show_dir, '0.png'))
     assert drawn is not None and drawn.shape[1] > drawn.shape[0]
+
+
+def test_tools_test_show_dir_draws_grounding(images, tmp_path):
+    """tools/test.py --show-dir adds XFMVisualizationHook: each test image
+    is drawn with the predicted (green) and true (blue) boxes."""
+    import argparse
+    import importlib.util
+
+    from mmengine.runner import Runner
+    from vl_fixtures import write_json
+    spec = importlib.util.spec_from_file_location(
+        'xfm_test_tool',
+        osp.join(osp.dirname(osp.dirname(osp.dirname(
+            osp.abspath(__file__)))), 'tools', 'test.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    cfg = _config(
+        dict(
+            type='XFMGrounding',
+            **towers(),
+            box_head=dict(type='BoxHead', embed_dims=WIDTH)), 'text')
+    ckpt = _checkpoint(cfg, tmp_path)
+    ann = write_json(
+        str(tmp_path / 'r.json'), [
+            dict(image=osp.basename(p), text='a thing', bbox=[4, 6, 30, 20])
+            for p in images
+        ])
+    pipeline = cfg.test_dataloader.dataset.pipeline
+    cfg.test_dataloader = dict(
+        batch_size=2, num_workers=0,
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=dict(type='RefCOCODataset', ann_file=ann,
+                     data_prefix=dict(img_path=osp.dirname(images[0])),
+                     pipeline=pipeline))
+    cfg.test_evaluator = dict(type='GroundingAccuracy', iou_threshold=0.5)
+    cfg.test_cfg = dict()
+    config = str(tmp_path / 'grounding.py')
+    cfg.dump(config)
+    show_dir = str(tmp_path / 'show')
+    args = argparse.Namespace(
+        config=config, checkpoint=ckpt, work_dir=str(tmp_path / 'work'),
+        out=None, amp=False, show_dir=show_dir, cfg_options=None,
+        launcher='none')
+    cfg = tool.merge_args(Config.fromfile(config), args)
+    assert cfg.custom_hooks[-1].type == 'XFMVisualizationHook'
+    Runner.from_cfg(cfg).test()
+    assert sorted(os.listdir(show_dir)) == ['0_0_a.png', '0_1_b.png']
+    drawn = mmcv.imread(osp.join(show_dir, '0_0_a.png'), channel_order='rgb')
+    # The true box's left edge (x = 4, y 6..20) is drawn in blue.
+    edge = drawn[8:18, 3:6].reshape(-1, 3).astype(int)
+    assert ((edge[:, 2] > 150) & (edge[:, 0] < 100)).any(), edge
