@@ -44,8 +44,9 @@ def setting(tmp_path_factory):
     torch.save(dict(state_dict=state), other)
     # A pre-training-like checkpoint: the model's tensors plus unused heads.
     extra = dict(model.state_dict())
-    extra.update({f'mlm_head.layer{i}.weight': torch.zeros(2) for i in
-                  range(5)})
+    extra.update(
+        {f'mlm_head.layer{i}.weight': torch.zeros(2)
+         for i in range(5)})
     pretrain = str(root / 'pretrain.pth')
     torch.save(dict(state_dict=extra), pretrain)
     images = []
@@ -54,7 +55,10 @@ def setting(tmp_path_factory):
         images.append(str(root / f'g{i}.png'))
         mmcv.imwrite(draw_shape(shape, 'red', rng), images[-1])
     return dict(
-        config=config, ckpt=ckpt, other=other, pretrain=pretrain,
+        config=config,
+        ckpt=ckpt,
+        other=other,
+        pretrain=pretrain,
         images=images)
 
 
@@ -79,8 +83,10 @@ def test_cache_reused_only_for_the_same_items_and_model(
         torch.testing.assert_close(second.prototype[key], value)
 
     # Same number of items, other texts: the issue's silent stale cache.
-    with pytest.raises(ValueError, match=r"item #1 is 'a blue circle', "
-                       r"the cache has 'a blue square'"):
+    with pytest.raises(
+            ValueError,
+            match=r"item #1 is 'a blue circle', "
+            r"the cache has 'a blue square'"):
         _texts(setting, cache, ['a red circle', 'a blue circle', 'x'])
     with pytest.raises(ValueError, match='3 items, 2 are given'):
         _texts(setting, cache, TEXTS[:2])

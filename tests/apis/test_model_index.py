@@ -22,8 +22,8 @@ def _leaf_configs() -> set:
     paths = glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
     return {
         osp.relpath(p, REPO)
-        for p in paths if '_base_' not in p.split(os.sep)
-        and osp.basename(p) not in BASES
+        for p in paths
+        if '_base_' not in p.split(os.sep) and osp.basename(p) not in BASES
     }
 
 
@@ -56,16 +56,19 @@ def test_list_models():
 
 
 def test_get_model_says_why_there_are_no_weights():
-    with pytest.raises(ValueError, match='publishes no trained weights'
-                       '.*xfm_official_to_mm.py'):
+    with pytest.raises(
+            ValueError,
+            match='publishes no trained weights'
+            '.*xfm_official_to_mm.py'):
         get_model('xfm-demo_retrieval-finetune', pretrained=True)
     with pytest.raises(ValueError, match='no model named'):
         get_model('xfm-demo_retrieval')
 
 
 def test_get_model_builds_from_the_config():
-    model = get_model('xfm-demo_retrieval-finetune',
-                      vision_encoder=dict(arch=dict(num_layers=1)))
+    model = get_model(
+        'xfm-demo_retrieval-finetune',
+        vision_encoder=dict(arch=dict(num_layers=1)))
     assert type(model).__name__ == 'ImageTextRetrieval'
     assert len(model.vision_encoder.transformer.layers) == 1
     assert model._config.filename.endswith('retrieval_demo_finetune.py')

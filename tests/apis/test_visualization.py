@@ -11,7 +11,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from xfm_mm.apis import (ImageCaptionInferencer, TextToImageRetrievalInferencer,
+from xfm_mm.apis import (ImageCaptionInferencer,
+                         TextToImageRetrievalInferencer,
                          VisualGroundingInferencer,
                          VisualQuestionAnsweringInferencer, init_model)
 from xfm_mm.registry import MODELS
@@ -35,8 +36,11 @@ def _config(model: dict, text_key=None) -> Config:
     if text_key:
         pipeline += [
             dict(type='PreCaption', keys=text_key, max_words=30),
-            dict(type='TokenizeText', tokenizer=tokenizer_cfg(),
-                 max_tokens=12, key=text_key)
+            dict(
+                type='TokenizeText',
+                tokenizer=tokenizer_cfg(),
+                max_tokens=12,
+                key=text_key)
         ]
     pipeline.append(dict(type='PackVLInputs'))
     return Config(
@@ -115,18 +119,25 @@ def test_grounding_show_dir_draws_the_predicted_box(images, tmp_path):
 def test_vqa_and_caption_show_dir(images, tmp_path):
     vqa_cfg = _config(
         dict(
-            type='XFMVQA', **towers(), text_decoder=decoder_cfg(),
-            tokenizer=tokenizer_cfg(), answer_list=['yes', 'no'],
-            max_answer_tokens=6, num_candidates=2), 'question')
+            type='XFMVQA',
+            **towers(),
+            text_decoder=decoder_cfg(),
+            tokenizer=tokenizer_cfg(),
+            answer_list=['yes', 'no'],
+            max_answer_tokens=6,
+            num_candidates=2), 'question')
     vqa = VisualQuestionAnsweringInferencer(
         vqa_cfg, pretrained=_checkpoint(vqa_cfg, tmp_path))
     assert vqa.visualize(images, []) is None  # nothing asked for
     vqa(images, ['Is it red?', 'Is it blue?'], show_dir=str(tmp_path / 'v'))
     cap_cfg = _config(
         dict(
-            type='XFMCaptioner', vision_encoder=vision_cfg(),
-            text_decoder=decoder_cfg(), tokenizer=tokenizer_cfg(),
-            max_new_tokens=3, min_new_tokens=1))
+            type='XFMCaptioner',
+            vision_encoder=vision_cfg(),
+            text_decoder=decoder_cfg(),
+            tokenizer=tokenizer_cfg(),
+            max_new_tokens=3,
+            min_new_tokens=1))
     captioner = ImageCaptionInferencer(
         cap_cfg, pretrained=_checkpoint(cap_cfg, tmp_path))
     captioner(images, show_dir=str(tmp_path / 'c'))
@@ -144,7 +155,8 @@ def test_retrieval_show_dir(tmp_path):
     root = tmp_path / 'data'
     write_shapes_set(str(root), train_per_pair=0)
     cfg = tiny_retrieval_config(
-        str(root), str(tmp_path / 'work'),
+        str(root),
+        str(tmp_path / 'work'),
         name='xfm-base_coco-retrieval_zeroshot.py')
     torch.manual_seed(0)
     ckpt = str(tmp_path / 'r.pth')
@@ -174,8 +186,9 @@ def test_tools_test_show_dir_draws_grounding(images, tmp_path):
     from vl_fixtures import write_json
     spec = importlib.util.spec_from_file_location(
         'xfm_test_tool',
-        osp.join(osp.dirname(osp.dirname(osp.dirname(
-            osp.abspath(__file__)))), 'tools', 'test.py'))
+        osp.join(
+            osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
+            'tools', 'test.py'))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
 
@@ -192,19 +205,27 @@ def test_tools_test_show_dir_draws_grounding(images, tmp_path):
         ])
     pipeline = cfg.test_dataloader.dataset.pipeline
     cfg.test_dataloader = dict(
-        batch_size=2, num_workers=0,
+        batch_size=2,
+        num_workers=0,
         sampler=dict(type='DefaultSampler', shuffle=False),
-        dataset=dict(type='RefCOCODataset', ann_file=ann,
-                     data_prefix=dict(img_path=osp.dirname(images[0])),
-                     pipeline=pipeline))
+        dataset=dict(
+            type='RefCOCODataset',
+            ann_file=ann,
+            data_prefix=dict(img_path=osp.dirname(images[0])),
+            pipeline=pipeline))
     cfg.test_evaluator = dict(type='GroundingAccuracy', iou_threshold=0.5)
     cfg.test_cfg = dict()
     config = str(tmp_path / 'grounding.py')
     cfg.dump(config)
     show_dir = str(tmp_path / 'show')
     args = argparse.Namespace(
-        config=config, checkpoint=ckpt, work_dir=str(tmp_path / 'work'),
-        out=None, amp=False, show_dir=show_dir, cfg_options=None,
+        config=config,
+        checkpoint=ckpt,
+        work_dir=str(tmp_path / 'work'),
+        out=None,
+        amp=False,
+        show_dir=show_dir,
+        cfg_options=None,
         launcher='none')
     cfg = tool.merge_args(Config.fromfile(config), args)
     assert cfg.custom_hooks[-1].type == 'XFMVisualizationHook'

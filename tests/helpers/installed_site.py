@@ -28,8 +28,8 @@ def installed_site(folder, with_pth: bool = True) -> str:
         osp.join(REPO, 'xfm_mm_config_scope.py'))
     info = site / 'xfm_mm.egg-info'
     info.mkdir()
-    (info / 'PKG-INFO').write_text(
-        'Metadata-Version: 1.1\nName: xfm_mm\nVersion: 0.0.0\n')
+    (info / 'PKG-INFO'
+     ).write_text('Metadata-Version: 1.1\nName: xfm_mm\nVersion: 0.0.0\n')
     if with_pth:
         setup_module().write_scope_pth(str(site))
     return str(site)

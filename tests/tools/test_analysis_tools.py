@@ -78,7 +78,7 @@ def test_results_are_loaded_without_running_code(tmp_path):
     class Payload:
 
         def __reduce__(self):
-            return (os.system, ('touch pwned',))
+            return (os.system, ('touch pwned', ))
 
     path = tmp_path / 'evil.pkl'
     path.write_bytes(pickle.dumps([Payload()]))
@@ -113,10 +113,15 @@ def test_analyze_results_grids(tested):
 def test_analyze_logs_one_panel_per_source(tmp_path, capsys):
     log = tmp_path / 'scalars.json'
     lines = [
-        dict(lr=1e-4, **{'text/loss_mlm': 3.0 - i / 10,
-                         'image_text/loss_itc': 2.0 - i / 20,
-                         'image_text/loss_itm': 0.7}, loss=5.7, step=i + 1)
-        for i in range(5)
+        dict(
+            lr=1e-4,
+            **{
+                'text/loss_mlm': 3.0 - i / 10,
+                'image_text/loss_itc': 2.0 - i / 20,
+                'image_text/loss_itm': 0.7
+            },
+            loss=5.7,
+            step=i + 1) for i in range(5)
     ] + [dict(**{'retrieval/txt_r1': 12.0}, step=5)]
     log.write_text('\n'.join(json.dumps(x) for x in lines) + '\n')
     tool = _tool('analyze_logs')
@@ -140,8 +145,8 @@ def test_get_flops_per_source(tested, capsys):
     tool = _tool('get_flops')
     tool.main([tested['config'], '--batch-size', '2'])
     printed = capsys.readouterr().out
-    total = sum(p.numel() for p in MODELS.build(
-        tiny_retrieval_model()).parameters())
+    total = sum(p.numel()
+                for p in MODELS.build(tiny_retrieval_model()).parameters())
     assert f'{"total":<24}{total:>14,}' in printed
     rows = [ln.split() for ln in printed.splitlines()]
     gflops = [float(r[1]) for r in rows if len(r) == 2 and r[0] == 'train']
@@ -158,10 +163,13 @@ def test_mim_run_finds_the_tools(tested, tmp_path):
         os.environ,
         PYTHONPATH=os.pathsep.join(
             p for p in (site, os.environ.get('PYTHONPATH')) if p))
-    proc = subprocess.run([mim, 'run', 'xfm_mm', 'print_config',
-                           tested['config']],
-                          env=env, cwd=str(tmp_path), capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [mim, 'run', 'xfm_mm', 'print_config', tested['config']],
+        env=env,
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert osp.join('analysis', 'print_config.py') in proc.stdout
     assert 'ImageTextRetrieval' in proc.stdout

@@ -18,8 +18,7 @@ import xfm_mm.models  # noqa: F401
 from xfm_mm.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEMO_CONFIGS = sorted(
-    glob.glob(osp.join(REPO, 'configs', '*', '*demo*.py')))
+DEMO_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*', '*demo*.py')))
 
 
 @pytest.fixture(scope='module')

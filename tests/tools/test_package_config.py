@@ -19,7 +19,6 @@ from installed_site import installed_site  # noqa: E402
 from retrieval_fixtures import (  # noqa: E402
     TOKENIZER, tiny_towers, write_shapes_set)
 
-
 CONFIG = '''
 _base_ = ['xfm_mm::downstream/retrieval/xfm-base_coco-retrieval_384.py']
 work_dir = {work_dir!r}

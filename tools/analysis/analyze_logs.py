@@ -59,7 +59,8 @@ def curves_by_source(records: Sequence[dict],
     return {s: dict(c) for s, c in out.items()}
 
 
-def plot_curve(logs: Sequence[str], out: str,
+def plot_curve(logs: Sequence[str],
+               out: str,
                keys: Optional[Sequence[str]] = None,
                title: Optional[str] = None) -> Dict[str, dict]:
     """Draw one panel per source (every log's curves in it) into ``out``.
@@ -75,8 +76,8 @@ def plot_curve(logs: Sequence[str], out: str,
         1, len(sources), figsize=(5 * len(sources), 4), squeeze=False)
     for ax, source in zip(axes[0], sources):
         for log, curves in per_log.items():
-            for name, (steps, values) in sorted(curves.get(source,
-                                                           {}).items()):
+            for name, (steps,
+                       values) in sorted(curves.get(source, {}).items()):
                 label = name if len(logs) == 1 else f'{name} ({log})'
                 ax.plot(steps, values, label=label)
         ax.set_title(source)
@@ -95,8 +96,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest='task', required=True)
     curve = sub.add_parser('plot_curve', help='loss curves to an image')
     curve.add_argument('json_logs', nargs='+', help='scalars.json files')
-    curve.add_argument('--keys', nargs='+', help='loss names to draw '
-                       '(default: every key containing "loss")')
+    curve.add_argument(
+        '--keys',
+        nargs='+',
+        help='loss names to draw '
+        '(default: every key containing "loss")')
     curve.add_argument('--title', help='figure title')
     curve.add_argument('--out', default='losses.png', help='image file')
     return parser.parse_args(argv)

@@ -24,11 +24,12 @@ import matplotlib
 import mmcv
 import numpy as np
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import xfm_mm  # noqa: F401  (registries)
 from xfm_mm.registry import DATASETS
+from xfm_mm.utils.config_cli import add_cfg_options, load_config
 from xfm_mm.utils.results_io import load_results
 
 matplotlib.use('Agg')
@@ -42,8 +43,10 @@ def first_hit_ranks(scores: torch.Tensor, gt: Sequence) -> np.ndarray:
     order = torch.as_tensor(scores).float().argsort(dim=1, descending=True)
     ranks = []
     for row, truth in zip(order.tolist(), gt):
-        truth = {int(t) for t in (truth if isinstance(truth, (list, tuple))
-                                  else [truth])}
+        truth = {
+            int(t)
+            for t in (truth if isinstance(truth, (list, tuple)) else [truth])
+        }
         ranks.append(next(i for i, item in enumerate(row) if item in truth))
     return np.asarray(ranks)
 
@@ -67,8 +70,15 @@ def _image(ax, path: str, colour: str = None, title: str = '') -> None:
 
 def _text(ax, text: str, colour: str = 'black', title: str = '') -> None:
     ax.axis('off')
-    ax.text(0.5, 0.5, textwrap.fill(text, 22), ha='center', va='center',
-            fontsize=8, color=colour, wrap=True)
+    ax.text(
+        0.5,
+        0.5,
+        textwrap.fill(text, 22),
+        ha='center',
+        va='center',
+        fontsize=8,
+        color=colour,
+        wrap=True)
     ax.set_title(title, fontsize=8)
 
 
@@ -76,7 +86,9 @@ def draw_rows(path: str, queries: List[int], scores, gt, ranks, topk: int,
               query_kind: str, images: List[str], texts: List[str]) -> None:
     """One row per query: the query, then its top-``topk`` matches."""
     fig, axes = plt.subplots(
-        len(queries), topk + 1, figsize=(2 * (topk + 1), 2.2 * len(queries)),
+        len(queries),
+        topk + 1,
+        figsize=(2 * (topk + 1), 2.2 * len(queries)),
         squeeze=False)
     scores = torch.as_tensor(scores).float()
     for row, query in enumerate(queries):
@@ -101,7 +113,10 @@ def draw_rows(path: str, queries: List[int], scores, gt, ranks, topk: int,
     plt.close(fig)
 
 
-def analyze(cfg: Config, results: list, out_dir: str, num: int = 5,
+def analyze(cfg: Config,
+            results: list,
+            out_dir: str,
+            num: int = 5,
             topk: int = 5) -> dict:
     """Write the four grids; return ``{file name: query indices}``."""
     record = results[0] if isinstance(results, list) and results else None
@@ -111,8 +126,9 @@ def analyze(cfg: Config, results: list, out_dir: str, num: int = 5,
     with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope') or 'xfm_mm'):
         dataset = DATASETS.build(cfg.test_dataloader.dataset)
-    images = [dataset.get_data_info(i)['img_path']
-              for i in range(len(dataset))]
+    images = [
+        dataset.get_data_info(i)['img_path'] for i in range(len(dataset))
+    ]
     texts = list(dataset.texts)
     os.makedirs(out_dir, exist_ok=True)
     written = {}
@@ -123,8 +139,9 @@ def analyze(cfg: Config, results: list, out_dir: str, num: int = 5,
         for which, queries in pick(ranks, num).items():
             name = f'{kind}_to_{"text" if kind == "image" else "image"}_' \
                 f'{which}.png'
-            draw_rows(osp.join(out_dir, name), queries, scores, gt, ranks,
-                      topk, kind, images, texts)
+            draw_rows(
+                osp.join(out_dir, name), queries, scores, gt, ranks, topk,
+                kind, images, texts)
             written[name] = queries
     return written
 
@@ -134,22 +151,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', help='the config the results came from')
     parser.add_argument('results', help='tools/test.py --out pickle')
     parser.add_argument('--out-dir', default='analyze_results')
-    parser.add_argument('--num', type=int, default=5,
-                        help='best and worst queries to show')
-    parser.add_argument('--topk', type=int, default=5,
-                        help='matches per query')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, key=value')
+    parser.add_argument(
+        '--num', type=int, default=5, help='best and worst queries to show')
+    parser.add_argument(
+        '--topk', type=int, default=5, help='matches per query')
+    add_cfg_options(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    written = analyze(cfg, load_results(args.results), args.out_dir,
-                      args.num, args.topk)
+    cfg = load_config(args.config, args.cfg_options)
+    written = analyze(cfg, load_results(args.results), args.out_dir, args.num,
+                      args.topk)
     for name, queries in written.items():
         print(f'{osp.join(args.out_dir, name)}: queries {queries}')
     return written

@@ -23,13 +23,14 @@ from typing import List, Optional, Sequence
 
 import mmcv
 import numpy as np
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
 import xfm_mm  # noqa: F401  (registries)
 from xfm_mm.models.tokenizers import build_tokenizer
 from xfm_mm.registry import DATASETS
+from xfm_mm.utils.config_cli import add_cfg_options, load_config
 from xfm_mm.visualization import XFMVisualizer
 
 MIN_SIDE = 288  # pictures are enlarged (nearest) to at least this side
@@ -53,8 +54,8 @@ def _texts(sample, tokenizer) -> List[str]:
     masks = masks.reshape(ids.shape)
     special = set(tokenizer.all_special_ids) - {tokenizer.mask_token_id}
     return [
-        tokenizer.decode([t for t, m in zip(row, mask)
-                          if m and t not in special])
+        tokenizer.decode(
+            [t for t, m in zip(row, mask) if m and t not in special])
         for row, mask in zip(ids.tolist(), masks.tolist())
     ]
 
@@ -84,15 +85,16 @@ def draw_sample(visualizer: XFMVisualizer, packed: dict, tokenizer,
             image, np.asarray(sample.image_mask), out_file=path)
     if texts:
         visualizer.visualize_image_caption(
-            image, DataSample(pred_caption=' | '.join(texts)),
-            out_file=path)
+            image, DataSample(pred_caption=' | '.join(texts)), out_file=path)
     elif 'image_mask' not in sample:
         visualizer.set_image(image)
         visualizer._finish(image, False, 0, path, '', 0)
     return path
 
 
-def browse(cfg: Config, output_dir: str, num: int = 4,
+def browse(cfg: Config,
+           output_dir: str,
+           num: int = 4,
            sources: Optional[Sequence[str]] = None) -> List[str]:
     """Write the pictures of the first ``num`` samples of each source."""
     loaders = cfg.get('train_dataloader')
@@ -128,19 +130,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='config file')
     parser.add_argument('--output-dir', default='browse_dataset')
-    parser.add_argument('--num', type=int, default=4,
-                        help='samples per source')
+    parser.add_argument(
+        '--num', type=int, default=4, help='samples per source')
     parser.add_argument('--sources', nargs='+', help='only these sources')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, key=value')
+    add_cfg_options(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> List[str]:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     written = browse(cfg, args.output_dir, args.num, args.sources)
     for path in written:
         print(path)

@@ -17,11 +17,12 @@ Example::
 import argparse
 import json
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.evaluator import Evaluator
 from mmengine.registry import DefaultScope
 
 import xfm_mm  # noqa: F401  (registries)
+from xfm_mm.utils.config_cli import add_cfg_options, load_config
 from xfm_mm.utils.results_io import load_results
 
 
@@ -44,19 +45,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='the config the results came from')
     parser.add_argument('results', help='tools/test.py --out pickle')
-    parser.add_argument('--metrics', type=json.loads,
-                        help='JSON list of metric dicts instead of the '
-                        "config's, e.g. '[{\"type\": \"VQAAcc\"}]'")
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, key=value')
+    parser.add_argument(
+        '--metrics',
+        type=json.loads,
+        help='JSON list of metric dicts instead of the '
+        "config's, e.g. '[{\"type\": \"VQAAcc\"}]'")
+    add_cfg_options(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     metrics = evaluate(cfg, load_results(args.results), args.metrics)
     for key, value in metrics.items():
         print(f'{key}: {value}')

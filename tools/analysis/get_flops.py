@@ -20,11 +20,12 @@ from typing import Dict, Iterator, Tuple
 
 import torch
 from mmengine.analysis import parameter_count
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.runner import Runner
 from torch.utils.flop_counter import FlopCounterMode
 
 import xfm_mm  # noqa: F401  (registries, safe checkpoint loading)
+from xfm_mm.utils.config_cli import add_cfg_options, load_config
 
 
 def source_loaders(cfg: Config,
@@ -39,13 +40,14 @@ def source_loaders(cfg: Config,
     for name, loader in loaders.items():
         if loader:
             loader = loader.copy()
-            loader.update(batch_size=batch_size, num_workers=0,
-                          persistent_workers=False)
+            loader.update(
+                batch_size=batch_size, num_workers=0, persistent_workers=False)
             yield name, Runner.build_dataloader(loader, seed=0)
 
 
 @torch.no_grad()
-def flops_per_source(model, cfg: Config,
+def flops_per_source(model,
+                     cfg: Config,
                      batch_size: int = 2) -> Dict[str, dict]:
     """``{source: {'samples': n, 'flops': per-sample FLOPs}}``."""
     model.eval()
@@ -64,18 +66,15 @@ def flops_per_source(model, cfg: Config,
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='config file')
-    parser.add_argument('--batch-size', type=int, default=2,
-                        help='samples per source batch')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, key=value')
+    parser.add_argument(
+        '--batch-size', type=int, default=2, help='samples per source batch')
+    add_cfg_options(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     cfg.work_dir = tempfile.mkdtemp(prefix='xfm_flops_')
     cfg.load_from = None
     model = Runner.from_cfg(cfg).model  # also sets the default scope

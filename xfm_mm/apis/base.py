@@ -83,8 +83,7 @@ def load_weights(model: torch.nn.Module, checkpoint: str) -> None:
     state = load_state_dict_file(checkpoint)
     state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
     result = model.load_state_dict(state, strict=False)
-    missing, unused = list(result.missing_keys), list(
-        result.unexpected_keys)
+    missing, unused = list(result.missing_keys), list(result.unexpected_keys)
     expected = len(model.state_dict())
     line = (f'{checkpoint}: loaded {expected - len(missing)} of the '
             f'{expected} tensors of {type(model).__name__}')
@@ -93,8 +92,10 @@ def load_weights(model: torch.nn.Module, checkpoint: str) -> None:
                  f'this model ({_examples(unused)})')
     if missing:
         line += f'; {len(missing)} missing ({_examples(missing)})'
-    print_log(line, logger='current',
-              level=logging.WARNING if missing else logging.INFO)
+    print_log(
+        line,
+        logger='current',
+        level=logging.WARNING if missing else logging.INFO)
 
 
 def rgb_image(image: Union[str, np.ndarray]) -> np.ndarray:
@@ -232,7 +233,11 @@ class BaseInferencer(MMPretrainInferencer):
                 out_file = osp.join(show_dir, f'{name}.png')
             drawn.append(
                 self._draw(
-                    item, pred, show=show, out_file=out_file, name=name,
+                    item,
+                    pred,
+                    show=show,
+                    out_file=out_file,
+                    name=name,
                     **kwargs))
         return drawn
 

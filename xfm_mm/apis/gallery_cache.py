@@ -99,8 +99,9 @@ def check_meta(path: str, cached: dict, present: dict) -> None:
 def load_cache(path: str, present: dict) -> Dict[str, torch.Tensor]:
     """Features of ``path`` after :func:`check_meta` against ``present``."""
     content = torch.load(path, map_location='cpu', weights_only=True)
-    check_meta(path, content.get('meta') if isinstance(content, dict) else
-               None, present)
+    check_meta(path,
+               content.get('meta') if isinstance(content, dict) else None,
+               present)
     return {k: content['features'][k] for k in present['keys']}
 
 
@@ -108,5 +109,7 @@ def save_cache(path: str, features: Dict[str, torch.Tensor],
                meta: dict) -> None:
     """Write ``features`` (moved to CPU) with their ``meta``."""
     torch.save(
-        dict(features={k: v.cpu()
-                       for k, v in features.items()}, meta=meta), path)
+        dict(features={
+            k: v.cpu()
+            for k, v in features.items()
+        }, meta=meta), path)

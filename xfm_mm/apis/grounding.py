@@ -59,7 +59,7 @@ class VisualGroundingInferencer(ImageTaskInferencer):
             pred_bboxes=torch.as_tensor(pred.pred_bboxes).float().reshape(
                 -1, 4).clone())
         if 'gt_bboxes' in pred:
-            sample.gt_bboxes = torch.as_tensor(
-                pred.gt_bboxes).float().reshape(-1, 4).clone()
+            sample.gt_bboxes = torch.as_tensor(pred.gt_bboxes).float().reshape(
+                -1, 4).clone()
         return self.visualizer.visualize_visual_grounding(
             rgb_image(item['img']), sample, **kwargs)

@@ -99,8 +99,7 @@ class BaseRetrievalInferencer(ImageTextEncoding, BaseInferencer):
             return {k: v.to(device) for k, v in prototype.items()}
         items = self.prototype_items
         print_log(
-            f'encoding {len(items)} gallery {self.gallery}s',
-            logger='current')
+            f'encoding {len(items)} gallery {self.gallery}s', logger='current')
         progress = ProgressBar(len(items), file=sys.stdout)  # as it is now
         parts = []
         batches = self._batches(items, self.gallery, batch_size)
@@ -125,8 +124,7 @@ class BaseRetrievalInferencer(ImageTextEncoding, BaseInferencer):
         pipeline = self.pipeline[0 if self.gallery == 'image' else 1]
         save_cache(
             path, prototype,
-            cache_meta(self.prototype_items, self.model, repr(pipeline),
-                       keys))
+            cache_meta(self.prototype_items, self.model, repr(pipeline), keys))
 
     # ------------------------------------------------------------ workflow
     def preprocess(self, inputs: List, batch_size: int = 1):
@@ -217,8 +215,11 @@ class ImageToTextRetrievalInferencer(BaseRetrievalInferencer):
     def _draw(self, item, pred, vis_topk: int = 3, **kwargs) -> np.ndarray:
         """The query image with its best texts and their scores."""
         return self.visualizer.visualize_i2t_retrieval(
-            rgb_image(item), pred, self.prototype_items,
-            topk=self._vis_topk(vis_topk), **kwargs)
+            rgb_image(item),
+            pred,
+            self.prototype_items,
+            topk=self._vis_topk(vis_topk),
+            **kwargs)
 
 
 @INFERENCERS.register_module()

@@ -43,15 +43,21 @@ class ResultsUnpickler(pickle.Unpickler):
     prediction data; a refused name raises ``pickle.UnpicklingError``."""
 
     ALLOWED = {
-        ('collections', 'OrderedDict'): OrderedDict,
+        ('collections', 'OrderedDict'):
+        OrderedDict,
         # protocol 2 writes bytes as latin-1 text (as torch also allows)
-        ('_codecs', 'encode'): codecs.encode,
+        ('_codecs', 'encode'):
+        codecs.encode,
         ('torch._utils', '_rebuild_tensor_v2'):
         torch._utils._rebuild_tensor_v2,
-        ('torch.storage', '_load_from_bytes'): _storage_from_bytes,
-        ('torch', 'Size'): torch.Size,
-        ('builtins', 'set'): set,
-        ('builtins', 'slice'): slice,
+        ('torch.storage', '_load_from_bytes'):
+        _storage_from_bytes,
+        ('torch', 'Size'):
+        torch.Size,
+        ('builtins', 'set'):
+        set,
+        ('builtins', 'slice'):
+        slice,
     }
 
     def __init__(self, file, source: str = 'results') -> None:

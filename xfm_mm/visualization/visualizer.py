@@ -30,7 +30,8 @@ def cxcywh_to_xyxy(boxes, width: int, height: int) -> np.ndarray:
     centre, extent = boxes[:, :2], boxes[:, 2:]
     scale = np.array([width, height], dtype=np.float32)
     return np.concatenate([(centre - extent / 2) * scale,
-                           (centre + extent / 2) * scale], axis=1)
+                           (centre + extent / 2) * scale],
+                          axis=1)
 
 
 @VISUALIZERS.register_module()
@@ -87,11 +88,12 @@ class XFMVisualizer(UniversalVisualizer):
                 text,
                 np.array([box[0] + line_width, box[1] + line_width]),
                 colors=[colour],
-                font_sizes=max(8, min(height, width) // 24),
-                bboxes=dict(facecolor='white', alpha=0.7, pad=1,
-                            edgecolor='none'))
-        return self._finish(self.get_image(), show, wait_time, out_file,
-                            name, step)
+                font_sizes=max(8,
+                               min(height, width) // 24),
+                bboxes=dict(
+                    facecolor='white', alpha=0.7, pad=1, edgecolor='none'))
+        return self._finish(self.get_image(), show, wait_time, out_file, name,
+                            step)
 
     def visualize_patch_mask(self,
                              image: np.ndarray,
@@ -120,5 +122,12 @@ class XFMVisualizer(UniversalVisualizer):
         sample = DataSample().set_mask(torch.from_numpy(mask))
         height, width = image.shape[:2]
         return self.visualize_masked_image(
-            image, sample, resize=(width, height), alpha=alpha, show=show,
-            wait_time=wait_time, out_file=out_file, name=name, step=step)
+            image,
+            sample,
+            resize=(width, height),
+            alpha=alpha,
+            show=show,
+            wait_time=wait_time,
+            out_file=out_file,
+            name=name,
+            step=step)
