@@ -133,8 +133,52 @@ def _type_name(transform: dict) -> str:
     return name.rsplit('.', 1)[-1]
 
 
+def _find_transform(cfg: Config, name: str) -> Optional[dict]:
+    """The first ``name`` transform of the config's training pipelines,
+    the image-text source's first (its captions are what queries are)."""
+    loaders = cfg.get('train_dataloader') or {}
+    if 'dataset' in loaders:
+        loaders = {'train': loaders}
+    for _, loader in sorted(
+            loaders.items(), key=lambda x: x[0] != 'image_text'):
+        pipeline = (loader or {}).get('dataset', {}).get('pipeline', [])
+        for transform in pipeline:
+            if isinstance(transform, dict) and _type_name(transform) == name:
+                return transform
+    return None
+
+
+def pretraining_test_pipeline(cfg: Config) -> List[dict]:
+    """An inference pipeline for a config without ``test_dataloader`` (the
+    pre-training configs): images resized to the vision encoder's
+    ``img_size`` (bicubic), texts cleaned and tokenised as the training
+    pipelines do (their ``TokenizeText``), packed for retrieval."""
+    tokenize = _find_transform(cfg, 'TokenizeText')
+    img_size = cfg.get('model', {}).get('vision_encoder', {}).get('img_size')
+    if tokenize is None or img_size is None:
+        raise KeyError(
+            f'{cfg.filename}: no test_dataloader.dataset.pipeline, and no '
+            'TokenizeText / model.vision_encoder.img_size to build an '
+            'inference pipeline from')
+    tokenize = {k: v for k, v in tokenize.items() if k != 'key'}
+    clean = _find_transform(cfg, 'PreCaption') or dict(type='PreCaption')
+    clean = {k: v for k, v in clean.items() if k != 'keys'}
+    return [
+        dict(type='LoadImageFromFile'),
+        dict(
+            type='Resize',
+            scale=(img_size, img_size),
+            keep_ratio=False,
+            interpolation='bicubic'),
+        clean,
+        tokenize,
+        dict(type='PackRetrievalInputs'),
+    ]
+
+
 def split_test_pipeline(cfg: Config) -> Tuple[Callable, Callable]:
-    """The image and the text halves of ``cfg.test_dataloader``'s pipeline.
+    """The image and the text halves of ``cfg.test_dataloader``'s pipeline
+    (or of :func:`pretraining_test_pipeline` for pre-training configs).
 
     The image half drops the loading transform (images are loaded by the
     inferencer) and the text transforms; the text half keeps only the text
@@ -145,9 +189,8 @@ def split_test_pipeline(cfg: Config) -> Tuple[Callable, Callable]:
     """
     try:
         pipeline = cfg.test_dataloader.dataset.pipeline
-    except AttributeError as e:
-        raise KeyError('the config has no test_dataloader.dataset.pipeline '
-                       'to build the inference pipeline from') from e
+    except AttributeError:
+        pipeline = pretraining_test_pipeline(cfg)
     image, text = [], []
     for index, transform in enumerate(pipeline):
         name = _type_name(transform)
