@@ -11,6 +11,8 @@ import shutil
 import sys
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+from setuptools.command.develop import develop
 
 HERE = osp.dirname(osp.abspath(__file__))
 
@@ -64,6 +66,46 @@ def add_mim_extension() -> None:
             shutil.copyfile(src, dst)
 
 
+#: site-packages/<SCOPE_PTH> makes ``_base_ = 'xfm_mm::...'`` readable by
+#: any tool (mmdet's, mmpretrain's tools/train.py) without importing xfm_mm
+#: first: Python runs the line at start-up; see xfm_mm_config_scope.py.
+SCOPE_PTH = 'xfm_mm-config-scope.pth'
+SCOPE_PTH_LINE = ("import importlib.util as _u; "
+                  "_u.find_spec('xfm_mm_config_scope') and "
+                  "__import__('xfm_mm_config_scope').install()\n")
+
+
+def write_scope_pth(directory: str) -> str:
+    """Write the start-up hook into ``directory``; return its path."""
+    path = osp.join(directory, SCOPE_PTH)
+    os.makedirs(directory, exist_ok=True)
+    with open(path, 'w') as f:
+        f.write(SCOPE_PTH_LINE)
+    return path
+
+
+class BuildPyWithScope(build_py):
+    """Wheels and plain installs carry the .pth at the top of purelib."""
+
+    def run(self):
+        super().run()
+        write_scope_pth(self.build_lib)
+
+    def get_outputs(self, *args, **kwargs):
+        return super().get_outputs(*args, **kwargs) + [
+            osp.join(self.build_lib, SCOPE_PTH)
+        ]
+
+
+class DevelopWithScope(develop):
+    """``pip install -e`` (egg-link develop) writes it into site-packages."""
+
+    def run(self):
+        super().run()
+        if not self.uninstall:
+            write_scope_pth(self.install_dir)
+
+
 if __name__ == '__main__':
     add_mim_extension()
     setup(
@@ -77,6 +119,8 @@ if __name__ == '__main__':
         license='Apache License 2.0',
         python_requires='>=3.8',
         packages=find_packages(exclude=('configs', 'tools', 'tests', 'docs')),
+        py_modules=['xfm_mm_config_scope'],
+        cmdclass=dict(build_py=BuildPyWithScope, develop=DevelopWithScope),
         include_package_data=True,
         package_data={'xfm_mm': ['.mim/**/*', '.mim/*']},
         install_requires=parse_requirements('runtime.txt'),
@@ -84,6 +128,7 @@ if __name__ == '__main__':
             'mim': parse_requirements('mminstall.txt'),
             'tests': parse_requirements('tests.txt'),
             'optional': parse_requirements('optional.txt'),
+            'loggers': parse_requirements('loggers.txt'),
         },
         zip_safe=False,
     )

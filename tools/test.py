@@ -4,6 +4,7 @@
 Single process::
 
     python tools/test.py CONFIG CHECKPOINT [--out results.pkl] [--amp]
+        [--show-dir DIR]
 
 Several processes: tools/dist_test.sh.
 """
@@ -31,6 +32,10 @@ def parse_args() -> argparse.Namespace:
         '--out',
         help='also dump the raw predictions to this .pkl file '
         '(mmengine DumpResults)')
+    parser.add_argument(
+        '--show-dir',
+        help='draw the predictions (grounding boxes, VQA answers, '
+        'captions) into this folder (XFMVisualizationHook)')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -89,6 +94,13 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             evaluator['metrics'] = [*metrics, dump]
         else:
             cfg.test_evaluator = [evaluator, dump]
+
+    if getattr(args, 'show_dir', None):
+        import xfm_mm.visualization  # noqa: F401  (registers the hook)
+        hooks = list(cfg.get('custom_hooks') or [])
+        hooks.append(
+            ConfigDict(type='XFMVisualizationHook', out_dir=args.show_dir))
+        cfg.custom_hooks = hooks
 
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

@@ -3,7 +3,10 @@ default_scope = 'xfm_mm'
 # mmengine's Runner plus the guarantees of docs/en/reliability.md: atomic
 # checkpoints, skipped non-finite steps, clear errors for wrong checkpoints
 # and misspelt config keys, exact resume with per-rank seeds.
-runner_type = 'GuardedRunner'
+# Scoped name: mmengine's RUNNERS.build (what OpenMMLab tools call) looks up
+# runner_type before any default scope is set, so a plain name is found only
+# if xfm_mm was imported; 'xfm_mm.' makes mmengine import xfm_mm.registry.
+runner_type = 'xfm_mm.GuardedRunner'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

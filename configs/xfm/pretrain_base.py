@@ -1,6 +1,7 @@
 # X-FM base pre-training ("4M" setting: COCO, VG, SBU, CC3M image-text pairs
-# with VG/COCO regions, ImageNet images and a text corpus; §2.1-§2.5 of the
-# reference notes). Start with:
+# with VG/COCO regions, ImageNet images and a text corpus; X-FM models/xfm.py,
+# models/model_pretrain.py, configs/xfm-pt/Pretrain_XBrain_base_4m.yaml).
+# Start with:
 #     tools/dist_train.sh configs/xfm/pretrain_base.py 8
 # Data layout: configs/_base_/datasets/xfm_pretrain.py. Initial weights
 # (put them under data/, nothing is downloaded):

@@ -25,7 +25,6 @@ train_dataloader = dict(
     batch_size=32,
     num_workers=0,
     sampler=dict(type='InfiniteSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
         type='ImageTextRetrievalDataset',
         data_root={{_base_.data_root}},

@@ -10,7 +10,9 @@ model = dict(
     type='ImageTextRetrieval',
     data_preprocessor=dict(type='MultiSourceDataPreprocessor'),
     text_encoder={{_base_.model.text_encoder}},
-    vision_encoder={{_base_.model.vision_encoder}},
+    # No mask token: nothing masks images here, and a parameter without a
+    # gradient stops DDP at its second iteration.
+    vision_encoder=dict(_base_.model.vision_encoder, with_mask_token=False),
     fusion_encoder={{_base_.model.fusion_encoder}},
     itc_head={{_base_.model.itc_head}},
     itm_head={{_base_.model.itm_head}},
@@ -33,7 +35,6 @@ test_dataloader = dict(
     batch_size=50,
     num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
         type='ImageTextRetrievalDataset',
         data_root={{_base_.data_root}},

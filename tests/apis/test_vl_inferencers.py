@@ -177,5 +177,7 @@ def test_caption_inferencer(images, tmp_path):
             pipeline=make_pipeline()))
     assert [r['pred_caption']
             for r in results] == [s.pred_caption for s in expected]
-    with pytest.raises(NotImplementedError):
-        inferencer(images[0], show=True)
+    # Pictures: show_dir writes one per input (tests/apis/test_visualization.py
+    # checks what is drawn).
+    inferencer(images[0], show_dir=str(tmp_path / 'show'))
+    assert osp.isfile(tmp_path / 'show' / 'a.png')

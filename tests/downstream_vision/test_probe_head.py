@@ -17,7 +17,7 @@ def tokens(batch=4, num_patches=9):
 
 
 def xfm_reference_mlp(input_dim, output_dim):
-    """X-FM's XFMForClassification.build_mlp layout (reference §2.6)."""
+    """X-FM's XFMForClassification.build_mlp layout (XFM models/xfm.py)."""
     widths = [
         input_dim, 2 * input_dim, 4 * input_dim, 2 * input_dim, input_dim
     ]

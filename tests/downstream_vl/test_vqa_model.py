@@ -244,7 +244,7 @@ def test_published_config_trains_and_dumps_test_dev(vqa_files, tmp_path,
                 ann_file=vqa_files['train'], data_root='', data_prefix=prefix),
             test=dict(
                 ann_file=vqa_files['test'], data_root='', data_prefix=prefix)))
-    # The published numbers (X-FM §2.6) survive the shrinking.
+    # The published numbers (upstream VQA*.yaml) survive the shrinking.
     assert cfg.model.num_candidates == 128 and cfg.val_dataloader is None
     assert cfg.optim_wrapper.optimizer.lr == 2e-5
     assert cfg.param_scheduler[0].end == 1  # 10% of 10 epochs

@@ -2,7 +2,10 @@
 """Image captioning inference."""
 from typing import Sequence, Union
 
+from mmpretrain.structures import DataSample
+
 from xfm_mm.registry import INFERENCERS
+from .base import rgb_image
 from .vqa import ImageTaskInferencer, ImageType, as_list
 
 
@@ -46,3 +49,9 @@ class ImageCaptionInferencer(ImageTaskInferencer):
 
     def _results(self, sample) -> dict:
         return dict(pred_caption=sample.pred_caption)
+
+    def _draw(self, item, pred, **kwargs):
+        """The image with its caption (mmpretrain's visualizer)."""
+        sample = DataSample(pred_caption=pred.pred_caption)
+        return self.visualizer.visualize_image_caption(
+            rgb_image(item['img']), sample, **kwargs)

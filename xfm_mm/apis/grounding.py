@@ -2,7 +2,11 @@
 """Referring-expression grounding inference."""
 from typing import Sequence, Union
 
+import torch
+from mmpretrain.structures import DataSample
+
 from xfm_mm.registry import INFERENCERS
+from .base import rgb_image
 from .vqa import ImageTaskInferencer, ImageType
 
 
@@ -46,3 +50,16 @@ class VisualGroundingInferencer(ImageTaskInferencer):
 
     def _results(self, sample) -> dict:
         return dict(pred_bboxes=sample.pred_bboxes.reshape(4).tolist())
+
+    def _draw(self, item, pred, **kwargs):
+        """The predicted box (green; the true one blue when the sample has
+        ``gt_bboxes``) and the expression (mmpretrain's visualizer)."""
+        sample = DataSample(
+            text=item['text'],
+            pred_bboxes=torch.as_tensor(pred.pred_bboxes).float().reshape(
+                -1, 4).clone())
+        if 'gt_bboxes' in pred:
+            sample.gt_bboxes = torch.as_tensor(pred.gt_bboxes).float().reshape(
+                -1, 4).clone()
+        return self.visualizer.visualize_visual_grounding(
+            rgb_image(item['img']), sample, **kwargs)

@@ -2,6 +2,7 @@
 """Image-to-text and text-to-image retrieval against a prototype gallery."""
 import os
 import os.path as osp
+import sys
 from typing import Dict, List, Optional, Sequence, Union
 
 import mmengine
@@ -9,10 +10,12 @@ import numpy as np
 import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.logging import print_log
+from mmengine.utils import ProgressBar
 from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import INFERENCERS
-from .base import BaseInferencer, ImageTextEncoding, ModelType
+from .base import BaseInferencer, ImageTextEncoding, ModelType, rgb_image
+from .gallery_cache import cache_meta, load_cache, save_cache
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff',
                   '.webp')
@@ -35,8 +38,9 @@ class BaseRetrievalInferencer(ImageTextEncoding, BaseInferencer):
             object) or a model built by :func:`xfm_mm.apis.init_model`.
         prototype (str | list): The gallery (see the subclass).
         prototype_cache (str, optional): A ``.pth`` file: loaded when it
-            exists (weights-only), otherwise written after encoding the
-            prototype.
+            exists (weights-only) and was built from the same items, model
+            weights and pipeline (otherwise a ``ValueError`` names what
+            differs); written after encoding the prototype when missing.
         fast_match (bool): Rank by ITC similarity only (keeps no gallery
             tokens, much less memory for large galleries). Defaults to
             False.
@@ -47,7 +51,7 @@ class BaseRetrievalInferencer(ImageTextEncoding, BaseInferencer):
 
     QUERY = 'image'
     postprocess_kwargs: set = {'topk'}
-    visualize_kwargs: set = {'show', 'show_dir'}
+    visualize_kwargs: set = {'show', 'show_dir', 'vis_topk'}
 
     def __init__(self,
                  model: ModelType,
@@ -82,34 +86,45 @@ class BaseRetrievalInferencer(ImageTextEncoding, BaseInferencer):
         keys = GALLERY_KEYS[self.gallery]
         if self.model.fast_match:
             keys = keys[:1]  # the ITC embedding is all fast matching needs
+        pipeline = self.pipeline[0 if self.gallery == 'image' else 1]
+        meta = cache_meta(self.prototype_items, self.model, repr(pipeline),
+                          keys)
+        device = next(self.model.parameters()).device
         if cache is not None and osp.exists(cache):
-            prototype = torch.load(
-                cache, map_location='cpu', weights_only=True)
-            missing = [k for k in keys if k not in prototype]
-            if missing or len(prototype[keys[0]]) != len(self.prototype_items):
-                raise ValueError(
-                    f'{cache}: the cached prototype does not match the '
-                    f'{len(self.prototype_items)} given items or lacks '
-                    f'{missing}; delete it to rebuild')
-            device = next(self.model.parameters()).device
-            return {k: prototype[k].to(device) for k in keys}
-        parts = [{
-            k: v
-            for k, v in self.encode(batch, self.gallery).items() if k in keys
-        } for batch in self._batches(self.prototype_items, self.gallery,
-                                     batch_size)]
+            prototype = load_cache(cache, meta)
+            print_log(
+                f'{len(self.prototype_items)} {self.gallery} gallery '
+                f'features loaded from {cache}',
+                logger='current')
+            return {k: v.to(device) for k, v in prototype.items()}
+        items = self.prototype_items
+        print_log(
+            f'encoding {len(items)} gallery {self.gallery}s', logger='current')
+        progress = ProgressBar(len(items), file=sys.stdout)  # as it is now
+        parts = []
+        batches = self._batches(items, self.gallery, batch_size)
+        for start, batch in zip(range(0, len(items), batch_size), batches):
+            feats = self.encode(batch, self.gallery)
+            parts.append({k: v for k, v in feats.items() if k in keys})
+            progress.update(min(batch_size, len(items) - start))
+        progress.file.write('\n')
         prototype = {k: torch.cat([p[k] for p in parts]) for k in keys}
         if cache is not None:
-            self.save_prototype(cache, prototype)
+            save_cache(cache, prototype, meta)
             print_log(f'prototype features saved to {cache}', logger='current')
         return prototype
 
     def save_prototype(self,
                        path: str,
                        prototype: Optional[dict] = None) -> None:
-        """Save the gallery features (a dict of tensors) to ``path``."""
+        """Save the gallery features with what they depend on (items,
+        model weights, pipeline), so that loading can check them."""
         prototype = self.prototype if prototype is None else prototype
-        torch.save({k: v.cpu() for k, v in prototype.items()}, path)
+        keys = list(prototype)
+        pipeline = self.pipeline[0 if self.gallery == 'image' else 1]
+        save_cache(
+            path, prototype,
+            cache_meta(self.prototype_items, self.model, repr(pipeline), keys))
 
     # ------------------------------------------------------------ workflow
     def preprocess(self, inputs: List, batch_size: int = 1):
@@ -154,6 +169,9 @@ class BaseRetrievalInferencer(ImageTextEncoding, BaseInferencer):
     def _describe(self, index: int) -> dict:
         raise NotImplementedError
 
+    def _vis_topk(self, vis_topk: int) -> int:
+        return min(vis_topk, len(self.prototype_items))
+
 
 @INFERENCERS.register_module()
 class ImageToTextRetrievalInferencer(BaseRetrievalInferencer):
@@ -193,6 +211,15 @@ class ImageToTextRetrievalInferencer(BaseRetrievalInferencer):
 
     def _describe(self, index: int) -> dict:
         return dict(text=self.prototype_items[index])
+
+    def _draw(self, item, pred, vis_topk: int = 3, **kwargs) -> np.ndarray:
+        """The query image with its best texts and their scores."""
+        return self.visualizer.visualize_i2t_retrieval(
+            rgb_image(item),
+            pred,
+            self.prototype_items,
+            topk=self._vis_topk(vis_topk),
+            **kwargs)
 
 
 @INFERENCERS.register_module()
@@ -241,3 +268,13 @@ class TextToImageRetrievalInferencer(BaseRetrievalInferencer):
         if isinstance(item, str):
             return dict(img_path=item)
         return dict(img_shape=tuple(np.shape(item)[:2]))
+
+    def get_data_info(self, index: int) -> dict:
+        """Gallery item ``index`` as mmpretrain's visualizer reads it
+        (``img_path``: a path, or the array, which ``mmcv.imread`` takes)."""
+        return dict(img_path=self.prototype_items[index])
+
+    def _draw(self, item, pred, vis_topk: int = 3, **kwargs) -> np.ndarray:
+        """The query text over its best images and their scores."""
+        return self.visualizer.visualize_t2i_retrieval(
+            item, pred, self, topk=self._vis_topk(vis_topk), **kwargs)

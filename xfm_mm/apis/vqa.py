@@ -6,9 +6,11 @@ from typing import Callable, List, Sequence, Union
 import numpy as np
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
+from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import INFERENCERS, TRANSFORMS
-from .base import LOAD_TRANSFORMS, BaseInferencer, _type_name, load_image
+from .base import (LOAD_TRANSFORMS, BaseInferencer, _type_name, load_image,
+                   rgb_image)
 
 ImageType = Union[str, np.ndarray]
 
@@ -144,3 +146,11 @@ class VisualQuestionAnsweringInferencer(ImageTaskInferencer):
         return dict(
             pred_answer=sample.pred_answer,
             pred_answer_score=sample.pred_answer_score)
+
+    def _draw(self, item, pred, **kwargs):
+        """The image, the question and the answer (mmpretrain's
+        visualizer)."""
+        sample = DataSample(
+            question=item['question'], pred_answer=pred.pred_answer)
+        return self.visualizer.visualize_vqa(
+            rgb_image(item['img']), sample, **kwargs)

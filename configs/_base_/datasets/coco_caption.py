@@ -1,5 +1,5 @@
 # COCO captioning, Karpathy split, in the ALBEF / BLIP / X-VLM JSON files
-# (reference xfm_x2vlm.md §1.8): coco_karpathy_train.json {"image",
+# (read by the X-FM `dataset/` readers): coco_karpathy_train.json {"image",
 # "caption", "image_id"} per caption; coco_karpathy_{val,test}.json
 # {"image", "caption": [...]} per image (image ids from the file names).
 # Layout:
@@ -60,7 +60,6 @@ def _loader(ann_file, pipeline, train=False, batch_size=32):
         num_workers=8,
         persistent_workers=True,
         sampler=dict(type='DefaultSampler', shuffle=train),
-        collate_fn=dict(type='pseudo_collate'),
         drop_last=train,
         dataset=dict(
             type='COCOCaptionDataset',

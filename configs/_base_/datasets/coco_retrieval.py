@@ -1,12 +1,12 @@
 # COCO image-text retrieval, Karpathy split (5k val / 5k test images, 5
 # captions each), in the ALBEF / X-VLM JSON files (coco_train.json:
 # {"image", "caption", "image_id"} per caption; coco_val.json /
-# coco_test.json: {"image", "caption": [...]} per image; reference
-# xfm_x2vlm.md §1.8). Karpathy's own dataset_coco.json also reads (give
+# coco_test.json: {"image", "caption": [...]} per image; as
+# X-FM's `dataset/` readers). Karpathy's own dataset_coco.json also reads (give
 # `split=`). Layout (image paths in the JSON are relative to data_root):
 #   data/coco/annotations/coco_{train,val,test}.json
 #   data/coco/{train2014,val2014}/*.jpg
-# Transforms: X-FM fine-tuning (reference §1.7): RandomResizedCrop(scale
+# Transforms: X-FM fine-tuning (dataset/__init__.py): RandomResizedCrop(scale
 # 0.5-1.0, bicubic) + flip + RandomAugment(2, 7) for training, a plain
 # bicubic resize for testing; CLIP normalisation in the data preprocessor.
 data_root = 'data/coco/'
@@ -88,7 +88,6 @@ train_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
     drop_last=True,
     dataset=dict(
         type='ImageTextRetrievalDataset',
@@ -103,7 +102,6 @@ val_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
         type='ImageTextRetrievalDataset',
         data_root=data_root,
@@ -115,7 +113,6 @@ test_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
         type='ImageTextRetrievalDataset',
         data_root=data_root,

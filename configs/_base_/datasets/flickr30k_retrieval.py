@@ -1,6 +1,6 @@
 # Flickr30K image-text retrieval, Karpathy split (29k train / 1k val / 1k
 # test images, 5 captions each) in the ALBEF / X-VLM JSON files
-# (flickr30k_{train,val,test}.json; reference xfm_x2vlm.md §1.8), or
+# (flickr30k_{train,val,test}.json, as X-FM's `dataset/` reads them), or
 # Karpathy's dataset_flickr30k.json with `split=`. Layout:
 #   data/flickr30k/annotations/flickr30k_{train,val,test}.json
 #   data/flickr30k/flickr30k-images/*.jpg

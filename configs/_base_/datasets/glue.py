@@ -2,7 +2,7 @@
 # layout), one task per config (set `task` in the datasets and the metric):
 #   data/glue/{CoLA,SST-2,MRPC,QQP,MNLI,QNLI,RTE,STS-B}/train.tsv, dev.tsv
 #   (MNLI: dev_matched.tsv, dev_mismatched.tsv)
-# X-FM's run_glue.py (reference xfm_x2vlm.md §2.6) reads the same data
+# X-FM's run_glue.py (github.com/zhangxinsong-nlp/XFM) reads the same data
 # through HF `datasets`: sentence (pairs) tokenised together, truncated to
 # 128 tokens; results on the dev sets with the official metric per task.
 data_root = 'data/glue/'
@@ -23,7 +23,6 @@ train_dataloader = dict(
     num_workers=2,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
         type='GLUEDataset',
         data_root=data_root,
@@ -35,7 +34,6 @@ val_dataloader = dict(
     num_workers=2,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
         type='GLUEDataset',
         data_root=data_root,

@@ -1,4 +1,4 @@
-# NLVR2 in the ALBEF / X-VLM JSON files (reference xfm_x2vlm.md §1.8):
+# NLVR2 in the ALBEF / X-VLM JSON files (X-FM `dataset/` readers):
 # {"images": [left, right], "sentence", "label": "True" | "False"}.
 # Layout, as in the X-VLM README:
 #   data/finetune/nlvr_{train,dev,test}.json
@@ -9,7 +9,7 @@
 # stacks the pairs to (B, 2, 3, H, W).
 data_root = 'data'
 tokenizer = dict(type='HFTokenizer', name_or_path='data/roberta-base')
-image_size = 384  # X-FM NLVR2 resolution (§2.6)
+image_size = 384  # X-FM NLVR2 resolution (configs/xfm-ft/)
 max_tokens = 40
 max_words = 30  # X-VLM nlvr_dataset
 
@@ -71,7 +71,6 @@ train_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
     drop_last=True,
     dataset=dict(
         type='NLVR2Dataset',
@@ -84,7 +83,6 @@ val_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
         type='NLVR2Dataset',
         data_root=data_root,
@@ -96,7 +94,6 @@ test_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
         type='NLVR2Dataset',
         data_root=data_root,

@@ -8,14 +8,14 @@
 #   data/finetune/refcoco+_{train,val,test}.json
 #   data/refcoco+/refs(unc).p, data/refcoco+/instances.json
 #   data/images/coco/train2014/*.jpg
-# Transforms (X-FM `grounding_dataset_bbox`, reference §1.7, §2.6): a random
+# Transforms (X-FM `grounding_dataset_bbox`, dataset/__init__.py): a random
 # crop containing the box, a horizontal flip (50%, not when the expression
 # says left / right: careful_hflip), a resize to 384 x 384 and photometric
 # RandomAugment(2, 7); test: a plain bicubic resize (the predicted box is
 # mapped back with the recorded scale factor).
 data_root = 'data'
 tokenizer = dict(type='HFTokenizer', name_or_path='data/roberta-base')
-image_size = 384  # X-FM RefCOCO+ resolution (§2.6)
+image_size = 384  # X-FM RefCOCO+ resolution (configs/xfm-ft/)
 max_tokens = 40
 max_words = 30
 refer_files = dict(
@@ -61,7 +61,6 @@ def _loader(ann_file, pipeline, train=False, split=None, batch_size=64):
         num_workers=8,
         persistent_workers=True,
         sampler=dict(type='DefaultSampler', shuffle=train),
-        collate_fn=dict(type='pseudo_collate'),
         drop_last=train,
         dataset=dict(
             type='RefCOCODataset',

@@ -1,5 +1,5 @@
 # VQA v2 (+ Visual Genome QA for training) in the ALBEF / X-VLM JSON files
-# (reference xfm_x2vlm.md §1.8): {"image", "question", "question_id",
+# (X-FM `dataset/` readers): {"image", "question", "question_id",
 # "answer": [..] | str, "dataset": "vqa" | "vg"}, and answer_list.json (the
 # ranked candidates, set on the model). Layout, as in the X-VLM README:
 #   data/finetune/{vqa_train,vqa_val,vg_qa,vqa_test}.json, answer_list.json
@@ -14,7 +14,7 @@ data_root = 'data'
 # X-FM's language encoder is RoBERTa-base: a local HF directory.
 tokenizer = dict(type='HFTokenizer', name_or_path='data/roberta-base')
 answer_list = 'data/finetune/answer_list.json'
-image_size = 480  # X-FM VQA resolution (§2.6)
+image_size = 480  # X-FM VQA resolution (configs/xfm-ft/)
 max_tokens = 40
 max_answer_tokens = 10  # answers are 1-3 words; [CLS] ... [SEP]
 
@@ -71,7 +71,6 @@ train_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
     drop_last=True,
     dataset=dict(
         type='VQAv2Dataset',
@@ -85,7 +84,6 @@ val_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
         type='VQAv2Dataset',
         data_root=data_root,
@@ -101,7 +99,6 @@ test_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
         type='VQAv2Dataset',
         data_root=data_root,

@@ -1,5 +1,5 @@
 # X-FM image-text retrieval model (upstream `XFMForRetrieval`,
-# models/model_retrieval.py; reference xfm_x2vlm.md §2.6): the pre-training
+# models/model_retrieval.py, configs/xfm-ft/Retrieval_*.yaml): the pre-training
 # towers and ITC / ITM heads of xfm_base.py under the same names, so an X-FM
 # pre-training checkpoint loads by name (its MLM / MIM / box heads are
 # skipped). Loss ITC (image-id soft targets) + ITM (hard negatives), no

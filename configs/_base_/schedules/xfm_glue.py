@@ -1,5 +1,5 @@
 # X-FM GLUE fine-tuning schedule (upstream run_glue.py, HF accelerate;
-# reference xfm_x2vlm.md §2.6): torch AdamW (default betas / eps) with
+# XFM configs/xfm-ft/): torch AdamW (default betas / eps) with
 # weight decay 0, no warm-up, the learning rate decays linearly to 0 over
 # all steps; evaluation on dev after every epoch. Task configs set the lr
 # and the epochs (and `end` of the scheduler). Includes the default

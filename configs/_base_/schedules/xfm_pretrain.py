@@ -1,5 +1,5 @@
 # X-FM pre-training schedule (upstream Pretrain.py, optim.py, scheduler.py and
-# configs/xfm-pt/Pretrain_XBrain_base_4m.yaml; reference xfm_x2vlm.md §1.9, §2.5).
+# configs/xfm-pt/Pretrain_XBrain_base_4m.yaml of the XFM repository).
 max_iters = 666_000  # 100 virtual epochs x ceil(5,114,489 pairs / (96 x 8 GPUs))
 warmup_iters = 2_500
 
@@ -40,7 +40,7 @@ train_cfg = dict(
     type='MultiSourceTrainLoop',
     max_iters=max_iters,
     # X-FM's three optimizer steps per iteration: text MLM alone; region and
-    # image-only batches accumulated; image-text (§2.5).
+    # image-only batches accumulated; image-text (upstream Pretrain.py).
     schedule=[['text'], ['region', 'image'], ['image_text']],
     loss_weights=dict(text=1.0, region=1.0, image=1.0, image_text=1.0),
     val_interval=max_iters + 1,

@@ -1,15 +1,15 @@
 # COCO captioning (Karpathy split) with the X-FM towers at 384 px.
 #
 # X-FM ships captioning code marked "not debug yet" that cannot run
-# (reference xfm_x2vlm.md §2.9 item 5); its documented settings are kept:
-# 384 px, beam 3, at most 20 tokens, prompt "a picture of " (§2.6). The
+# (upstream `XFMForCaptioning`); its documented settings are kept:
+# 384 px, beam 3, at most 20 tokens, prompt "a picture of " (upstream). The
 # model is the X-FM VQA decoder tower (12 causal layers initialised from
 # the fusion encoder) cross-attending to the image tokens, trained with
 # teacher forcing (label smoothing 0.1, as BLIP / X2-VLM) on the caption
 # tokens only. The schedule follows X2-VLM's coco_captioning_large.yaml
-# (§3.4): 5 epochs, warm-up 5%, batch 16 per GPU; lr 1e-5 (X2-VLM: 5e-6
+# (X2-VLM repo): 5 epochs, warm-up 5%, batch 16 per GPU; lr 1e-5 (X2-VLM: 5e-6
 # for the text side, 1e-5 for the vision side). Minimum length 5 as in
-# X2-VLM. Metrics: BLEU-4 and CIDEr-D (X-VLM 4M: 39.8 / 133.1, §4).
+# X2-VLM. Metrics: BLEU-4 and CIDEr-D (X-VLM 4M: 39.8 / 133.1, X-VLM README).
 # Not published for X-FM: every number of this recipe is an assumption.
 #
 # `pretrained`: an xfm_mm X-FM pre-training checkpoint (its fusion layers,

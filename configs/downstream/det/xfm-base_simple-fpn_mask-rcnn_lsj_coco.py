@@ -1,7 +1,7 @@
 # Mask R-CNN with a ViTDet simple feature pyramid on the X-FM vision
 # encoder, COCO instance segmentation, large-scale jitter (mmdet).
 #
-# X-FM publishes no detection recipe (reference xfm_x2vlm.md §2.6), so the
+# X-FM publishes no detection recipe (configs/xfm-ft/ has none), so the
 # recipe is ViTDet's for ViT-B Mask R-CNN (Li et al. 2022, "Exploring Plain
 # Vision Transformer Backbones for Object Detection"), as written in mmdet's
 # projects/ViTDet (vitdet_mask-rcnn_vit-b-mae_lsj-100e.py and
@@ -13,7 +13,7 @@
 # the backbone is X-FM's BEiT-v2 ViT with global attention in every block
 # and per-block relative position bias (no windowed blocks, no absolute
 # position embedding), activation checkpointing to fit 64x64 tokens, and
-# the CLIP mean/std that X-FM pre-trains with (reference §5.2 item 8).
+# the CLIP mean/std that X-FM pre-trains with (upstream dataset/__init__.py).
 #
 # Placeholder: `pretrained` is an xfm_mm pre-training checkpoint (vision
 # tower under `vision_encoder.`) or a converted release

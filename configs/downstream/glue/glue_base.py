@@ -1,7 +1,7 @@
 # Shared part of the X-FM GLUE configs: data, model and schedule bases and
 # the pre-training checkpoint. Each xfm-base_glue-<task>.py sets the task,
-# the classes, the learning rate and the epochs (reference xfm_x2vlm.md
-# §2.6; X-FM_base 4M results in §2.7).
+# the classes, the learning rate and the epochs (X-FM
+# configs/xfm-ft/; X-FM_base 4M results: arXiv 2301.05065 Table 2).
 #
 # Placeholder: `pretrained` is an xfm_mm X-FM pre-training checkpoint (or a
 # released one converted by tools/model_converters/xfm_official_to_mm.py);

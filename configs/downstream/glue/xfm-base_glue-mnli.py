@@ -1,6 +1,6 @@
 # X-FM on GLUE MNLI: 3 classes, lr 2e-5, 5 epochs.
-# Source: reference xfm_x2vlm.md §2.6 (X-FM configs/xfm-ft/); X-FM_base (4M)
-# reaches mean of MNLI-m / -mm accuracy 87.7 (§2.7, Table 2).
+# Source: configs/xfm-ft/ of github.com/zhangxinsong-nlp/XFM; X-FM_base (4M)
+# reaches mean of MNLI-m / -mm accuracy 87.7 (arXiv 2301.05065, Table 2).
 # Validates on dev_matched; xfm-base_glue-mnli-mm.py tests on dev_mismatched.
 _base_ = ['./glue_base.py']
 

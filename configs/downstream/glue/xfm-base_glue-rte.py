@@ -1,6 +1,6 @@
 # X-FM on GLUE RTE: 2 classes, lr 1e-5, 20 epochs, batch 16.
-# Source: reference xfm_x2vlm.md §2.6 (X-FM configs/xfm-ft/); X-FM_base (4M)
-# reaches accuracy 83.8 (§2.7, Table 2).
+# Source: configs/xfm-ft/ of github.com/zhangxinsong-nlp/XFM; X-FM_base (4M)
+# reaches accuracy 83.8 (arXiv 2301.05065, Table 2).
 _base_ = ['./glue_base.py']
 
 task = 'rte'

@@ -1,6 +1,6 @@
 # X-FM on GLUE SST-2: 2 classes, lr 2e-5, 3 epochs.
-# Source: reference xfm_x2vlm.md §2.6 (X-FM configs/xfm-ft/); X-FM_base (4M)
-# reaches accuracy 95.0 (§2.7, Table 2).
+# Source: configs/xfm-ft/ of github.com/zhangxinsong-nlp/XFM; X-FM_base (4M)
+# reaches accuracy 95.0 (arXiv 2301.05065, Table 2).
 _base_ = ['./glue_base.py']
 
 task = 'sst2'

@@ -1,6 +1,6 @@
 # X-FM on GLUE STS-B: regression (MSE), lr 5e-5, 20 epochs.
-# Source: reference xfm_x2vlm.md §2.6 (X-FM configs/xfm-ft/); X-FM_base (4M)
-# reaches Pearson 90.8 (§2.7, Table 2).
+# Source: configs/xfm-ft/ of github.com/zhangxinsong-nlp/XFM; X-FM_base (4M)
+# reaches Pearson 90.8 (arXiv 2301.05065, Table 2).
 _base_ = ['./glue_base.py']
 
 task = 'stsb'

@@ -1,7 +1,7 @@
 # X-FM fine-tuning for RefCOCO+ referring-expression grounding at 384 px.
 #
 # Source: X-FM `Grounding_bbox.py`, `XFMForGrounding` and
-# `configs/xfm-ft/Grounding_bbox.yaml`: the
+# `configs/xfm-ft/Grounding_bbox*.yaml` (github.com/zhangxinsong-nlp/XFM): the
 # expression is fused with the whole image; the fusion [CLS] output goes
 # through the pre-trained box head (bbox_head, loaded by name) to a
 # normalised (cx, cy, w, h) box; loss L1 + GIoU. 384 px, lr 2e-5, 15

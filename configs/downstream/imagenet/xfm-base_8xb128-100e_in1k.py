@@ -1,9 +1,9 @@
 # ImageNet-1k fine-tuning of the X-FM vision encoder (mmpretrain).
 #
 # Source: X-FM `Imagenet.py` + `configs/xfm-ft/imagenet1k.yaml`
-# (reference xfm_x2vlm.md §2.6); X-FM_base reaches 85.3 top-1 (4M data) /
-# 85.5 (1.3B data), reference §2.7. Everything below is X-FM's except:
-# - the 8 GPUs of the file name (X-FM's GPU count is unpublished, §5.3),
+# (github.com/zhangxinsong-nlp/XFM); X-FM_base reaches 85.3 top-1 (4M data) /
+# 85.5 (1.3B data), X-FM paper Table 2. Everything below is X-FM's except:
+# - the 8 GPUs of the file name (X-FM's GPU count is not stated in the paper),
 # - RandomErasing as mmpretrain implements timm's 'pixel' mode (as
 #   mmpretrain's BEiT-v2 fine-tuning config does).
 #
@@ -56,7 +56,7 @@ test_dataloader = val_dataloader
 
 # torch AdamW with lr 4e-5 and its default weight decay 0.01 on every
 # parameter: X-FM builds `AdamW(parameters, lr=lr)` and so ignores the
-# config's 0.02 (reference §2.9 item 7), and uses no layer decay. The
+# config's 0.02 (upstream Imagenet.py), and uses no layer decay. The
 # constructor is kept so that layer decay (e.g. 0.65 as in BEiT-v2) and the
 # usual no-decay rules are one line away.
 optim_wrapper = dict(

@@ -2,8 +2,8 @@
 # frozen vision encoder (mmpretrain).
 #
 # Source: X-FM `Imagenet.py` with `configs/xfm-ft/imagenet1k_lp.yaml`
-# (`is_lp: True`), reference xfm_x2vlm.md §2.6; X-FM_base reaches 81.0 /
-# 81.2 top-1 ("ImageNet LE", §2.7). As in X-FM: the fine-tuning train
+# (`is_lp: True`); X-FM_base reaches 81.0 /
+# 81.2 top-1 ("ImageNet LE", paper Table 2). As in X-FM: the fine-tuning train
 # transform (RandAugment, random erasing), mixup/cutmix off in probing,
 # cross-entropy with label smoothing 0.1, torch AdamW lr 4e-5 (default
 # weight decay 0.01), 10 warm-up epochs + half-cycle cosine to 1e-7 at 100

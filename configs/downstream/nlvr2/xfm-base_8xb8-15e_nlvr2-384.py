@@ -1,12 +1,12 @@
 # X-FM fine-tuning for NLVR2 at 384 px.
 #
-# Source: X-FM `NLVR.py`, `XFMForNLVR` (reference xfm_x2vlm.md §2.6): the
+# Source: X-FM `NLVR.py`, `XFMForNLVR` (github.com/zhangxinsong-nlp/XFM): the
 # sentence is fused with each image of the pair; the two fusion [CLS]
 # outputs are concatenated into build_mlp(1536 -> 2) ("follow VLMo");
 # cross-entropy. 384 px, lr 1e-5, 15 epochs, batch 8 per GPU. X-FM_base
 # reaches 86.3 dev / 86.5 test-P (4M data) and 87.6 / 88.4 (1.3B data)
-# (reference §2.7). Not in the reference (assumed): the 10% linear warm-up
-# (the X-VLM NLVR2 recipe, §3.8) and the 8 GPUs of the file name.
+# (X-FM paper Table 5). Not stated upstream (assumed): the 10% linear warm-up
+# (X-VLM's configs/NLVR.yaml) and the 8 GPUs of the file name.
 #
 # `pretrained`: an xfm_mm X-FM pre-training checkpoint (towers load by
 # name, relative position tables resized from 224 to 384 px). Override

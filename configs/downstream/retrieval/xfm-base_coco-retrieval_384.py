@@ -1,11 +1,11 @@
 # X-FM fine-tuning for COCO image-text retrieval at 384 px.
 #
 # Source: X-FM `Retrieval.py` + `configs/xfm-ft/Retrieval_coco.yaml`
-# (reference xfm_x2vlm.md §2.6): loss ITC (image-id soft targets) + ITM,
+# (github.com/zhangxinsong-nlp/XFM): loss ITC (image-id soft targets) + ITM,
 # 384 px, lr 3e-5, 20 epochs, batch 32 (per GPU here), 40 tokens, k_test
 # 256; optimizer and schedule in _base_/schedules/xfm_retrieval.py.
 # X-FM_base (4M data) reaches TR 81.8/96.0/98.3 and IR 64.7/86.1/91.6
-# (R@1/5/10, 5k test images; reference §2.7).
+# (R@1/5/10, 5k test images; arXiv 2301.05065 Table 3).
 #
 # Placeholder: `pretrained` is an xfm_mm X-FM pre-training checkpoint (or a
 # released one converted by tools/model_converters/xfm_official_to_mm.py);

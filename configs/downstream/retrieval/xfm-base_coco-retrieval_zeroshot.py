@@ -1,8 +1,8 @@
 # Zero-shot COCO image-text retrieval with an X-FM pre-training checkpoint
 # at its pre-training resolution, 224 px (X-FM
 # `configs/xfm-ft/Retrieval_coco_zero.yaml`: the retrieval evaluation with
-# `epochs: 0`; reference xfm_x2vlm.md §2.6). X-FM_base (4M data): TR
-# 73.8/93.9/97.2, IR 59.4/83.6/90.0 (R@1/5/10, 5k test; reference §2.7).
+# `epochs: 0`; github.com/zhangxinsong-nlp/XFM). X-FM_base (4M data): TR
+# 73.8/93.9/97.2, IR 59.4/83.6/90.0 (R@1/5/10, 5k test; X-FM paper Table 3).
 # Test only (CONFIG: this file):
 #   bash tools/dist_test.sh CONFIG \
 #       work_dirs/xfm-base_pretrain/xfm_pretrain.pth 8

@@ -1,9 +1,9 @@
 # X-FM fine-tuning for Flickr30K image-text retrieval at 384 px.
 #
-# Source: X-FM `configs/xfm-ft/Retrieval_flickr.yaml` (reference
-# xfm_x2vlm.md §2.6): as COCO but lr 1e-5 (384 px, 20 epochs, batch 32 per
+# Source: X-FM `configs/xfm-ft/Retrieval_flickr.yaml` (of
+# the XFM repository): as COCO but lr 1e-5 (384 px, 20 epochs, batch 32 per
 # GPU here, 40 tokens, k_test 256). X-FM_base (4M data) reaches TR
-# 97.4/100/100 and IR 88.6/97.9/98.9 (R@1/5/10, 1k test images; §2.7).
+# 97.4/100/100 and IR 88.6/97.9/98.9 (R@1/5/10, 1k test images; paper Table 3).
 # `pretrained`: see xfm-base_coco-retrieval_384.py.
 _base_ = [
     '../../_base_/datasets/flickr30k_retrieval.py',

@@ -1,7 +1,7 @@
 # Zero-shot Flickr30K image-text retrieval at 224 px (X-FM
-# `configs/xfm-ft/Retrieval_flickr_zero.yaml`; reference xfm_x2vlm.md
-# §2.6). X-FM_base (4M data): TR 90.1/99.2/99.9, IR 79.1/95.2/97.3
-# (R@1/5/10, 1k test images; reference §2.7). The COCO zero-shot config
+# `configs/xfm-ft/Retrieval_flickr_zero.yaml`,
+# XFM repository). X-FM_base (4M data): TR 90.1/99.2/99.9, IR 79.1/95.2/97.3
+# (R@1/5/10, 1k test images; X-FM paper Table 3). The COCO zero-shot config
 # with the Flickr30K files (layout: _base_/datasets/flickr30k_retrieval.py).
 _base_ = ['./xfm-base_coco-retrieval_zeroshot.py']
 

@@ -1,7 +1,7 @@
 # UPerNet on the X-FM vision encoder, ADE20K semantic segmentation, 512x512
 # crops, 160k iterations (mmseg).
 #
-# X-FM publishes no segmentation recipe (reference xfm_x2vlm.md §2.6), so
+# X-FM publishes no segmentation recipe (configs/xfm-ft/ has none), so
 # the recipe is the BEiT / MAE one as mmseg writes it for a ViT-B with
 # layer scale (configs/mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py,
 # configs/_base_/models/upernet_mae.py): blocks 4, 6, 8, 12 (out_indices
@@ -11,7 +11,7 @@
 # decay 0.65, 1500 linear warm-up iterations then poly (power 1) to 160k,
 # batch 16 (8 GPUs x 2), mixed precision, sliding-window test (stride 341).
 # From X-FM: the backbone and the CLIP mean/std it is pre-trained with
-# (reference §5.2 item 8).
+# (upstream dataset/__init__.py).
 #
 # Feature2Pyramid rather than xfm_mm.SimpleFPN: the BEiT/MAE recipe (and
 # its layer decay) was tuned with multi-level features; SimpleFPN (single

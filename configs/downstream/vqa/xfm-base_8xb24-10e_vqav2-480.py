@@ -2,15 +2,15 @@
 # ranking).
 #
 # Source: X-FM `VQA.py`, `XFMForVQA` (models/model_generation.py) and
-# `configs/xfm-ft/VQA*.yaml` (reference xfm_x2vlm.md §2.6): question ->
+# `configs/xfm-ft/VQA*.yaml` (github.com/zhangxinsong-nlp/XFM): question ->
 # language encoder -> fusion encoder (x image) -> 12-layer causal decoder
 # initialised from the fusion encoder; weighted answer LM loss; inference
 # ranks answer_list.json (first-token top-k = 128, then the whole answer's
 # log-likelihood). 480 px, lr 2e-5, 10 epochs, warm-up 10%, batch 24 per
 # GPU, 40 tokens; trained on VQA v2 train + val + Visual Genome QA and
 # evaluated on test-dev through EvalAI. X-FM_base reaches 79.1 test-dev /
-# 79.2 test-std (4M data) and 80.5 / 80.4 (1.3B data) (reference §2.7).
-# Not in the reference: the 8 GPUs of the file name (X-FM's GPU count is
+# 79.2 test-std (4M data) and 80.5 / 80.4 (1.3B data) (X-FM paper Table 5).
+# Not stated upstream: the 8 GPUs of the file name (X-FM's GPU count is
 # unpublished) and the answer length of 10 tokens.
 #
 # `pretrained` is an xfm_mm X-FM pre-training checkpoint (or a released one
