@@ -4,13 +4,12 @@ what their switches say, survive a checkpoint, and DDP matches one
 process."""
 import copy
 import os
-import socket
 from contextlib import ExitStack
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo import free_port, spawn_bounded
 from torch import nn
 
 from xfm_mm.engine.gradient_masking import (GradientMaskingAmpOptimWrapper,
@@ -247,6 +246,7 @@ def test_bad_masking_options_are_refused():
 def _ddp_worker(rank, port, out):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     dist.init_process_group('gloo', rank=rank, world_size=2)
+    model = wrapper = None
     try:
         result = {}
         for mask_source in ('random', 'gradient_magnitude'):
@@ -264,17 +264,17 @@ def _ddp_worker(rank, port, out):
             }
         if rank == 0:
             torch.save(result, out)
+        dist.barrier()
     finally:
+        # DDP's reducer holds the process group: released after the group is
+        # destroyed, its gloo threads can hang the rank at exit.
+        del model, wrapper
         dist.destroy_process_group()
 
 
 def test_ddp_on_two_processes_matches_one_process(tmp_path):
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
     out = str(tmp_path / 'params.pth')
-    mp.start_processes(
-        _ddp_worker, args=(port, out), nprocs=2, start_method='fork')
+    spawn_bounded(_ddp_worker, args=(free_port(), out))
     got = torch.load(out)
     for mask_source in ('random', 'gradient_magnitude'):
         model = _Shared()

@@ -1,7 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """Source sampling of the multi-source loop: plans, resume counts, no_sync."""
 import os
-import socket
 from collections import Counter
 from contextlib import contextmanager
 from unittest import mock
@@ -9,11 +8,11 @@ from unittest import mock
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from gloo import free_port, spawn_bounded
 from tiny_models import make_batch, tiny_xfm_cfg
 
 import xfm_mm  # noqa: F401
@@ -165,6 +164,7 @@ def _inputs(rank):
 def _ddp_worker(rank, port, out):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     dist.init_process_group('gloo', rank=rank, world_size=2)
+    model = None
     try:
         model = nn.parallel.DistributedDataParallel(
             _TwoSourceModel(), find_unused_parameters=True)
@@ -177,18 +177,17 @@ def _ddp_worker(rank, port, out):
         if rank == 0:
             torch.save({n: p.grad
                         for n, p in model.module.named_parameters()}, out)
+        dist.barrier()
     finally:
+        # DDP's reducer holds the process group: released after the group is
+        # destroyed, its gloo threads can hang the rank at exit.
+        del model
         dist.destroy_process_group()
 
 
 def test_no_sync_inside_a_group_gives_the_mean_of_all_gradients(tmp_path):
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
     out = str(tmp_path / 'grads.pth')
-    # fork: pytest imports this file under a package name spawn cannot find.
-    mp.start_processes(
-        _ddp_worker, args=(port, out), nprocs=2, start_method='fork')
+    spawn_bounded(_ddp_worker, args=(free_port(), out))
     got = torch.load(out)
     expected = {}
     for rank in range(2):
