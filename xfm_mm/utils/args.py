@@ -23,3 +23,17 @@ def check_arg(ok: bool, owner: str, field: str, expected: str,
     """
     if not ok:
         raise ValueError(f'{owner}: {field} must be {expected}, got {value!r}')
+
+
+def format_args(obj: Any, **fields: Any) -> str:
+    """``'<ClassName>(field=value!r, ...)'``, the project's ``__repr__``.
+
+    Args:
+        obj (Any): The object whose class names the representation.
+        **fields: The arguments to show, in order.
+
+    Returns:
+        str: The representation.
+    """
+    args = ', '.join(f'{key}={value!r}' for key, value in fields.items())
+    return f'{type(obj).__name__}({args})'

@@ -9,6 +9,7 @@ from mmpretrain.structures import DataSample
 
 from xfm_mm.models.tokenizers import build_tokenizer
 from xfm_mm.registry import TRANSFORMS
+from xfm_mm.utils.args import format_args
 from .formatting import image_to_tensor
 
 
@@ -120,8 +121,11 @@ class TokenizeSentencePair(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(max_tokens={self.max_tokens}, '
-                f'key={self.key!r}, pair_key={self.pair_key!r})')
+        return format_args(
+            self,
+            max_tokens=self.max_tokens,
+            key=self.key,
+            pair_key=self.pair_key)
 
 
 @TRANSFORMS.register_module()

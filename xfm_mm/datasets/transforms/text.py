@@ -12,6 +12,7 @@ from mmcv.transforms import BaseTransform
 
 from xfm_mm.models.tokenizers import build_tokenizer
 from xfm_mm.registry import TRANSFORMS
+from xfm_mm.utils.args import format_args
 from ..readers import BadRecordError
 
 _PUNCTUATION = re.compile(r"[,.'!?\"()*#:;~]")
@@ -81,8 +82,7 @@ class PreCaption(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(keys={self.keys}, '
-                f'max_words={self.max_words})')
+        return format_args(self, keys=self.keys, max_words=self.max_words)
 
 
 @TRANSFORMS.register_module()
@@ -141,8 +141,7 @@ class TokenizeText(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(max_tokens={self.max_tokens}, '
-                f'key={self.key!r})')
+        return format_args(self, max_tokens=self.max_tokens, key=self.key)
 
 
 def choose_masked_positions(num_tokens: int,
