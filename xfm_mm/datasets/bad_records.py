@@ -63,11 +63,10 @@ class BadRecordCounter:
                  min_records: int = 1000,
                  log_interval: int = 10000,
                  max_warnings: int = 10) -> None:
-        check_arg(
-            not isinstance(max_bad_fraction, bool)
-            and isinstance(max_bad_fraction, (int, float))
-            and 0 <= max_bad_fraction <= 1, name, 'max_bad_fraction',
-            'a number in [0, 1]', max_bad_fraction)
+        is_number = isinstance(max_bad_fraction, (int, float)) \
+            and not isinstance(max_bad_fraction, bool)
+        check_arg(is_number and 0 <= max_bad_fraction <= 1, name,
+                  'max_bad_fraction', 'a number in [0, 1]', max_bad_fraction)
         self.name = name
         self.max_bad_fraction = max_bad_fraction
         self.min_records = min_records
