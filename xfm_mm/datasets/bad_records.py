@@ -6,6 +6,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
 
 from mmengine.logging import print_log
 
+from xfm_mm.utils.args import check_arg
 from .readers import (BadRecordError, ShardReadError, iter_shard_lines,
                       parse_json_line)
 
@@ -62,11 +63,10 @@ class BadRecordCounter:
                  min_records: int = 1000,
                  log_interval: int = 10000,
                  max_warnings: int = 10) -> None:
-        if isinstance(max_bad_fraction, bool) or not isinstance(
-                max_bad_fraction, (int, float)) \
-                or not 0 <= max_bad_fraction <= 1:
-            raise ValueError(f'{name}: max_bad_fraction must be a number in '
-                             f'[0, 1], got {max_bad_fraction!r}')
+        is_number = isinstance(max_bad_fraction, (int, float)) \
+            and not isinstance(max_bad_fraction, bool)
+        check_arg(is_number and 0 <= max_bad_fraction <= 1, name,
+                  'max_bad_fraction', 'a number in [0, 1]', max_bad_fraction)
         self.name = name
         self.max_bad_fraction = max_bad_fraction
         self.min_records = min_records

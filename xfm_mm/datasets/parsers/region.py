@@ -5,6 +5,7 @@ from collections import Counter
 import numpy as np
 
 from xfm_mm.registry import RECORD_PARSERS
+from xfm_mm.utils.args import check_arg
 from ..readers import BadRecordError
 from .base import choice, is_finite_number, texts_of
 from .image import ImageParser
@@ -56,9 +57,10 @@ class RegionTextParser(ImageParser):
                  rejoin_wordpieces: bool = True,
                  **kwargs) -> None:
         super().__init__(**kwargs)
-        if not is_finite_number(box_tolerance) or box_tolerance < 0:
-            raise ValueError(f'{type(self).__name__}: box_tolerance must be '
-                             f'a number >= 0, got {box_tolerance!r}')
+        check_arg(
+            is_finite_number(box_tolerance) and box_tolerance >= 0,
+            type(self).__name__, 'box_tolerance', 'a number >= 0',
+            box_tolerance)
         self.caption_key = caption_key
         self.elems_key = elems_key
         self.box_key = box_key

@@ -12,6 +12,7 @@ import mmcv
 import numpy as np
 
 from xfm_mm.registry import RECORD_PARSERS
+from xfm_mm.utils.args import check_arg
 from ..readers import (BadRecordError, decode_image, read_image_bytes,
                        stable_id)
 from .base import RecordParser, choice, texts_of
@@ -169,9 +170,8 @@ class VideoTextParser(RecordParser):
                  skip_captions=('[Music]', ),
                  source: Optional[str] = None) -> None:
         super().__init__(source)
-        if num_frames < 1:
-            raise ValueError(f'{type(self).__name__}: num_frames must be '
-                             f'>= 1, got {num_frames}')
+        check_arg(num_frames >= 1, type(self).__name__, 'num_frames', '>= 1',
+                  num_frames)
         self.num_frames = num_frames
         self.training = training
         self.video_key = video_key

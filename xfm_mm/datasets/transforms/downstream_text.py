@@ -9,6 +9,7 @@ from mmpretrain.structures import DataSample
 
 from xfm_mm.models.tokenizers import build_tokenizer
 from xfm_mm.registry import TRANSFORMS
+from xfm_mm.utils.args import check_arg, format_args
 from .formatting import image_to_tensor
 
 
@@ -96,9 +97,8 @@ class TokenizeSentencePair(BaseTransform):
                  max_tokens: int = 128,
                  key: str = 'text',
                  pair_key: str = 'text_pair') -> None:
-        if max_tokens < 4:
-            raise ValueError(f'{type(self).__name__}: max_tokens must be '
-                             f'>= 4, got {max_tokens}')
+        check_arg(max_tokens >= 4, type(self).__name__, 'max_tokens', '>= 4',
+                  max_tokens)
         self.tokenizer = build_tokenizer(tokenizer)
         self.max_tokens = max_tokens
         self.key = key
@@ -120,8 +120,11 @@ class TokenizeSentencePair(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(max_tokens={self.max_tokens}, '
-                f'key={self.key!r}, pair_key={self.pair_key!r})')
+        return format_args(
+            self,
+            max_tokens=self.max_tokens,
+            key=self.key,
+            pair_key=self.pair_key)
 
 
 @TRANSFORMS.register_module()

@@ -10,6 +10,7 @@ from mmcv.transforms import BaseTransform
 from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import TRANSFORMS
+from xfm_mm.utils.args import format_args
 from .formatting import image_to_tensor
 from .text import TokenizeText
 
@@ -64,8 +65,8 @@ class TokenizeAnswers(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(max_tokens='
-                f'{self.tokenize.max_tokens}, key={self.key!r})')
+        return format_args(
+            self, max_tokens=self.tokenize.max_tokens, key=self.key)
 
 
 @TRANSFORMS.register_module()
@@ -107,8 +108,7 @@ class CarefulRandomFlip(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(prob={self.prob}, '
-                f'text_keys={self.text_keys})')
+        return format_args(self, prob=self.prob, text_keys=self.text_keys)
 
 
 @TRANSFORMS.register_module()

@@ -8,6 +8,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from xfm_mm.registry import TRANSFORMS
+from xfm_mm.utils.args import check_arg
 
 _LEFT_RIGHT = re.compile(r'\b(left|right)\b', re.IGNORECASE)
 HFLIP_MATCHES = ('substring', 'word')
@@ -71,9 +72,8 @@ class RegionRandomCrop(BaseTransform):
                  keep_crop_box: bool = False,
                  interpolation: str = 'bicubic',
                  backend: str = 'cv2') -> None:
-        if max_regions < 1:
-            raise ValueError(f'{type(self).__name__}: max_regions must be '
-                             f'>= 1, got {max_regions}')
+        check_arg(max_regions >= 1, type(self).__name__, 'max_regions',
+                  '>= 1', max_regions)
         self.scale = scale
         self.min_area_in_crop = min_area_in_crop
         self.max_regions = max_regions

@@ -12,6 +12,7 @@ from mmcv.transforms import BaseTransform
 
 from xfm_mm.models.tokenizers import build_tokenizer
 from xfm_mm.registry import TRANSFORMS
+from xfm_mm.utils.args import check_arg, format_args
 from ..readers import BadRecordError
 
 _PUNCTUATION = re.compile(r"[,.'!?\"()*#:;~]")
@@ -81,8 +82,7 @@ class PreCaption(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(keys={self.keys}, '
-                f'max_words={self.max_words})')
+        return format_args(self, keys=self.keys, max_words=self.max_words)
 
 
 @TRANSFORMS.register_module()
@@ -106,9 +106,8 @@ class TokenizeText(BaseTransform):
                  tokenizer: Union[dict, object],
                  max_tokens: int = 30,
                  key: str = 'text') -> None:
-        if max_tokens < 3:
-            raise ValueError(f'TokenizeText: max_tokens must be >= 3, got '
-                             f'{max_tokens}')
+        check_arg(max_tokens >= 3, 'TokenizeText', 'max_tokens', '>= 3',
+                  max_tokens)
         self.tokenizer = build_tokenizer(tokenizer)
         self.max_tokens = max_tokens
         self.key = key
@@ -141,8 +140,7 @@ class TokenizeText(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(max_tokens={self.max_tokens}, '
-                f'key={self.key!r})')
+        return format_args(self, max_tokens=self.max_tokens, key=self.key)
 
 
 def choose_masked_positions(num_tokens: int,

@@ -5,6 +5,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from xfm_mm.registry import TRANSFORMS
+from xfm_mm.utils.args import format_args
 from ..parsers.video import load_video_frames
 
 
@@ -40,8 +41,7 @@ class ResizeFrames(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(scale={self.scale}, '
-                f'flip_prob={self.flip_prob})')
+        return format_args(self, scale=self.scale, flip_prob=self.flip_prob)
 
 
 @TRANSFORMS.register_module()

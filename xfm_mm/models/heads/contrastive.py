@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from xfm_mm.registry import MODELS
+from xfm_mm.utils.args import check_arg
 from ..utils import all_gather_no_grad, all_gather_with_grad, local_row_slice
 
 #: Temperature bounds of each style when none are given: X-VLM's clamp of
@@ -82,12 +83,11 @@ class ContrastiveHead(BaseModule):
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         name = type(self).__name__
-        if temperature_style not in DEFAULT_TEMPERATURE_RANGES:
-            raise ValueError(f"{name}: temperature_style must be 'temp' or "
-                             f"'logit_scale', got {temperature_style!r}")
-        if gather_grad not in ('local', 'global'):
-            raise ValueError(f"{name}: gather_grad must be 'local' or "
-                             f"'global', got {gather_grad!r}")
+        check_arg(temperature_style in DEFAULT_TEMPERATURE_RANGES, name,
+                  'temperature_style', "'temp' or 'logit_scale'",
+                  temperature_style)
+        check_arg(gather_grad in ('local', 'global'), name, 'gather_grad',
+                  "'local' or 'global'", gather_grad)
         if temperature_range is None:
             temperature_range = DEFAULT_TEMPERATURE_RANGES[temperature_style]
         low, high = temperature_range

@@ -8,6 +8,7 @@ import torch.nn as nn
 from mmpretrain.models.utils import resize_pos_embed
 
 from xfm_mm.registry import MODELS
+from xfm_mm.utils.args import check_arg
 
 
 @MODELS.register_module()
@@ -198,12 +199,10 @@ class TextEmbedding(nn.Module):
                  layer_norm_eps: float, dropout: float):
         super().__init__()
         name = type(self).__name__
-        if position_style not in ('bert', 'roberta'):
-            raise ValueError(f"{name}: position_style must be 'bert' or "
-                             f"'roberta', got {position_style!r}")
-        if type_vocab_size < 1:
-            raise ValueError(f'{name}: type_vocab_size must be >= 1, got '
-                             f'{type_vocab_size}')
+        check_arg(position_style in ('bert', 'roberta'), name,
+                  'position_style', "'bert' or 'roberta'", position_style)
+        check_arg(type_vocab_size >= 1, name, 'type_vocab_size', '>= 1',
+                  type_vocab_size)
         self.position_style = position_style
         self.pad_token_id = pad_token_id
         self.max_positions = max_positions

@@ -3,6 +3,7 @@
 from typing import Dict, List, Optional, Sequence
 
 import torch
+import torch.nn as nn
 from mmengine.logging import print_log
 
 from xfm_mm.registry import MODELS
@@ -28,6 +29,33 @@ def fusion_biases(text_embeds: torch.Tensor,
     if vision_mask is not None:
         vision_bias = mask_to_bias(vision_mask, text_embeds)
     return text_bias, vision_bias
+
+
+def run_fusion(transformer: nn.Module, owner: str, vision_dims: int,
+               text_embeds: torch.Tensor, text_mask: Optional[torch.Tensor],
+               vision_embeds: torch.Tensor,
+               vision_mask: Optional[torch.Tensor], **kwargs) -> torch.Tensor:
+    """Check the vision width, then run fusion layers with the masks' biases.
+
+    Args:
+        transformer (nn.Module): A :class:`TransformerStack` with
+            cross-attention.
+        owner (str): Name used in the error.
+        vision_dims (int): Width the cross-attention expects.
+        text_embeds, text_mask, vision_embeds, vision_mask: As
+            :meth:`FusionEncoder.forward`.
+        **kwargs: Passed on to ``transformer`` (e.g. ``start``).
+
+    Returns:
+        Tensor: ``(B, L, D)``.
+    """
+    if vision_embeds.shape[-1] != vision_dims:
+        raise ValueError(f'{owner}: vision_embeds width '
+                         f'{vision_embeds.shape[-1]} != {vision_dims}')
+    text_bias, vision_bias = fusion_biases(text_embeds, text_mask,
+                                           vision_mask)
+    return transformer(text_embeds, text_bias, vision_embeds, vision_bias,
+                       **kwargs)
 
 
 @MODELS.register_module()
@@ -182,11 +210,5 @@ class FusionEncoder(BertTower):
         if text_embeds.shape[-1] != self.embed_dims:
             raise ValueError(f'{name}: text_embeds width '
                              f'{text_embeds.shape[-1]} != {self.embed_dims}')
-        if vision_embeds.shape[-1] != self.vision_dims:
-            raise ValueError(f'{name}: vision_embeds width '
-                             f'{vision_embeds.shape[-1]} != '
-                             f'{self.vision_dims}')
-        text_bias, vision_bias = fusion_biases(text_embeds, text_mask,
-                                               vision_mask)
-        return self.transformer(text_embeds, text_bias, vision_embeds,
-                                vision_bias)
+        return run_fusion(self.transformer, name, self.vision_dims,
+                          text_embeds, text_mask, vision_embeds, vision_mask)

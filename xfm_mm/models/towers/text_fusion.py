@@ -15,7 +15,7 @@ from ..layers import TransformerStack
 from ..weights import (check_load_result, convert_hf_text_encoder,
                        load_state_dict_file)
 from ..weights.hf_bert import STACK_LAYERS
-from .fusion import fusion_biases
+from .fusion import run_fusion
 from .text import TextEncoder, bert_stack
 
 
@@ -169,15 +169,12 @@ class TextFusionEncoder(TextEncoder):
              vision_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Run the fusion layers on text states; arguments and result as
         :meth:`FusionEncoder.forward`."""
-        if vision_embeds.shape[-1] != self.vision_dims:
-            raise ValueError(f'{type(self).__name__}: vision_embeds width '
-                             f'{vision_embeds.shape[-1]} != '
-                             f'{self.vision_dims}')
-        text_bias, vision_bias = fusion_biases(text_embeds, text_mask,
-                                               vision_mask)
-        return self.transformer(
+        return run_fusion(
+            self.transformer,
+            type(self).__name__,
+            self.vision_dims,
             text_embeds,
-            text_bias,
+            text_mask,
             vision_embeds,
-            vision_bias,
+            vision_mask,
             start=self.num_text_layers)

@@ -9,6 +9,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from xfm_mm.registry import MODELS
+from xfm_mm.utils.args import check_arg
 from ..layers import PatchEmbedding, TransformerStack
 from ..weights import (VISION_137E521, load_vision_weights,
                        upgrade_legacy_keys)
@@ -127,9 +128,9 @@ class VisionEncoder(BaseModule):
         if token0 not in TOKEN0:
             raise ValueError(f'{type(self).__name__}: token0={token0!r} is '
                              f'not one of {TOKEN0}')
-        if rel_pos_resize not in ('geometric', 'bicubic'):
-            raise ValueError(f'{type(self).__name__}: rel_pos_resize must be '
-                             f"'geometric' or 'bicubic', got {rel_pos_resize!r}")
+        check_arg(rel_pos_resize in ('geometric', 'bicubic'),
+                  type(self).__name__, 'rel_pos_resize',
+                  "'geometric' or 'bicubic'", rel_pos_resize)
         arch = resolve_vision_arch(arch)
         self.embed_dims = arch['embed_dims']
         self.num_layers = arch['num_layers']

@@ -204,6 +204,28 @@ def convert_hf_layer(sd: StateDict, src: str, dst: str,
     return out
 
 
+def convert_hf_layers(sd: StateDict, used: set) -> StateDict:
+    """Rename every HF ``encoder.layer.{i}.*`` layer of ``sd``.
+
+    Args:
+        sd (dict): HF state dict without the model prefix.
+        used (set): Receives the HF keys consumed.
+
+    Returns:
+        dict: Our ``layers.{i}.*`` keys -> tensors, see
+        :func:`convert_hf_layer`.
+    """
+    layer_ids = sorted(
+        {int(k.split('.')[2])
+         for k in sd if k.startswith('encoder.layer.')})
+    out = {}
+    for i in layer_ids:
+        out.update(
+            convert_hf_layer(sd, f'encoder.layer.{i}.', f'{STACK_LAYERS}{i}.',
+                             used))
+    return out
+
+
 def convert_hf_text_encoder(
         state_dict: StateDict) -> Tuple[StateDict, List[str]]:
     """Rename a HF BERT/RoBERTa encoder state dict to :class:`TextEncoder`.
@@ -232,13 +254,7 @@ def convert_hf_text_encoder(
         if key in sd:
             out[f'embeddings.norm.{suffix}'] = sd[key]
             used.add(key)
-    layer_ids = sorted(
-        {int(k.split('.')[2])
-         for k in sd if k.startswith('encoder.layer.')})
-    for i in layer_ids:
-        out.update(
-            convert_hf_layer(sd, f'encoder.layer.{i}.', f'{STACK_LAYERS}{i}.',
-                             used))
+    out.update(convert_hf_layers(sd, used))
     ignored = []
     for key, value in sd.items():
         if key in used:

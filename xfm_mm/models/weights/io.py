@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
+from mmengine.logging import print_log
 
 from xfm_mm.utils.checkpoint import load_from_safe_local
 from xfm_mm.utils.paths import resolve_path
@@ -188,3 +189,18 @@ def classify_keys(state_dict: StateDict, mapped: Dict[str, str],
             dropped[reason].append(key)
     dropped = {reason: sorted(keys) for reason, keys in dropped.items()}
     return dict(parts), dropped, sorted(unknown)
+
+
+def log_dropped_keys(label: str, dropped: Dict[str, List[str]]) -> None:
+    """Log, per reason, the upstream keys a conversion dropped on purpose.
+
+    Args:
+        label (str): Who converted, e.g. ``'X-FM conversion'``.
+        dropped (dict): Reason -> dropped keys, as the converters'
+            ``*_with_report`` variants return them.
+    """
+    for reason, keys in dropped.items():
+        print_log(
+            f'{label}: dropped {len(keys)} keys, {reason}: '
+            f'{", ".join(keys)}',
+            logger='current')

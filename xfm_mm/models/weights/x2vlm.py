@@ -26,11 +26,12 @@ import re
 from typing import Dict, Optional, Tuple
 
 import torch
-from mmengine.logging import print_log
 
 from .beit import convert_beit_official
-from .hf_bert import STACK_LAYERS, convert_hf_layer, convert_hf_text_encoder
-from .io import StateDict, classify_keys, unwrap_state_dict
+from .hf_bert import (STACK_LAYERS, convert_hf_layers,
+                      convert_hf_text_encoder)
+from .io import (StateDict, classify_keys, log_dropped_keys,
+                 unwrap_state_dict)
 from .xfm import (_BEIT_BLOCK, _HF_CROSS, _HF_EMBEDDINGS, _HF_SELF_LAYER,
                   _MLP_HEAD, _add_prefix, _convert_heads, _strip,
                   _strip_module_prefix)
@@ -92,12 +93,8 @@ def classify_x2vlm_official_keys(
 
 
 def _convert_layers(sd: StateDict, owner: str) -> StateDict:
-    layer_ids = sorted({int(k.split('.')[2]) for k in sd})
-    out, used = {}, set()
-    for i in layer_ids:
-        out.update(
-            convert_hf_layer(sd, f'encoder.layer.{i}.', f'{STACK_LAYERS}{i}.',
-                             used))
+    used = set()
+    out = convert_hf_layers(sd, used)
     left = sorted(set(sd) - used)
     if left:
         raise KeyError(f'convert_x2vlm_official: {owner}: incomplete '
@@ -247,9 +244,5 @@ def convert_x2vlm_official(state_dict: StateDict,
     """
     converted, dropped = convert_x2vlm_official_with_report(
         state_dict, ignore_unknown, split_at)
-    for reason, keys in dropped.items():
-        print_log(
-            f'X2-VLM conversion: dropped {len(keys)} keys, {reason}: '
-            f'{", ".join(keys)}',
-            logger='current')
+    log_dropped_keys('X2-VLM conversion', dropped)
     return converted

@@ -24,14 +24,14 @@ import re
 from typing import Dict, Optional, Tuple
 
 import torch
-from mmengine.logging import print_log
 
 from xfm_mm.utils.checkpoint import (UnsafeCheckpointError,
                                      load_from_safe_local)
 from .beit import convert_beit_official
-from .hf_bert import (STACK_LAYERS, convert_hf_layer, convert_hf_lm_head,
+from .hf_bert import (convert_hf_layers, convert_hf_lm_head,
                       convert_hf_text_encoder, split_model_prefix)
-from .io import StateDict, classify_keys, unwrap_state_dict
+from .io import (StateDict, classify_keys, log_dropped_keys,
+                 unwrap_state_dict)
 
 _HF_EMBEDDINGS = (r'embeddings\.((word|position|token_type)_embeddings\.'
                   r'weight|LayerNorm\.(weight|bias))')
@@ -169,12 +169,8 @@ def _convert_text(text: StateDict, mlm: StateDict) -> StateDict:
 
 def _convert_fusion(fusion: StateDict) -> StateDict:
     _, sd = split_model_prefix(_strip(fusion, 'fusion_encoder.'))
-    layer_ids = sorted({int(k.split('.')[2]) for k in sd})
-    out, used = {}, set()
-    for i in layer_ids:
-        out.update(
-            convert_hf_layer(sd, f'encoder.layer.{i}.', f'{STACK_LAYERS}{i}.',
-                             used))
+    used = set()
+    out = convert_hf_layers(sd, used)
     _check_no_leftovers('fusion_encoder', {k: 0 for k in set(sd) - used})
     return _add_prefix(out, 'fusion_encoder.')
 
@@ -282,11 +278,7 @@ def convert_xfm_official(state_dict: StateDict,
     """
     converted, dropped = convert_xfm_official_with_report(
         state_dict, ignore_unknown)
-    for reason, keys in dropped.items():
-        print_log(
-            f'X-FM conversion: dropped {len(keys)} keys, {reason}: '
-            f'{", ".join(keys)}',
-            logger='current')
+    log_dropped_keys('X-FM conversion', dropped)
     return converted
 
 
