@@ -111,4 +111,3 @@ default_hooks = dict(
     checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
 log_processor = dict(window_size=10)
 randomness = dict(seed=0, diff_rank_seed=True)
-model_wrapper_cfg = None

@@ -10,6 +10,7 @@ writes; ``site.addsitedir`` is what Python does for site-packages at start.
 """
 import os
 import os.path as osp
+import site
 import subprocess
 import sys
 
@@ -76,7 +77,17 @@ print('TEST', sorted(metrics))
 '''
 
 
-def _run(tmp_path, site: str) -> subprocess.CompletedProcess:
+# Without ``site`` processing at start-up: site-packages on the path but
+# none of its ``.pth`` files run (an install of this checkout puts the
+# start-up ``.pth`` there too), so only the site directory decides.
+NO_SITE_PTH = f"""
+import sys
+sys.path.extend({site.getsitepackages()!r})
+"""
+
+
+def _run(tmp_path, site: str,
+         site_pth: bool = True) -> subprocess.CompletedProcess:
     data_root = str(tmp_path / 'data')
     write_shapes_set(data_root, train_per_pair=1)  # 24 pairs, 12 test
     towers = ', '.join(f'{k}={dict(v, _delete_=True)!r}'
@@ -98,7 +109,10 @@ def _run(tmp_path, site: str) -> subprocess.CompletedProcess:
             p for p in (site, os.environ.get('PYTHONPATH')) if p),
         CUDA_VISIBLE_DEVICES='',
         OMP_NUM_THREADS='1')
-    return subprocess.run([sys.executable, '-c', script],
+    command = [sys.executable, '-c', script]
+    if not site_pth:
+        command = [sys.executable, '-S', '-c', NO_SITE_PTH + script]
+    return subprocess.run(command,
                           cwd=str(tmp_path / 'outside'),
                           env=env,
                           capture_output=True,
@@ -118,6 +132,7 @@ def test_outside_config_trains_and_tests_without_importing_xfm_mm(tmp_path):
 
 def test_without_the_startup_hook_mmengine_refuses(tmp_path):
     # Control: the same process without the .pth fails as the issue says.
-    proc = _run(tmp_path, installed_site(tmp_path, with_pth=False))
+    proc = _run(
+        tmp_path, installed_site(tmp_path, with_pth=False), site_pth=False)
     assert proc.returncode != 0
     assert 'does not support to load xfm_mm config' in proc.stderr
