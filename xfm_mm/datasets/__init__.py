@@ -16,7 +16,7 @@ __all__ = [
     'BadRecordCounter', 'BadShardError', 'ShardStats', 'BadRecordError',
     'ShardReadError', 'JsonlDataset', 'JsonlStreamDataset', 'build_parser',
     'build_pipeline', 'split_shards', 'list_shards', 'iter_shard_lines',
-    'parse_json_line', 'decode_image', 'stable_id', 'ResumableInfiniteSampler',
-    'SeededSampleMixin'
+    'parse_json_line', 'decode_image', 'stable_id',
+    'ResumableInfiniteSampler', 'SeededSampleMixin',
+    'TarShardStreamDataset', 'expand_braces', 'list_tar_shards'
 ]
-__all__ += ['TarShardStreamDataset', 'expand_braces', 'list_tar_shards']

@@ -1,11 +1,11 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 from .fsdp import (FSDPOptimWrapper, ScalarSafeFSDP,
                    sharded_clip_grad_norm_, transformer_layer_wrap_policy)
-from .hooks import *  # noqa: F401,F403
-from .loops import MultiSourceTrainLoop
 from .gradient_masking import (GradientMaskingAmpOptimWrapper,
                                GradientMaskingCPUAmpOptimWrapper,
                                GradientMaskingOptimWrapper)
+from .hooks import *  # noqa: F401,F403
+from .loops import MultiSourceTrainLoop
 from .non_finite import NonFiniteGuard, NonFiniteStepError
 from .optim_constructors import LayerDecayOptimWrapperConstructor
 from .optim_wrappers import (CPUAmpOptimWrapper, GuardedAmpOptimWrapper,
@@ -19,11 +19,9 @@ __all__ = [
     'MultiSourceTrainLoop', 'CPUAmpOptimWrapper', 'GuardedAmpOptimWrapper',
     'GuardedOptimWrapper', 'NonFiniteGuard', 'NonFiniteStepError',
     'LayerDecayOptimWrapperConstructor', 'PretrainOptimWrapperConstructor',
-    'ImageTextRetrievalTestLoop', 'ImageTextRetrievalValLoop', 'GuardedRunner'
-]
-__all__ += ['GradientMaskingOptimWrapper', 'GradientMaskingAmpOptimWrapper']
-__all__ += ['GradientMaskingCPUAmpOptimWrapper']
-__all__ += [
+    'ImageTextRetrievalTestLoop', 'ImageTextRetrievalValLoop',
+    'GuardedRunner', 'GradientMaskingOptimWrapper',
+    'GradientMaskingAmpOptimWrapper', 'GradientMaskingCPUAmpOptimWrapper',
     'FSDPOptimWrapper', 'ScalarSafeFSDP', 'sharded_clip_grad_norm_',
     'transformer_layer_wrap_policy'
 ]

@@ -9,6 +9,6 @@ from .vqa import VQAv2Dataset
 
 __all__ = [
     'COCOCaptionDataset', 'GLUEDataset', 'GLUE_TASK_SPECS', 'NLVR2Dataset',
-    'RefCOCODataset', 'ImageTextRetrievalDataset', 'VQAv2Dataset'
+    'RefCOCODataset', 'ImageTextRetrievalDataset', 'VQAv2Dataset',
+    'MSRVTTQADataset', 'VideoTextRetrievalDataset'
 ]
-__all__ += ['MSRVTTQADataset', 'VideoTextRetrievalDataset']

@@ -22,8 +22,7 @@ __all__ = [
     'RegionRandomCrop', 'RegionTargets', 'boxes_to_patch_mask', 'MaskText',
     'PreCaption', 'TokenizeText', 'choose_masked_positions', 'pre_caption',
     'PackRetrievalInputs', 'PackTextClassificationInputs',
-    'TokenizeSentencePair', 'AddPrompt', 'CarefulRandomFlip', 'PackVLInputs',
-    'RefBoxTarget', 'TokenizeAnswers'
+    'TokenizeSentencePair', 'AddPrompt', 'CarefulRandomFlip',
+    'PackVLInputs', 'RefBoxTarget', 'TokenizeAnswers', 'LoadVideoFrames',
+    'ResizeFrames', 'CodebookViewCrop', 'MaskedTokenLabels', 'SwapCaption'
 ]
-__all__ += ['LoadVideoFrames', 'ResizeFrames']
-__all__ += ['CodebookViewCrop', 'MaskedTokenLabels', 'SwapCaption']

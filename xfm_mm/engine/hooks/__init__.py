@@ -4,5 +4,7 @@ from .matching_switch import X2VLMMatchingSwitchHook
 from .random_state import RandomStateHook
 from .temperature import ClampTemperatureHook
 
-__all__ = ['AtomicCheckpointHook', 'ClampTemperatureHook', 'RandomStateHook']
-__all__ += ['X2VLMMatchingSwitchHook']
+__all__ = [
+    'AtomicCheckpointHook', 'ClampTemperatureHook', 'RandomStateHook',
+    'X2VLMMatchingSwitchHook'
+]

@@ -1,6 +1,5 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-from .xfm_vit import XFMViT
 from .unified_vit import UnifiedViT
+from .xfm_vit import XFMViT
 
-__all__ = ['XFMViT']
-__all__ += ['UnifiedViT']
+__all__ = ['XFMViT', 'UnifiedViT']

@@ -1,13 +1,14 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 from .decoder import TextDecoder
 from .fusion import FusionEncoder
+from .shared import SharedEncoder
 from .text import TextEncoder
 from .text_fusion import StackFusion, TextFusionEncoder
 from .video import VideoVisionEncoder
 from .vision import VisionEncoder
-from .shared import SharedEncoder
 
-__all__ = ['FusionEncoder', 'TextDecoder', 'TextEncoder', 'VisionEncoder']
-__all__ += ['SharedEncoder']
-__all__ += ['StackFusion', 'TextFusionEncoder']
-__all__ += ['VideoVisionEncoder']
+__all__ = [
+    'FusionEncoder', 'TextDecoder', 'TextEncoder', 'VisionEncoder',
+    'SharedEncoder', 'StackFusion', 'TextFusionEncoder',
+    'VideoVisionEncoder'
+]
