@@ -9,6 +9,7 @@ folder laid out as after ``make demo``: ``configs/``, a small demo set as
 weights (training it is ``make demo``'s job, not this test's).
 """
 import glob
+import inspect
 import os
 import os.path as osp
 import re
@@ -63,7 +64,18 @@ def test_the_demo_snippets_are_found():
 @pytest.mark.parametrize('snippet', demo_snippets())
 def test_demo_snippet_runs_as_written(snippet, demo_folder, monkeypatch):
     monkeypatch.chdir(demo_folder)
-    exec(compile(snippet, '<doc snippet>', 'exec'), {'__name__': 'snippet'})
+    namespace = {'__name__': 'snippet'}
+    # A snippet fails this test by raising; one that binds nothing but
+    # None (e.g. a call that silently returned nothing) fails it too.
+    exec(compile(snippet, '<doc snippet>', 'exec'), namespace)
+    imported = (inspect.ismodule, inspect.isclass, inspect.isfunction)
+    bound = {
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith('__') and not any(is_(v) for is_ in imported)
+    }
+    assert bound and any(v is not None for v in bound.values()), \
+        f'the snippet bound no result: {sorted(bound)}'
 
 
 def test_no_unpublished_reference_citations():
