@@ -60,7 +60,6 @@ def _loader(parser, ann_file, batch_size, pipeline):
         num_workers=0,
         drop_last=True,
         sampler=dict(type='ResumableInfiniteSampler', shuffle=True),
-        collate_fn=dict(type='pseudo_collate'),
         dataset=dict(
             type='JsonlDataset',
             data_root=data_root,

@@ -17,7 +17,6 @@ test_dataloader = dict(
     batch_size=50,
     num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
         type='ImageTextRetrievalDataset',
         data_root={{_base_.data_root}},

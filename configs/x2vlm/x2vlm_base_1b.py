@@ -27,7 +27,6 @@ train_dataloader = dict(
         persistent_workers=True,
         pin_memory=True,
         sampler=None,
-        collate_fn=dict(type='pseudo_collate'),
         dataset=dict(
             type='JsonlStreamDataset',
             data_root='data/x2vlm_pretrain',

@@ -70,7 +70,6 @@ def _loader(parser, root, ann_file, batch_size, pipeline):
         batch_size=batch_size,
         num_workers=0,
         sampler=dict(type='ResumableInfiniteSampler', shuffle=True),
-        collate_fn=dict(type='pseudo_collate'),
         dataset=dict(
             type='JsonlDataset',
             data_root=root,

@@ -40,7 +40,6 @@ def _stream(parser, folder, batch_size, pipeline):
         persistent_workers=True,
         pin_memory=True,
         sampler=None,  # streams shard by rank and worker themselves
-        collate_fn=dict(type='pseudo_collate'),
         dataset=dict(
             type='JsonlStreamDataset',
             data_root=data_root,

@@ -47,8 +47,7 @@ stream = dict(
     num_workers=8,
     persistent_workers=True,
     pin_memory=True,
-    sampler=None,  # streams shard by rank and worker themselves
-    collate_fn=dict(type='pseudo_collate'))
+    sampler=None)  # streams shard by rank and worker themselves
 
 train_dataloader = dict(
     _delete_=True,

@@ -31,7 +31,6 @@ def _video_stream(folder):
         persistent_workers=True,
         pin_memory=True,
         sampler=None,
-        collate_fn=dict(type='pseudo_collate'),
         dataset=dict(
             type='JsonlStreamDataset',
             data_root='data/x2vlm_pretrain',

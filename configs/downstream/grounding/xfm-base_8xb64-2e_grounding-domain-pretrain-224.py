@@ -57,7 +57,6 @@ train_dataloader = dict(
     num_workers=4,
     persistent_workers=True,
     sampler=None,  # the stream shards by rank and worker itself
-    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
         type='JsonlStreamDataset',
         data_root=_base_.data_root,

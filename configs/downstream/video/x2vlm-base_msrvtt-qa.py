@@ -49,7 +49,6 @@ def _loader(ann_file, test_mode, pipeline, batch_size):
         num_workers=8,
         persistent_workers=True,
         sampler=dict(type='DefaultSampler', shuffle=not test_mode),
-        collate_fn=dict(type='pseudo_collate'),
         drop_last=not test_mode,
         dataset=dict(
             type='MSRVTTQADataset',
