@@ -63,10 +63,11 @@ optim_wrapper = dict(
         type='AdamW', lr=4e-5, betas=(0.9, 0.98), eps=1e-8,
         weight_decay=0.01),
     constructor='PretrainOptimWrapperConstructor',
-    # large_lr_for_dec: the decoder at 2x lr. Upstream's lower vision lr
-    # (2e-5) has no counterpart here: every tower trains at 4e-5.
+    # large_lr_for_dec: the decoder at lr_mult 2 (8e-5); vision_lr 2e-5 =
+    # 0.5 x lr; text_lr 4e-5 = lr (upstream optim.py create_optimizer).
     paramwise_cfg=dict(new_param_prefixes=('text_decoder', ),
-                       new_lr_mult=2.0))
+                       new_lr_mult=2.0,
+                       prefix_lr_mults=dict(vision_encoder=0.5)))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0,
          end=0.5, convert_to_iter_based=True),  # warm-up 10%

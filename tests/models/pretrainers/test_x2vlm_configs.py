@@ -66,11 +66,46 @@ def test_config_builds(path):
     model.pop('init_cfg', None)
     if model.type == 'XFMVQA':
         model.answer_list = ['yes', 'no']
+    if model.type in ('XFMVQA', 'X2VLMCaptioner'):
         model.tokenizer = dict(type='HFTokenizer',
                                name_or_path=LOCAL_TOKENIZER)
     with torch.device('meta'):
         built = MODELS.build(model)
     # Text and fusion layers are one stack, or (XVLMPlus) two towers.
-    assert hasattr(built, 'fusion_encoder')
+    if model.type == 'X2VLMCaptioner':
+        assert built.text_encoder.num_fusion_layers == 6
+    else:
+        assert hasattr(built, 'fusion_encoder')
     if 'stage2' in path or 'msrvtt' in path or 'demo' in path:
         assert built.vision_encoder.frame_pos_embed.shape[1] == 3
+
+
+def test_vqa_vision_tower_learns_at_half_the_rate():
+    """vqa2_base.yaml: lr 4e-5, vision_lr 2e-5, text_lr 4e-5, the decoder
+    at 2x (large_lr_for_dec)."""
+    from xfm_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', 'downstream', 'vqa',
+                 'x2vlm-base_16xb8-5e_vqav2-768.py'))
+    model = cfg.model
+    model.answer_list = ['yes', 'no']
+    model.tokenizer = dict(type='HFTokenizer', name_or_path=LOCAL_TOKENIZER)
+    model.pop('init_cfg', None)
+    with torch.device('meta'):
+        built = MODELS.build(model)
+    wrapper = cfg.optim_wrapper.copy()
+    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(
+        dict(
+            type=wrapper.pop('constructor'),
+            optim_wrapper_cfg=wrapper,
+            paramwise_cfg=wrapper.pop('paramwise_cfg')))
+    groups = constructor.param_groups(built)
+    lr_of = {id(p): g['lr'] for g in groups for p in g['params']}
+    expected = dict(vision_encoder=2e-5, text_encoder=4e-5, text_decoder=8e-5)
+    seen = set()
+    for name, param in built.named_parameters():
+        prefix = name.split('.')[0]
+        if prefix in expected:
+            assert lr_of[id(param)] == pytest.approx(expected[prefix]), name
+            seen.add(prefix)
+    assert seen == set(expected)

@@ -11,6 +11,7 @@ from .downstream_vl import (AddPrompt, CarefulRandomFlip, PackVLInputs,
                             RefBoxTarget, TokenizeAnswers)
 from .flava import CodebookViewCrop, MaskedTokenLabels, SwapCaption
 from .formatting import PackMultiSourceInputs
+from .generation_masking import MaskTextForGeneration
 from .masking import BlockMask, BlockMaskGenerator
 from .region import RegionRandomCrop, RegionTargets, boxes_to_patch_mask
 from .text import (MaskText, PreCaption, TokenizeText, choose_masked_positions,
@@ -18,6 +19,7 @@ from .text import (MaskText, PreCaption, TokenizeText, choose_masked_positions,
 from .video import LoadVideoFrames, ResizeFrames
 
 __all__ = [
+    'MaskTextForGeneration',
     'PackMultiSourceInputs', 'BlockMask', 'BlockMaskGenerator',
     'RegionRandomCrop', 'RegionTargets', 'boxes_to_patch_mask', 'MaskText',
     'PreCaption', 'TokenizeText', 'choose_masked_positions', 'pre_caption',

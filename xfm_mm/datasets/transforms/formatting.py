@@ -81,13 +81,17 @@ class PackMultiSourceInputs(BaseTransform):
         meta_keys (Sequence[str]): Keys copied to metainfo when present.
         inputs_key (str): The image packed as ``inputs``. Defaults to
             ``'img'``.
+        source (str, optional): The source of samples whose ``results``
+            name none (a downstream dataset without a record parser).
+            Defaults to None.
     """
 
     def __init__(self,
                  fields: FieldSpec,
                  meta_keys: Sequence[str] = ('sample_idx', 'img_path',
                                              'ori_shape', 'img_shape', 'flip'),
-                 inputs_key: str = 'img') -> None:
+                 inputs_key: str = 'img',
+                 source: Optional[str] = None) -> None:
         owner = type(self).__name__
         if isinstance(fields, str) or not isinstance(fields,
                                                      (Mapping, Sequence)):
@@ -102,6 +106,7 @@ class PackMultiSourceInputs(BaseTransform):
             self.fields[key] = dtype
         self.meta_keys = tuple(meta_keys)
         self.inputs_key = inputs_key
+        self.source = source
 
     def _pack(self, value, dtype):
         if dtype == 'infer':
@@ -115,7 +120,7 @@ class PackMultiSourceInputs(BaseTransform):
     def transform(self, results: dict) -> dict:
         """Pack ``results``."""
         name = type(self).__name__
-        source = results.get('source')
+        source = results.get('source', self.source)
         if not isinstance(source, str) or not source:
             raise KeyError(f'{name}: results["source"] must be a non-empty '
                            f'string (set by the record parser), got '

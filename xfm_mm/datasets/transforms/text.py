@@ -236,6 +236,35 @@ class MaskText(BaseTransform):
         self.skipgram_size = skipgram_size
         self.whole_word = whole_word
 
+    #: Tokens after [CLS] that are never masked (a prompt); ``n_pred``
+    #: counts the tokens after them.
+    num_prefix: int = 0
+
+    def choose_positions(self, ids: np.ndarray,
+                         num_tokens: int) -> np.ndarray:
+        """Positions to mask in one sequence.
+
+        Args:
+            ids (np.ndarray): ``(L,)`` token ids, [CLS] first.
+            num_tokens (int): Real tokens (the rest is padding).
+
+        Returns:
+            np.ndarray: Sorted int64 positions.
+        """
+        num_prefix = self.num_prefix
+        num_pred = min(
+            self.max_masks,
+            max(1, int(round((num_tokens - num_prefix) * self.mask_prob))))
+        tokens = None
+        if self.whole_word:
+            tokens = self.tokenizer.convert_ids_to_tokens(
+                ids[num_prefix:num_tokens].tolist())
+        # The last prefix token stands in for [CLS] in the candidates.
+        pos = choose_masked_positions(num_tokens - num_prefix, num_pred,
+                                      self.skipgram_prb, self.skipgram_size,
+                                      tokens)
+        return np.asarray(pos, dtype=np.int64) + num_prefix
+
     def mask_one(self, ids: np.ndarray,
                  num_tokens: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Mask one sequence.
@@ -248,16 +277,7 @@ class MaskText(BaseTransform):
             tuple[np.ndarray]: masked ids ``(L,)``, positions ``(M,)`` and
             labels ``(M,)``.
         """
-        num_pred = min(self.max_masks,
-                       max(1, int(round(num_tokens * self.mask_prob))))
-        tokens = None
-        if self.whole_word:
-            tokens = self.tokenizer.convert_ids_to_tokens(
-                ids[:num_tokens].tolist())
-        pos = np.asarray(
-            choose_masked_positions(num_tokens, num_pred, self.skipgram_prb,
-                                    self.skipgram_size, tokens),
-            dtype=np.int64)
+        pos = self.choose_positions(ids, num_tokens)
         masked_ids = ids.copy()
         draw = np.random.rand(len(pos))
         use_mask = draw < 0.8

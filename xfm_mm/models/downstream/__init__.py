@@ -6,8 +6,10 @@ from .nlvr import XFMNLVR
 from .retrieval import ImageTextRetrieval
 from .text_classifier import XFMTextClassifier
 from .vqa import XFMVQA
+from .x2vlm_caption import X2VLMCaptioner
 
 __all__ = [
+    'X2VLMCaptioner',
     'XFMCaptioner', 'XFMGrounding', 'XFMNLVR', 'ImageTextRetrieval',
     'XFMTextClassifier', 'XFMVQA', 'beam_search', 'rank_answers'
 ]

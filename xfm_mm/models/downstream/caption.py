@@ -123,11 +123,28 @@ class XFMCaptioner(BaseMultimodalModel):
 
     def predict(self, inputs: dict, data_samples: Optional[list] = None):
         """Set ``pred_caption`` for every image."""
-        tokens = self.generate(inputs['images'])
-        captions = self.tokenizer.batch_decode(
-            tokens.tolist(), skip_special_tokens=True)
-        if data_samples is None:
-            data_samples = [DataSample() for _ in range(len(captions))]
-        for sample, caption in zip(data_samples, captions):
-            sample.pred_caption = caption.strip()
-        return data_samples
+        return set_pred_captions(self.tokenizer,
+                                 self.generate(inputs['images']),
+                                 data_samples)
+
+
+def set_pred_captions(tokenizer, tokens: torch.Tensor,
+                      data_samples: Optional[list]) -> list:
+    """Decode generated tokens into ``pred_caption`` of each sample.
+
+    Args:
+        tokenizer: A ``transformers`` tokenizer.
+        tokens (Tensor): ``(B, T)`` generated ids (special tokens dropped).
+        data_samples (list, optional): The batch's samples; new
+            ``DataSample`` s if None.
+
+    Returns:
+        list: The samples.
+    """
+    captions = tokenizer.batch_decode(
+        tokens.tolist(), skip_special_tokens=True)
+    if data_samples is None:
+        data_samples = [DataSample() for _ in range(len(captions))]
+    for sample, caption in zip(data_samples, captions):
+        sample.pred_caption = caption.strip()
+    return data_samples

@@ -38,6 +38,31 @@ def tokenize_texts(tokenizer, texts: Sequence[str],
     return ids, mask
 
 
+def repeated_ngram_tokens(seqs: torch.Tensor, n: int,
+                          vocab: int) -> torch.Tensor:
+    """Tokens that would complete an n-gram already in each row.
+
+    Args:
+        seqs (Tensor): ``(R, T)`` token ids.
+        n (int): N-gram size (>= 1).
+        vocab (int): Vocabulary size ``V``.
+
+    Returns:
+        Tensor: ``(R, V)`` bool, True where appending the token repeats an
+        n-gram of its row (the row's last ``n - 1`` tokens followed by it
+        occur earlier).
+    """
+    rows, length = seqs.shape
+    banned = torch.zeros(rows, vocab, device=seqs.device)
+    if length < n:
+        return banned.bool()
+    windows = seqs.unfold(1, n, 1)  # (R, T - n + 1, n)
+    tail = seqs[:, length - n + 1:]
+    hits = (windows[..., :n - 1] == tail[:, None]).all(dim=-1)
+    # scatter_add: several windows may end in the same token.
+    return banned.scatter_add_(1, windows[..., -1], hits.float()).gt(0)
+
+
 @torch.no_grad()
 def beam_search(
         step_fn: Callable[[torch.Tensor], torch.Tensor],
@@ -47,7 +72,8 @@ def beam_search(
         eos_token_id: int,
         pad_token_id: int,
         min_new_tokens: int = 0,
-        length_penalty: float = 0.) -> Tuple[torch.Tensor, torch.Tensor]:
+        length_penalty: float = 0.,
+        no_repeat_ngram_size: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
     """Batched beam search over ``batch x beams`` rows.
 
     Every step scores all ``beam_size * vocab`` continuations of each
@@ -71,6 +97,10 @@ def beam_search(
         length_penalty (float): Final scores are divided by
             ``length ** length_penalty`` (generated tokens, end token
             included). Defaults to 0: the summed log-probability.
+        no_repeat_ngram_size (int): A token that would repeat an n-gram of
+            this size among the generated tokens (the prefix left out) is
+            forbidden; 3 is the trigram blocking of UniLM's s2s-ft decoder
+            that X2-VLM's captioning uses. Defaults to 0: off.
 
     Returns:
         tuple[Tensor, Tensor]: The best sequence per sample ``(B, T0 +
@@ -94,6 +124,10 @@ def beam_search(
         logp = logp.view(batch, beam_size, vocab)
         if step < min_new_tokens:
             logp[..., eos_token_id] = float('-inf')
+        if no_repeat_ngram_size > 0:
+            banned = repeated_ngram_tokens(seqs[:, start_ids.shape[1]:],
+                                           no_repeat_ngram_size, vocab)
+            logp = logp.masked_fill(banned.view_as(logp), float('-inf'))
         done_row = torch.full((vocab, ), float('-inf'), device=device)
         done_row[pad_token_id] = 0.
         logp = torch.where(finished[..., None], done_row, logp)

@@ -40,6 +40,8 @@ class MaskedPredictionHead(TokenPredictor):
         loss_weight (float): Multiplies the loss. Defaults to 1.0.
         ignore_index (int): Label of the positions without a target.
             Defaults to -100.
+        label_smoothing (float): Label smoothing of the cross-entropy
+            (``F.cross_entropy``'s). Defaults to 0.
         hf_config (str, optional): Local HF directory or ``config.json``.
         pretrained (str, optional): Local HF ``*ForMaskedLM`` directory or
             weights file; ``cls.predictions.*`` (BERT) or ``lm_head.*``
@@ -54,6 +56,7 @@ class MaskedPredictionHead(TokenPredictor):
                  loss_name: str = 'loss_mlm',
                  loss_weight: float = 1.0,
                  ignore_index: int = -100,
+                 label_smoothing: float = 0.,
                  hf_config: Optional[str] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
@@ -74,6 +77,7 @@ class MaskedPredictionHead(TokenPredictor):
         self.loss_name = loss_name
         self.loss_weight = loss_weight
         self.ignore_index = ignore_index
+        self.label_smoothing = float(label_smoothing)
         self.pretrained = pretrained
 
     def init_weights(self) -> None:
@@ -153,6 +157,7 @@ class MaskedPredictionHead(TokenPredictor):
             logits.reshape(-1, self.vocab_size),
             labels,
             ignore_index=self.ignore_index,
-            reduction='sum')
+            reduction='sum',
+            label_smoothing=self.label_smoothing)
         count = labels.ne(self.ignore_index).sum().clamp(min=1)
         return {self.loss_name: self.loss_weight * total / count}

@@ -5,6 +5,8 @@ A masked score gets the dtype's most negative *finite* value rather than
 ``-inf``: a fully masked row then gives a uniform distribution instead of
 NaN (BERT's convention).
 """
+from typing import Optional
+
 import torch
 
 
@@ -62,20 +64,30 @@ def mask_to_bias(mask: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 
 def causal_attention_bias(mask: torch.Tensor,
-                          ref: torch.Tensor) -> torch.Tensor:
+                          ref: torch.Tensor,
+                          private: Optional[torch.Tensor] = None
+                          ) -> torch.Tensor:
     """Causal + key-padding additive bias for self-attention.
 
     Args:
         mask (Tensor): ``(B, L)``, 1 / True = real token.
         ref (Tensor): A tensor on the target device with the default dtype
             (see :func:`attention_dtype`).
+        private (Tensor, optional): ``(B, L)`` bool, True for keys that only
+            their own query may see (the extra [MASK] slots of
+            discrepancy-free masked-LM generation, Chen et al., ACL Findings
+            2021). Defaults to None.
 
     Returns:
         Tensor: ``(B, 1, L, L)``; 0 where query ``i`` may see key ``j``
-        (``j <= i`` and ``j`` real), the dtype's finite minimum elsewhere.
+        (``j <= i`` and ``j`` real, and ``j == i`` if ``j`` is private),
+        the dtype's finite minimum elsewhere.
     """
     length = mask.shape[1]
     causal = torch.ones(
         length, length, dtype=torch.bool, device=mask.device).tril()
     keep = causal[None] & mask.bool()[:, None, :]
+    if private is not None:
+        eye = torch.eye(length, dtype=torch.bool, device=mask.device)
+        keep = keep & (eye[None] | ~private.bool()[:, None, :])
     return _keep_to_bias(keep, attention_dtype(ref)).unsqueeze(1)

@@ -256,7 +256,8 @@ class TextEmbedding(nn.Module):
                 input_ids: Optional[torch.Tensor] = None,
                 attention_mask: Optional[torch.Tensor] = None,
                 inputs_embeds: Optional[torch.Tensor] = None,
-                token_type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+                token_type_ids: Optional[torch.Tensor] = None,
+                position_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Embed tokens.
 
         Args:
@@ -266,6 +267,9 @@ class TextEmbedding(nn.Module):
             inputs_embeds (Tensor, optional): ``(B, L, D)`` word embeddings
                 used instead of ``input_ids``.
             token_type_ids (Tensor, optional): ``(B, L)``; type 0 if None.
+            position_ids (Tensor, optional): ``(B, L)`` positions given
+                instead of :meth:`position_ids` (e.g. two tokens sharing a
+                position in X2-VLM's captioning). Defaults to None.
 
         Returns:
             Tensor: ``(B, L, D)``.
@@ -276,8 +280,10 @@ class TextEmbedding(nn.Module):
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         B, L = inputs_embeds.shape[:2]
-        pos = self.position_ids(input_ids, attention_mask, B, L,
-                                inputs_embeds.device)
+        pos = position_ids
+        if pos is None:
+            pos = self.position_ids(input_ids, attention_mask, B, L,
+                                    inputs_embeds.device)
         x = inputs_embeds + self.position_embeddings(pos)
         if token_type_ids is None:
             x = x + self.token_type_embeddings.weight[0]
