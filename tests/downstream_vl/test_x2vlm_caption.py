@@ -21,7 +21,8 @@ from xfm_mm.registry import DATASETS, MODELS, TRANSFORMS
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from tiny_models import (BERT_MAX_POSITIONS, BERT_VOCAB, IMG,  # noqa: E402
                          WIDTH, text_cfg, vision_cfg)
-from vl_fixtures import ROOT, image_dir, tokenizer_cfg  # noqa: E402
+from vl_fixtures import ROOT, fast_config_text, image_dir  # noqa: E402
+from vl_fixtures import tokenizer_cfg  # noqa: E402
 from vl_fixtures import write_json  # noqa: E402
 
 NAMES = ['COCO_val2014_000000391895.jpg', 'COCO_val2014_000000000042.jpg']
@@ -116,12 +117,14 @@ def test_attention_is_causal_and_slots_are_private():
     slots = torch.as_tensor(r['mask_slots'])[None]
     with torch.no_grad():
         out = model.encode(ids, vision, pos, slots)
-        # A later token cannot change an earlier position's output.
+        # A later (real) token cannot change an earlier position's output.
+        j = int((~slots[0]).nonzero()[6])
+        assert j > PROMPT_LEN
         later = ids.clone()
-        later[0, 9] = 2000
+        later[0, j] = 2000
         changed = model.encode(later, vision, pos, slots)
-        torch.testing.assert_close(changed[0, :9], out[0, :9])
-        assert not torch.allclose(changed[0, 9:], out[0, 9:])
+        torch.testing.assert_close(changed[0, :j], out[0, :j])
+        assert not torch.allclose(changed[0, j + 1:], out[0, j + 1:])
         # A [MASK] slot is seen by no other position.
         slot = int(r['masked_pos'][0])
         swapped = ids.clone()
@@ -246,11 +249,12 @@ def published(name: str, files: dict) -> Config:
     """A published config with the tiny model and fixture files."""
     cfg = Config.fromfile(
         osp.join(ROOT, 'configs', 'downstream', 'caption', name))
-    for split, test in (('train', False), ('test', True)):
+    for split in ('train', 'val', 'test'):
         loader = cfg[f'{split}_dataloader']
         loader.update(num_workers=0, persistent_workers=False, batch_size=2)
         loader.dataset.update(
-            data_root='', ann_file=files[split],
+            data_root='', ann_file=files['train' if split == 'train' else
+                                         'test'],
             data_prefix=dict(img_path=files['root']))
         for step in loader.dataset.pipeline:
             if 'tokenizer' in step:
@@ -319,3 +323,48 @@ def test_published_configs_optimizer_groups():
         for pname, param in model.named_parameters():
             want = vision_lr if pname.startswith('vision_encoder') else lr
             assert lr_of[id(param)] == pytest.approx(want), pname
+
+
+def test_published_config_trains_and_tests_with_the_runner(
+        caption_files, tmp_path, monkeypatch):
+    from mmengine.runner import Runner
+    fast_config_text(monkeypatch)
+    cfg = published('x2vlm-base_coco-caption-384.py', caption_files)
+    tiny = tiny_model_cfg(max_new_tokens=4)
+    for key in ('text_encoder', 'vision_encoder', 'mlm_head', 'tokenizer',
+                'max_new_tokens', 'min_new_tokens'):
+        cfg.model[key] = tiny[key]
+    cfg.model.init_cfg = None
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.train_cfg.max_epochs = 1
+    # One iteration per epoch here: 5% of it rounds to no warm-up step.
+    cfg.param_scheduler[0].end = 1
+    cfg.param_scheduler[1].begin = 1
+    cfg.default_hooks.logger.interval = 1
+    cfg.env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
+    cfg.launcher = 'none'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    metrics = runner.test()
+    assert {'caption/BLEU_4', 'caption/CIDEr'} <= set(metrics)
+
+
+def test_loads_every_tensor_of_an_x2vlm_pretraining_checkpoint(tmp_path):
+    from tiny_models import VOCAB, tiny_x2vlm_cfg
+    torch.manual_seed(1)
+    pretrainer = MODELS.build(tiny_x2vlm_cfg(vision_encoder=vision_cfg()))
+    pretrained = pretrainer.state_dict()
+    path = str(tmp_path / 'x2vlm_mm.pth')
+    torch.save(dict(state_dict=pretrained), path)
+    model = build_model(
+        text_encoder=text_cfg(
+            VOCAB, type='TextFusionEncoder', num_fusion_layers=2,
+            vision_dims=WIDTH),
+        mlm_head=dict(
+            type='MaskedPredictionHead', embed_dims=WIDTH, vocab_size=VOCAB,
+            label_smoothing=0.1, loss_name='loss_caption'),
+        init_cfg=dict(type='Pretrained', checkpoint=path))
+    own = model.state_dict()
+    assert own and set(own) <= set(pretrained)
+    for name, tensor in own.items():
+        assert torch.equal(tensor, pretrained[name]), name
