@@ -19,8 +19,8 @@ from xfm_mm.models.downstream.generation import (beam_search,
 from xfm_mm.registry import DATASETS, MODELS, TRANSFORMS
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from tiny_models import (BERT_MAX_POSITIONS, BERT_VOCAB, IMG,  # noqa: E402
-                         WIDTH, text_cfg, vision_cfg)
+from tiny_models import BERT_MAX_POSITIONS, BERT_VOCAB  # noqa: E402
+from tiny_models import IMG, WIDTH, text_cfg, vision_cfg  # noqa: E402
 from vl_fixtures import ROOT, fast_config_text, image_dir  # noqa: E402
 from vl_fixtures import tokenizer_cfg  # noqa: E402
 from vl_fixtures import write_json  # noqa: E402
@@ -134,9 +134,9 @@ def test_attention_is_causal_and_slots_are_private():
         torch.testing.assert_close(changed[0, others], out[0, others])
         # Without the slot mask, later positions would see it.
         leaky = model.encode(swapped, vision, pos, None)
-        assert not torch.allclose(leaky[0, slot + 1:],
-                                  model.encode(ids, vision, pos,
-                                               None)[0, slot + 1:])
+        assert not torch.allclose(
+            leaky[0, slot + 1:],
+            model.encode(ids, vision, pos, None)[0, slot + 1:])
 
 
 def caption_batch(fg_free=True):
@@ -173,8 +173,8 @@ def test_loss_is_smoothed_cross_entropy_at_masked_positions(fg_free):
 
 
 def test_generation_predicts_an_appended_mask_step_by_step():
-    model = build_model(beam_size=1, min_new_tokens=0,
-                        no_repeat_ngram_size=0).eval()
+    model = build_model(
+        beam_size=1, min_new_tokens=0, no_repeat_ngram_size=0).eval()
     images = torch.randn(2, 3, IMG, IMG)
     tokens = model.generate(images)
     sep = model.tokenizer.sep_token_id
@@ -222,8 +222,10 @@ def test_trigram_blocking_in_beam_search():
     assert free[0, 1:7].tolist() == [3, 4, 5, 3, 4, 5]
     blocked, _ = beam_search(step, start, no_repeat_ngram_size=3, **kwargs)
     gen = blocked[0, 1:].tolist()
-    trigrams = [tuple(gen[i:i + 3]) for i in range(len(gen) - 2)
-                if pad not in gen[i:i + 3]]
+    trigrams = [
+        tuple(gen[i:i + 3]) for i in range(len(gen) - 2)
+        if pad not in gen[i:i + 3]
+    ]
     assert len(trigrams) == len(set(trigrams)) and gen != free[0, 1:]
 
 
@@ -232,10 +234,14 @@ def caption_files(tmp_path):
     root = image_dir(tmp_path, NAMES)
     train = write_json(
         str(tmp_path / 'train.json'), [
-            dict(image=NAMES[0], caption='A man riding a moped.',
-                 image_id='coco_391895'),
-            dict(image=NAMES[1], caption=['Two dogs play on the grass.'],
-                 image_id=42),
+            dict(
+                image=NAMES[0],
+                caption='A man riding a moped.',
+                image_id='coco_391895'),
+            dict(
+                image=NAMES[1],
+                caption=['Two dogs play on the grass.'],
+                image_id=42),
         ])
     test = write_json(
         str(tmp_path / 'test.json'), [
@@ -253,8 +259,8 @@ def published(name: str, files: dict) -> Config:
         loader = cfg[f'{split}_dataloader']
         loader.update(num_workers=0, persistent_workers=False, batch_size=2)
         loader.dataset.update(
-            data_root='', ann_file=files['train' if split == 'train' else
-                                         'test'],
+            data_root='',
+            ann_file=files['train' if split == 'train' else 'test'],
             data_prefix=dict(img_path=files['root']))
         for step in loader.dataset.pipeline:
             if 'tokenizer' in step:
@@ -275,8 +281,10 @@ def test_published_pipeline_train_step_and_bounded_captions(
     assert (cfg.model.beam_size, cfg.model.max_new_tokens,
             cfg.model.min_new_tokens, cfg.model.length_penalty,
             cfg.model.no_repeat_ngram_size) == (3, 50, 5, 0., 3)
-    masking = [s for s in cfg.train_dataloader.dataset.pipeline
-               if s['type'] == 'MaskTextForGeneration'][0]
+    masking = [
+        s for s in cfg.train_dataloader.dataset.pipeline
+        if s['type'] == 'MaskTextForGeneration'
+    ][0]
     assert (masking.mask_prob, masking.max_masks, masking.fg_free) == \
         (0.6, 18, True)
     assert cfg.model.mlm_head.label_smoothing == 0.1
@@ -303,8 +311,7 @@ def test_published_pipeline_train_step_and_bounded_captions(
 def test_published_configs_optimizer_groups():
     from xfm_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
     model = build_model()
-    for name, lr, vision_lr in (('x2vlm-base_coco-caption-384.py', 5e-6,
-                                 1e-5),
+    for name, lr, vision_lr in (('x2vlm-base_coco-caption-384.py', 5e-6, 1e-5),
                                 ('x2vlm-large_coco-caption-384.py', 5e-6,
                                  1e-5)):
         cfg = Config.fromfile(
@@ -318,7 +325,8 @@ def test_published_configs_optimizer_groups():
         optim = constructor(model).optimizer
         lr_of = {
             id(p): group['lr']
-            for group in optim.param_groups for p in group['params']
+            for group in optim.param_groups
+            for p in group['params']
         }
         for pname, param in model.named_parameters():
             want = vision_lr if pname.startswith('vision_encoder') else lr
@@ -358,11 +366,16 @@ def test_loads_every_tensor_of_an_x2vlm_pretraining_checkpoint(tmp_path):
     torch.save(dict(state_dict=pretrained), path)
     model = build_model(
         text_encoder=text_cfg(
-            VOCAB, type='TextFusionEncoder', num_fusion_layers=2,
+            VOCAB,
+            type='TextFusionEncoder',
+            num_fusion_layers=2,
             vision_dims=WIDTH),
         mlm_head=dict(
-            type='MaskedPredictionHead', embed_dims=WIDTH, vocab_size=VOCAB,
-            label_smoothing=0.1, loss_name='loss_caption'),
+            type='MaskedPredictionHead',
+            embed_dims=WIDTH,
+            vocab_size=VOCAB,
+            label_smoothing=0.1,
+            loss_name='loss_caption'),
         init_cfg=dict(type='Pretrained', checkpoint=path))
     own = model.state_dict()
     assert own and set(own) <= set(pretrained)

@@ -83,8 +83,7 @@ class X2VLMCaptioner(BaseMultimodalModel):
             no_repeat_ngram_size=no_repeat_ngram_size,
             eos_token_id=tok.sep_token_id,
             pad_token_id=tok.pad_token_id)
-        prompt_ids = tok(
-            prompt.strip(), add_special_tokens=False)['input_ids']
+        prompt_ids = tok(prompt.strip(), add_special_tokens=False)['input_ids']
         self.register_buffer(
             'start_ids',
             torch.tensor([tok.cls_token_id] + list(prompt_ids)),
@@ -126,8 +125,7 @@ class X2VLMCaptioner(BaseMultimodalModel):
         """Label-smoothed masked-LM loss at the masked positions."""
         vision = self.vision_encoder(inputs['images'])
         hidden = self.encode(inputs['masked_text_ids'], vision,
-                             inputs['text_position_ids'],
-                             inputs['mask_slots'])
+                             inputs['text_position_ids'], inputs['mask_slots'])
         return self.mlm_head.loss(hidden, inputs['masked_pos'],
                                   inputs['masked_labels'])
 
@@ -149,5 +147,4 @@ class X2VLMCaptioner(BaseMultimodalModel):
     def predict(self, inputs: dict, data_samples: Optional[list] = None):
         """Set ``pred_caption`` for every image."""
         return set_pred_captions(self.tokenizer,
-                                 self.generate(inputs['images']),
-                                 data_samples)
+                                 self.generate(inputs['images']), data_samples)
