@@ -12,8 +12,64 @@ from .generation import beam_search
 from .utils import build_tokenizer
 
 
+class CaptionGeneration:
+    """Beam-search captioning after ``[CLS] prompt``, shared by the caption
+    models: :meth:`generate` and :meth:`predict` (``pred_caption``), given
+    the model's :meth:`next_token_logits` and ``vision_encoder``."""
+
+    def setup_generation(self, tokenizer: dict, prompt: str,
+                         **beam_cfg) -> None:
+        """Build the tokenizer, the ``start_ids`` buffer (``[CLS] prompt``)
+        and ``beam_cfg``.
+
+        Args:
+            tokenizer (dict): ``TOKENIZER`` config.
+            prompt (str): Caption prefix.
+            **beam_cfg: :func:`beam_search` arguments besides the token ids
+                the tokenizer gives (end: [SEP], padding).
+        """
+        self.tokenizer = tok = build_tokenizer(tokenizer)
+        self.prompt = prompt
+        self.beam_cfg = dict(
+            beam_cfg,
+            eos_token_id=tok.sep_token_id,
+            pad_token_id=tok.pad_token_id)
+        prompt_ids = tok(prompt.strip(), add_special_tokens=False)['input_ids']
+        self.register_buffer(
+            'start_ids',
+            torch.tensor([tok.cls_token_id] + list(prompt_ids)),
+            persistent=False)
+
+    def next_token_logits(self, ids: torch.Tensor,
+                          context: torch.Tensor) -> torch.Tensor:
+        """Next-token logits ``(R, V)`` after ``ids (R, T)`` given the image
+        tokens ``context (R, 1 + N, D)`` (one row per beam)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def generate(self, images: torch.Tensor) -> torch.Tensor:
+        """Beam-search token ids ``(B, T)`` after ``[CLS] prompt``."""
+        vision = self.vision_encoder(images)
+        context = vision.repeat_interleave(self.beam_cfg['beam_size'], dim=0)
+        start = self.start_ids.expand(len(images), -1)
+        seqs, _ = beam_search(lambda ids: self.next_token_logits(ids, context),
+                              start, **self.beam_cfg)
+        return seqs[:, len(self.start_ids):]
+
+    def predict(self, inputs: dict, data_samples: Optional[list] = None):
+        """Set ``pred_caption`` for every image."""
+        tokens = self.generate(inputs['images'])
+        captions = self.tokenizer.batch_decode(
+            tokens.tolist(), skip_special_tokens=True)
+        if data_samples is None:
+            data_samples = [DataSample() for _ in range(len(captions))]
+        for sample, caption in zip(data_samples, captions):
+            sample.pred_caption = caption.strip()
+        return data_samples
+
+
 @MODELS.register_module()
-class XFMCaptioner(BaseMultimodalModel):
+class XFMCaptioner(CaptionGeneration, BaseMultimodalModel):
     """A causal decoder cross-attending to the image tokens.
 
     The decoder reads ``[CLS] prompt caption [SEP]`` and cross-attends to
@@ -65,22 +121,14 @@ class XFMCaptioner(BaseMultimodalModel):
         super().__init__(**kwargs)
         self.vision_encoder = self.build_module(vision_encoder)
         self.text_decoder = self.build_module(text_decoder)
-        self.tokenizer = tok = build_tokenizer(tokenizer)
-        self.prompt, self.label_smoothing = prompt, label_smoothing
-        # Keyword arguments of beam_search, besides the tokenizer's ids.
-        self.beam_cfg = dict(
+        self.label_smoothing = label_smoothing
+        self.setup_generation(
+            tokenizer,
+            prompt,
             beam_size=beam_size,
             max_new_tokens=max_new_tokens,
             min_new_tokens=min_new_tokens,
-            length_penalty=length_penalty,
-            eos_token_id=tok.sep_token_id,
-            pad_token_id=tok.pad_token_id)
-        prompt_ids = tok(
-            prompt.rstrip(), add_special_tokens=False)['input_ids']
-        self.register_buffer(
-            'start_ids',
-            torch.tensor([tok.cls_token_id] + list(prompt_ids)),
-            persistent=False)
+            length_penalty=length_penalty)
         if init_decoder_from_fusion:
             self.register_load_state_dict_pre_hook(
                 init_decoder_from_pretraining)
@@ -108,43 +156,8 @@ class XFMCaptioner(BaseMultimodalModel):
         count = (mask.bool() & target)[:, 1:].sum().clamp(min=1)
         return dict(loss_caption=total / count)
 
-    @torch.no_grad()
-    def generate(self, images: torch.Tensor) -> torch.Tensor:
-        """Beam-search token ids ``(B, T)`` after ``[CLS] prompt``."""
-        vision = self.vision_encoder(images)
-        context = vision.repeat_interleave(self.beam_cfg['beam_size'], dim=0)
-
-        def next_logits(ids: torch.Tensor) -> torch.Tensor:
-            return self.text_decoder.logits(ids, None, context)[:, -1]
-
-        start = self.start_ids.expand(len(images), -1)
-        seqs, _ = beam_search(next_logits, start, **self.beam_cfg)
-        return seqs[:, len(self.start_ids):]
-
-    def predict(self, inputs: dict, data_samples: Optional[list] = None):
-        """Set ``pred_caption`` for every image."""
-        return set_pred_captions(self.tokenizer,
-                                 self.generate(inputs['images']),
-                                 data_samples)
-
-
-def set_pred_captions(tokenizer, tokens: torch.Tensor,
-                      data_samples: Optional[list]) -> list:
-    """Decode generated tokens into ``pred_caption`` of each sample.
-
-    Args:
-        tokenizer: A ``transformers`` tokenizer.
-        tokens (Tensor): ``(B, T)`` generated ids (special tokens dropped).
-        data_samples (list, optional): The batch's samples; new
-            ``DataSample`` s if None.
-
-    Returns:
-        list: The samples.
-    """
-    captions = tokenizer.batch_decode(
-        tokens.tolist(), skip_special_tokens=True)
-    if data_samples is None:
-        data_samples = [DataSample() for _ in range(len(captions))]
-    for sample, caption in zip(data_samples, captions):
-        sample.pred_caption = caption.strip()
-    return data_samples
+    def next_token_logits(self, ids: torch.Tensor,
+                          context: torch.Tensor) -> torch.Tensor:
+        """The decoder's logits after ``ids`` (see
+        :class:`CaptionGeneration`)."""
+        return self.text_decoder.logits(ids, None, context)[:, -1]

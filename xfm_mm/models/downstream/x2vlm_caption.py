@@ -9,13 +9,11 @@ import torch
 from xfm_mm.registry import MODELS
 from ..base import BaseMultimodalModel
 from ..layers import causal_attention_bias
-from .caption import set_pred_captions
-from .generation import beam_search
-from .utils import build_tokenizer
+from .caption import CaptionGeneration
 
 
 @MODELS.register_module()
-class X2VLMCaptioner(BaseMultimodalModel):
+class X2VLMCaptioner(CaptionGeneration, BaseMultimodalModel):
     """Captioning with the pre-trained X2-VLM text + fusion stack used as a
     left-to-right generator, as UniLM (arXiv 1905.03197) and BEiT-3 do.
 
@@ -72,22 +70,15 @@ class X2VLMCaptioner(BaseMultimodalModel):
         self.vision_encoder = self.build_module(vision_encoder)
         self.mlm_head = self.build_module(mlm_head)
         self.mlm_head.tie_weights(self.text_encoder.word_embeddings)
-        self.tokenizer = tok = build_tokenizer(tokenizer)
-        self.prompt = prompt
-        self.mask_token_id = tok.mask_token_id
-        self.beam_cfg = dict(
+        self.setup_generation(
+            tokenizer,
+            prompt,
             beam_size=beam_size,
             max_new_tokens=max_new_tokens,
             min_new_tokens=min_new_tokens,
             length_penalty=length_penalty,
-            no_repeat_ngram_size=no_repeat_ngram_size,
-            eos_token_id=tok.sep_token_id,
-            pad_token_id=tok.pad_token_id)
-        prompt_ids = tok(prompt.strip(), add_special_tokens=False)['input_ids']
-        self.register_buffer(
-            'start_ids',
-            torch.tensor([tok.cls_token_id] + list(prompt_ids)),
-            persistent=False)
+            no_repeat_ngram_size=no_repeat_ngram_size)
+        self.mask_token_id = self.tokenizer.mask_token_id
 
     def encode(self,
                ids: torch.Tensor,
@@ -129,22 +120,9 @@ class X2VLMCaptioner(BaseMultimodalModel):
         return self.mlm_head.loss(hidden, inputs['masked_pos'],
                                   inputs['masked_labels'])
 
-    @torch.no_grad()
-    def generate(self, images: torch.Tensor) -> torch.Tensor:
-        """Beam-search token ids ``(B, T)`` after ``[CLS] prompt``."""
-        vision = self.vision_encoder(images)
-        context = vision.repeat_interleave(self.beam_cfg['beam_size'], dim=0)
-
-        def next_logits(ids: torch.Tensor) -> torch.Tensor:
-            mask = ids.new_full((len(ids), 1), self.mask_token_id)
-            hidden = self.encode(torch.cat([ids, mask], dim=1), context)
-            return self.mlm_head(hidden[:, -1])
-
-        start = self.start_ids.expand(len(images), -1)
-        seqs, _ = beam_search(next_logits, start, **self.beam_cfg)
-        return seqs[:, len(self.start_ids):]
-
-    def predict(self, inputs: dict, data_samples: Optional[list] = None):
-        """Set ``pred_caption`` for every image."""
-        return set_pred_captions(self.tokenizer,
-                                 self.generate(inputs['images']), data_samples)
+    def next_token_logits(self, ids: torch.Tensor,
+                          context: torch.Tensor) -> torch.Tensor:
+        """The prediction of a [MASK] appended after ``ids``."""
+        mask = ids.new_full((len(ids), 1), self.mask_token_id)
+        hidden = self.encode(torch.cat([ids, mask], dim=1), context)
+        return self.mlm_head(hidden[:, -1])
