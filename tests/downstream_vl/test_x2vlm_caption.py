@@ -19,13 +19,12 @@ from xfm_mm.models.downstream.generation import (beam_search,
 from xfm_mm.registry import DATASETS, MODELS, TRANSFORMS
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from test_caption_model import caption_files  # noqa: E402,F401
 from tiny_models import BERT_MAX_POSITIONS, BERT_VOCAB  # noqa: E402
 from tiny_models import IMG, WIDTH, text_cfg, vision_cfg  # noqa: E402
-from vl_fixtures import ROOT, fast_config_text, image_dir  # noqa: E402
+from vl_fixtures import ROOT, fast_config_text  # noqa: E402
 from vl_fixtures import tokenizer_cfg  # noqa: E402
-from vl_fixtures import write_json  # noqa: E402
 
-NAMES = ['COCO_val2014_000000391895.jpg', 'COCO_val2014_000000000042.jpg']
 CAPTION = 'a picture of a man riding a red moped'
 PROMPT_LEN = 4  # [CLS] a picture of
 
@@ -227,28 +226,6 @@ def test_trigram_blocking_in_beam_search():
         if pad not in gen[i:i + 3]
     ]
     assert len(trigrams) == len(set(trigrams)) and gen != free[0, 1:]
-
-
-@pytest.fixture
-def caption_files(tmp_path):
-    root = image_dir(tmp_path, NAMES)
-    train = write_json(
-        str(tmp_path / 'train.json'), [
-            dict(
-                image=NAMES[0],
-                caption='A man riding a moped.',
-                image_id='coco_391895'),
-            dict(
-                image=NAMES[1],
-                caption=['Two dogs play on the grass.'],
-                image_id=42),
-        ])
-    test = write_json(
-        str(tmp_path / 'test.json'), [
-            dict(image=NAMES[0], caption=['a man on a moped', 'a red bike']),
-            dict(image=NAMES[1], caption=['two dogs']),
-        ])
-    return dict(root=root, train=train, test=test)
 
 
 def published(name: str, files: dict) -> Config:

@@ -14,8 +14,9 @@ from .utils import build_tokenizer
 
 class CaptionGeneration:
     """Beam-search captioning after ``[CLS] prompt``, shared by the caption
-    models: :meth:`generate` and :meth:`predict` (``pred_caption``), given
-    the model's :meth:`next_token_logits` and ``vision_encoder``."""
+    models: :meth:`generate`, :meth:`predict` (``pred_caption``) and
+    ``mode='tensor'``, given the model's :meth:`next_token_logits` and
+    ``vision_encoder``."""
 
     def setup_generation(self, tokenizer: dict, prompt: str,
                          **beam_cfg) -> None:
@@ -45,6 +46,12 @@ class CaptionGeneration:
         """Next-token logits ``(R, V)`` after ``ids (R, T)`` given the image
         tokens ``context (R, 1 + N, D)`` (one row per beam)."""
         raise NotImplementedError
+
+    def _forward(self,
+                 inputs: dict,
+                 data_samples: Optional[list] = None) -> torch.Tensor:
+        """``mode='tensor'``: the vision tokens ``(B, 1 + N, D)``."""
+        return self.vision_encoder(inputs['images'])
 
     @torch.no_grad()
     def generate(self, images: torch.Tensor) -> torch.Tensor:
@@ -132,12 +139,6 @@ class XFMCaptioner(CaptionGeneration, BaseMultimodalModel):
         if init_decoder_from_fusion:
             self.register_load_state_dict_pre_hook(
                 init_decoder_from_pretraining)
-
-    def _forward(self,
-                 inputs: dict,
-                 data_samples: Optional[list] = None) -> torch.Tensor:
-        """``mode='tensor'``: the vision tokens ``(B, 1 + N, D)``."""
-        return self.vision_encoder(inputs['images'])
 
     def loss(self,
              inputs: dict,

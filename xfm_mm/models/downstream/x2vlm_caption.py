@@ -104,12 +104,6 @@ class X2VLMCaptioner(CaptionGeneration, BaseMultimodalModel):
             torch.ones_like(ids, dtype=torch.bool), x, private=mask_slots)
         return tower.transformer(x, bias, context=vision)
 
-    def _forward(self,
-                 inputs: dict,
-                 data_samples: Optional[list] = None) -> torch.Tensor:
-        """``mode='tensor'``: the image tokens ``(B, 1 + N, D)``."""
-        return self.vision_encoder(inputs['images'])
-
     def loss(self,
              inputs: dict,
              data_samples: Optional[list] = None) -> Dict[str, torch.Tensor]:
