@@ -171,6 +171,15 @@ def test_loss_is_smoothed_cross_entropy_at_masked_positions(fg_free):
     assert int(valid.sum()) == 10
 
 
+def test_bf16_autocast_loss_and_generation_are_finite():
+    model = build_model().eval()
+    inputs = caption_batch()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        loss = model(inputs, mode='loss')['loss_caption']
+        tokens = model.generate(inputs['images'])
+    assert torch.isfinite(loss) and tokens.shape[0] == 2
+
+
 def test_generation_predicts_an_appended_mask_step_by_step():
     model = build_model(
         beam_size=1, min_new_tokens=0, no_repeat_ngram_size=0).eval()
