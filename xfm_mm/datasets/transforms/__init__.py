@@ -16,6 +16,7 @@ from .region import RegionRandomCrop, RegionTargets, boxes_to_patch_mask
 from .text import (MaskText, PreCaption, TokenizeText, choose_masked_positions,
                    pre_caption)
 from .video import LoadVideoFrames, ResizeFrames
+from .vqa_targets import VQAAnswerScores
 
 __all__ = [
     'PackMultiSourceInputs', 'BlockMask', 'BlockMaskGenerator',
@@ -24,5 +25,6 @@ __all__ = [
     'PackRetrievalInputs', 'PackTextClassificationInputs',
     'TokenizeSentencePair', 'AddPrompt', 'CarefulRandomFlip',
     'PackVLInputs', 'RefBoxTarget', 'TokenizeAnswers', 'LoadVideoFrames',
-    'ResizeFrames', 'CodebookViewCrop', 'MaskedTokenLabels', 'SwapCaption'
+    'ResizeFrames', 'CodebookViewCrop', 'MaskedTokenLabels', 'SwapCaption',
+    'VQAAnswerScores'
 ]
