@@ -19,12 +19,10 @@ SOURCES = ('image', 'text', 'image_text')
 class FLAVA(FLAVAEncoders):
     """FLAVA: image, text and multimodal encoders trained on three sources.
 
-    - ``vision_encoder``: ``VisionEncoder`` (ViT, absolute positions, mask
-      token, final norm, ``token0='cls'``).
-    - ``text_encoder``: pre-norm ``TextEncoder`` with a final norm.
-    - ``mm_encoder``: pre-norm ``TransformerStack`` over
-      ``[mm cls; image_to_mm(image); text_to_mm(text)]``, where image and
-      text are the last layer's states *before* the final norm.
+    - The image, text and multimodal encoders and the contrastive
+      projections of
+      :class:`~xfm_mm.models.utils.flava_encoders.FLAVAEncoders`, shared
+      with the downstream models.
     - ``image_codebook``: the frozen DALL-E encoder (mmpretrain's
       ``DALL-E``, the same network as transformers' ``FlavaImageCodebook``;
       mmpretrain runs its convolutions in fp16 on CUDA, as OpenAI's).
