@@ -40,14 +40,18 @@ def tiny_flava() -> dict:
     """flava_full shrunk: 2 + 2 + 1 layers, width 32, the real BERT-uncased
     vocabulary (the test tokenizer), no codebook."""
     cfg = Config.fromfile(FULL).model
-    arch = dict(embed_dims=D, num_layers=2, num_heads=HEADS,
-                feedforward_channels=FFN)
+    arch = dict(
+        embed_dims=D, num_layers=2, num_heads=HEADS, feedforward_channels=FFN)
     cfg.vision_encoder.update(arch=arch, img_size=IMG, patch_size=PATCH)
-    cfg.text_encoder.update(embed_dims=D, num_layers=2, num_heads=HEADS,
-                            feedforward_channels=FFN, max_positions=80)
+    cfg.text_encoder.update(
+        embed_dims=D,
+        num_layers=2,
+        num_heads=HEADS,
+        feedforward_channels=FFN,
+        max_positions=80)
     cfg.mm_encoder.update(num_layers=1)
-    cfg.mm_encoder.layer_cfg.update(embed_dims=D, num_heads=HEADS,
-                                    feedforward_channels=FFN)
+    cfg.mm_encoder.layer_cfg.update(
+        embed_dims=D, num_heads=HEADS, feedforward_channels=FFN)
     cfg.itc_head.update(vision_dims=D, text_dims=D, embed_dims=PROJ)
     cfg.itm_head.update(embed_dims=D)
     for name in ('mim', 'mlm', 'mmm_image', 'mmm_text'):
@@ -65,19 +69,27 @@ def parts(*keys) -> dict:
 
 
 def zeroshot(**kwargs) -> torch.nn.Module:
-    cfg = dict(type='FLAVAZeroShotClassifier',
-               tokenizer=tokenizer_cfg(),
-               classes=['cat', 'dog', 'red car'],
-               prompts=['a photo of a {}.', 'art of the {}.', 'a {}'],
-               **parts('vision_encoder', 'text_encoder', 'itc_head'))
+    cfg = dict(
+        type='FLAVAZeroShotClassifier',
+        tokenizer=tokenizer_cfg(),
+        classes=['cat', 'dog', 'red car'],
+        prompts=['a photo of a {}.', 'art of the {}.', 'a {}'],
+        **parts('vision_encoder', 'text_encoder', 'itc_head'))
     cfg.update(kwargs)
     torch.manual_seed(0)
-    return MODELS.build(cfg).eval()
+    model = MODELS.build(cfg).eval()
+    # FLAVA's N(0, 0.02) makes a tiny random text encoder give nearly the
+    # same feature for every prompt; wider weights make prompts differ.
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+                module.weight.normal_(std=0.3)
+    return model
 
 
 def images(num: int = 4, seed: int = 0) -> torch.Tensor:
-    return torch.randn(num, 3, IMG, IMG,
-                       generator=torch.Generator().manual_seed(seed))
+    return torch.randn(
+        num, 3, IMG, IMG, generator=torch.Generator().manual_seed(seed))
 
 
 # ------------------------------------------------------------- zero-shot
@@ -91,8 +103,11 @@ def test_ensembling_is_the_renormalised_mean_of_prompt_embeddings():
             for template in ('a photo of a {}.', 'art of the {}.', 'a {}'):
                 ids, mask = tokenize_texts(tok, [template.format(name)], 77)
                 cls = model.encode_text(ids, mask)[1][:, 0]
-                feats.append(F.normalize(model.itc_head.text_proj(cls), dim=-1))
+                feats.append(
+                    F.normalize(model.itc_head.text_proj(cls), dim=-1))
             expected.append(F.normalize(torch.cat(feats).mean(0), dim=-1))
+            # The prompts of a class disagree, so their mean is shorter.
+            assert torch.cat(feats).mean(0).norm() < 0.99
         expected = torch.stack(expected)
         embeds = model.class_embeddings()
         torch.testing.assert_close(embeds, expected, atol=1e-5, rtol=0)
@@ -102,12 +117,14 @@ def test_ensembling_is_the_renormalised_mean_of_prompt_embeddings():
         image = F.normalize(model.itc_head.vision_proj(image), dim=-1)
         torch.testing.assert_close(
             model(dict(images=pixels), mode='tensor'),
-            100. * image @ expected.t(), atol=1e-4, rtol=0)
+            100. * image @ expected.t(),
+            atol=1e-4,
+            rtol=0)
     # A batch size that divides nothing gives the same classifier.
     model.text_batch_size = 5
     model._class_embeds = None
-    torch.testing.assert_close(model.class_embeddings(), embeds, atol=1e-6,
-                               rtol=0)
+    torch.testing.assert_close(
+        model.class_embeddings(), embeds, atol=1e-6, rtol=0)
     model.load_state_dict(model.state_dict())
     assert model._class_embeds is None  # new weights, new classifier
 
@@ -168,10 +185,14 @@ def test_answer_scores_are_the_official_accuracy():
     # '2': 4 matches (min(1, 3/3) or min(1, 4/3) left out) = 1; '3': 3
     # matches = (3 x 2/3 + 7) / 10; 'red': 1 match = 9 x 1/3 / 10; 'two'
     # normalises to '2'.
-    np.testing.assert_allclose(out['answer_scores'], [0., 1., 0.9, 0.3],
-                               atol=1e-6)
-    vg = transform(dict(gt_answer=['red'], dataset='vg', answers=['red'],
-                        answer_weight=[0.5]))
+    np.testing.assert_allclose(
+        out['answer_scores'], [0., 1., 0.9, 0.3], atol=1e-6)
+    vg = transform(
+        dict(
+            gt_answer=['red'],
+            dataset='vg',
+            answers=['red'],
+            answer_weight=[0.5]))
     np.testing.assert_allclose(vg['answer_scores'], [0, 0, 0, 0.5])
     assert 'answer_scores' not in transform(dict(question='?'))
 
@@ -187,8 +208,10 @@ def vqa_batch(pad_to: int = 12):
 def test_vqa_classifier_loss_and_prediction():
     torch.manual_seed(0)
     model = MODELS.build(
-        dict(type='FLAVAVQA', answer_list=ANSWERS,
-             **parts('vision_encoder', 'text_encoder', 'mm_encoder'))).eval()
+        dict(
+            type='FLAVAVQA',
+            answer_list=ANSWERS,
+            **parts('vision_encoder', 'text_encoder', 'mm_encoder'))).eval()
     head = model.vqa_head
     assert [type(m).__name__ for m in head] == [
         'Linear', 'ReLU', 'Dropout', 'Linear'
@@ -197,24 +220,24 @@ def test_vqa_classifier_loss_and_prediction():
     logits = model(inputs, mode='tensor')
     targets = torch.stack([s.answer_scores for s in samples])
     expected = F.binary_cross_entropy_with_logits(logits, targets) * 5
-    torch.testing.assert_close(model.loss(inputs, samples)['loss_vqa'],
-                               expected)
+    torch.testing.assert_close(
+        model.loss(inputs, samples)['loss_vqa'], expected)
     out = model.predict(inputs)
-    assert [s.pred_answer for s in out] == [
-        ANSWERS[i] for i in logits.argmax(1).tolist()
-    ]
+    assert [s.pred_answer
+            for s in out] == [ANSWERS[i] for i in logits.argmax(1).tolist()]
     # The multimodal encoder ignores question padding.
     longer, _ = vqa_batch(pad_to=20)
-    torch.testing.assert_close(model(longer, mode='tensor'), logits,
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        model(longer, mode='tensor'), logits, atol=1e-5, rtol=0)
 
 
 # ------------------------------------------------------------- retrieval
 def test_retrieval_loss_is_flavas_global_contrastive():
     torch.manual_seed(0)
     model = MODELS.build(
-        dict(type='FLAVARetrieval',
-             **parts('vision_encoder', 'text_encoder', 'itc_head')))
+        dict(
+            type='FLAVARetrieval',
+            **parts('vision_encoder', 'text_encoder', 'itc_head')))
     assert model.mm_encoder is None and model.rerank_topk == 0
     inputs, _ = vqa_batch()
     inputs['image_id'] = torch.tensor([3, 4])
@@ -222,9 +245,9 @@ def test_retrieval_loss_is_flavas_global_contrastive():
         model.itc_head.logit_scale.fill_(9.)
     loss = model.loss(inputs)['loss_itc']
     assert model.itc_head.logit_scale.item() == pytest.approx(np.log(100))
-    feats = model.extract_feat(**{
-        k: inputs[k] for k in ('images', 'text_ids', 'text_mask')
-    })
+    feats = model.extract_feat(
+        **{k: inputs[k]
+           for k in ('images', 'text_ids', 'text_mask')})
     logits = 100 * feats['image_feat'] @ feats['text_feat'].t()
     expected = (F.cross_entropy(logits, torch.arange(2)) +
                 F.cross_entropy(logits.t(), torch.arange(2))) / 2
@@ -263,8 +286,8 @@ def tiny_config(config: str, work_dir: str, datasets: dict, **model):
     for split in ('train', 'val', 'test'):
         loader = cfg.get(f'{split}_dataloader')
         if loader:
-            loader.update(batch_size=2, num_workers=0,
-                          persistent_workers=False)
+            loader.update(
+                batch_size=2, num_workers=0, persistent_workers=False)
             loader.dataset.update(datasets[split])
     cfg = Config(_shrink(cfg.to_dict()))
     cfg.work_dir = work_dir
@@ -279,8 +302,9 @@ def write_pictures(root: str, names, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for name in names:
         os.makedirs(osp.dirname(osp.join(root, name)), exist_ok=True)
-        mmcv.imwrite(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8),
-                     osp.join(root, name))
+        mmcv.imwrite(
+            rng.integers(0, 256, (40, 36, 3), dtype=np.uint8),
+            osp.join(root, name))
 
 
 def test_vqa_config_trains_and_evaluates(tmp_path, monkeypatch):
@@ -289,18 +313,22 @@ def test_vqa_config_trains_and_evaluates(tmp_path, monkeypatch):
     names = [f'img{i}.jpg' for i in range(4)]
     write_pictures(root, names)
     records = [
-        dict(image=name, question=f'is it {ANSWERS[i]}?', question_id=i,
-             answer=[ANSWERS[i]] * 6 + [ANSWERS[i - 1]] * 4)
+        dict(
+            image=name,
+            question=f'is it {ANSWERS[i]}?',
+            question_id=i,
+            answer=[ANSWERS[i]] * 6 + [ANSWERS[i - 1]] * 4)
         for i, name in enumerate(names)
     ]
     write_json(osp.join(root, 'vqa.json'), records)
     answers = write_json(osp.join(root, 'answers.json'), ANSWERS)
-    data = dict(data_root=root, ann_file='vqa.json',
-                data_prefix=dict(img_path=''))
-    cfg = tiny_config('downstream/vqa/flava-full_vqav2.py',
-                      str(tmp_path / 'work'),
-                      dict(train=data, val=data, test=data),
-                      answer_list=answers)
+    data = dict(
+        data_root=root, ann_file='vqa.json', data_prefix=dict(img_path=''))
+    cfg = tiny_config(
+        'downstream/vqa/flava-full_vqav2.py',
+        str(tmp_path / 'work'),
+        dict(train=data, val=data, test=data),
+        answer_list=answers)
     for transform in cfg.train_dataloader.dataset.pipeline:
         if transform['type'] == 'VQAAnswerScores':
             transform['answer_list'] = answers
@@ -317,8 +345,8 @@ def test_retrieval_finetune_config_trains_and_ranks(tmp_path, monkeypatch):
     fast_config_text(monkeypatch)
     root = str(tmp_path)
     files = write_shapes_set(root, train_per_pair=1)['files']
-    train = dict(data_root=root, ann_file=files['train'],
-                 data_prefix=dict(img_path=''))
+    train = dict(
+        data_root=root, ann_file=files['train'], data_prefix=dict(img_path=''))
     test = dict(train, ann_file=files['test'])
     cfg = tiny_config(
         'downstream/retrieval/flava-full_coco-retrieval_finetune.py',
@@ -350,19 +378,24 @@ def test_zeroshot_configs_predict_and_train_a_step(tmp_path, monkeypatch,
             f.writelines(f'img{i}.jpg {i}\n' for i in range(4))
         data = dict(data_root=root)
     else:
-        write_jsonl(osp.join(root, 'image.jsonl'),
-                    [dict(image=n, label=i) for i, n in enumerate(names)])
+        write_jsonl(
+            osp.join(root, 'image.jsonl'),
+            [dict(image=n, label=i) for i, n in enumerate(names)])
         data = dict(data_root=root, ann_file='image.jsonl')
     classes = list(CLASS_NAMES['imagenet'][:6])
-    cfg = tiny_config(config, str(tmp_path / 'work'), dict(test=data),
-                      classes=classes, max_tokens=12)
+    cfg = tiny_config(
+        config,
+        str(tmp_path / 'work'),
+        dict(test=data),
+        classes=classes,
+        max_tokens=12)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     assert {'accuracy/top1', 'accuracy/top5'} <= set(metrics)
     # One training step: the image side learns, the text side is fixed.
     model = runner.model.train()
-    batch = pseudo_collate([runner.test_dataloader.dataset[i]
-                            for i in range(2)])
+    batch = pseudo_collate(
+        [runner.test_dataloader.dataset[i] for i in range(2)])
     wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
     vision = model.vision_encoder.transformer.layers[0].attn.qkv.weight
     text = model.text_encoder.transformer.layers[0].attn.qkv.weight

@@ -10,7 +10,8 @@
 # cropped, CLIP mean / std (the data preprocessor's default).
 # `pretrained`: an xfm_mm FLAVA checkpoint (or flava-full converted by
 # tools/model_converters/flava_hf_to_mm.py).
-#   python tools/test.py configs/downstream/imagenet/flava-full_zeroshot_in1k.py CKPT
+#   python tools/test.py \
+#       configs/downstream/imagenet/flava-full_zeroshot_in1k.py CKPT
 _base_ = [
     '../../_base_/models/flava_full.py',
     '../../_base_/default_runtime.py',

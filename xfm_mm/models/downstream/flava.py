@@ -84,8 +84,8 @@ class FLAVAVQA(FLAVAEncoders):
         """``loss_vqa``: MMF's ``logit_bce`` on the soft answer scores."""
         logits = self.answer_logits(inputs).float()
         try:
-            targets = torch.stack(
-                [s.answer_scores for s in data_samples]).to(logits)
+            targets = torch.stack([s.answer_scores
+                                   for s in data_samples]).to(logits)
         except AttributeError as err:
             raise KeyError(f'{type(self).__name__}: a training sample has no '
                            '"answer_scores"; add VQAAnswerScores to the '
@@ -135,8 +135,8 @@ class FLAVARetrieval(FLAVAEncoders):
 
     def __init__(self, vision_encoder: dict, text_encoder: dict,
                  itc_head: dict, **kwargs):
-        super().__init__(vision_encoder, text_encoder, itc_head=itc_head,
-                         **kwargs)
+        super().__init__(
+            vision_encoder, text_encoder, itc_head=itc_head, **kwargs)
         self.init_flava_weights()
 
     predict = ImageTextRetrieval.predict
@@ -147,8 +147,7 @@ class FLAVARetrieval(FLAVAEncoders):
             inputs.get('images'), inputs.get('text_ids'),
             inputs.get('text_mask'))
 
-    def loss(self, inputs: dict,
-             data_samples=None) -> Dict[str, torch.Tensor]:
+    def loss(self, inputs: dict, data_samples=None) -> Dict[str, torch.Tensor]:
         """``loss_itc`` of the batch's image-text pairs."""
         for key in ('images', 'text_ids', 'text_mask'):
             if key not in inputs:

@@ -89,8 +89,8 @@ class FLAVAZeroShotClassifier(FLAVAEncoders):
                  text_batch_size: int = 256,
                  logit_scale: Optional[float] = 100.,
                  **kwargs):
-        super().__init__(vision_encoder, text_encoder, itc_head=itc_head,
-                         **kwargs)
+        super().__init__(
+            vision_encoder, text_encoder, itc_head=itc_head, **kwargs)
         self.init_flava_weights()
         if text_batch_size < 1:
             raise ValueError(f'{type(self).__name__}: text_batch_size must '
@@ -136,8 +136,8 @@ class FLAVAZeroShotClassifier(FLAVAEncoders):
             text = self.encode_text(ids[chunk].to(device),
                                     mask[chunk].to(device))[1]
             feats.append(self.itc_head.project_text(text[:, 0]))
-        feats = torch.cat(feats).view(len(self.class_names),
-                                      len(self.templates), -1)
+        feats = torch.cat(feats).view(
+            len(self.class_names), len(self.templates), -1)
         self._class_embeds = F.normalize(feats.mean(dim=1), dim=-1)
         return self._class_embeds
 

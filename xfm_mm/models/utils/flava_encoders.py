@@ -146,18 +146,24 @@ class FLAVAEncoders(BaseMultimodalModel):
         out = {}
         if images is not None:
             image = self.encode_image(images)[1][:, :1]
-            out.update(image_embeds=image,
-                       image_feat=self.itc_head.project_vision(image[:, 0]))
+            out.update(
+                image_embeds=image,
+                image_feat=self.itc_head.project_vision(image[:, 0]))
         if text_ids is not None:
             if text_mask is None:
                 text_mask = torch.ones_like(text_ids)
             text = self.encode_text(text_ids, text_mask)[1][:, :1]
-            out.update(text_embeds=text, text_mask=text_mask[:, :1],
-                       text_feat=self.itc_head.project_text(text[:, 0]))
+            out.update(
+                text_embeds=text,
+                text_mask=text_mask[:, :1],
+                text_feat=self.itc_head.project_text(text[:, 0]))
         return out
 
-    def retrieve(self, query_feats: dict, gallery_feats: dict,
-                 query: str = 'image', topk=None) -> torch.Tensor:
+    def retrieve(self,
+                 query_feats: dict,
+                 gallery_feats: dict,
+                 query: str = 'image',
+                 topk=None) -> torch.Tensor:
         """``(Q, C)`` cosine similarities of queries (``'image'`` or
         ``'text'``) against the gallery of the other modality."""
         image, text = (query_feats, gallery_feats) if query == 'image' \
