@@ -17,6 +17,7 @@ from .region import RegionRandomCrop, RegionTargets, boxes_to_patch_mask
 from .text import (MaskText, PreCaption, TokenizeText, choose_masked_positions,
                    pre_caption)
 from .video import LoadVideoFrames, ResizeFrames
+from .vqa_targets import VQAAnswerScores
 
 __all__ = [
     'MaskTextForGeneration',
@@ -26,5 +27,6 @@ __all__ = [
     'PackRetrievalInputs', 'PackTextClassificationInputs',
     'TokenizeSentencePair', 'AddPrompt', 'CarefulRandomFlip',
     'PackVLInputs', 'RefBoxTarget', 'TokenizeAnswers', 'LoadVideoFrames',
-    'ResizeFrames', 'CodebookViewCrop', 'MaskedTokenLabels', 'SwapCaption'
+    'ResizeFrames', 'CodebookViewCrop', 'MaskedTokenLabels', 'SwapCaption',
+    'VQAAnswerScores'
 ]

@@ -23,6 +23,7 @@ TENSOR_FIELDS = dict(
     answer_ids=torch.long,
     answer_mask=torch.long,
     answer_weight=torch.float32,
+    answer_scores=torch.float32,
     boxes=torch.float32,
     gt_bboxes=torch.float32,
 )

@@ -1,5 +1,7 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 from .caption import XFMCaptioner
+from .flava import FLAVARetrieval, FLAVAVQA
+from .flava_zeroshot import FLAVAZeroShotClassifier
 from .generation import beam_search, rank_answers
 from .grounding import XFMGrounding
 from .nlvr import XFMNLVR
@@ -11,5 +13,6 @@ from .x2vlm_caption import X2VLMCaptioner
 __all__ = [
     'X2VLMCaptioner',
     'XFMCaptioner', 'XFMGrounding', 'XFMNLVR', 'ImageTextRetrieval',
-    'XFMTextClassifier', 'XFMVQA', 'beam_search', 'rank_answers'
+    'XFMTextClassifier', 'XFMVQA', 'beam_search', 'rank_answers',
+    'FLAVARetrieval', 'FLAVAVQA', 'FLAVAZeroShotClassifier'
 ]

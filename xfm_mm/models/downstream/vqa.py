@@ -2,11 +2,11 @@
 """VQA v2 by answer generation and answer-list ranking (X-FM ``VQA.py``)."""
 from typing import Dict, List, Optional, Sequence, Union
 
-import mmengine
 import torch
 from mmpretrain.structures import DataSample
 
 from xfm_mm.registry import MODELS
+from xfm_mm.utils.answer_list import load_answer_list
 from ..utils.vision_language import VisionLanguageModel
 from .decoder_init import init_decoder_from_pretraining
 from .generation import rank_answers, tokenize_texts
@@ -119,18 +119,7 @@ class XFMVQA(VisionLanguageModel):
             tokenizer (dict | object): Tokenizer or its config.
             max_answer_tokens (int): Padded length.
         """
-        if isinstance(answer_list, str):
-            answers = mmengine.load(answer_list, file_format='json')
-            if not isinstance(answers, list) or not all(
-                    isinstance(a, str) for a in answers):
-                raise ValueError(
-                    f'{type(self).__name__}: {answer_list} must hold a JSON '
-                    'list of answer strings')
-        else:
-            answers = list(answer_list)
-        if not answers:
-            raise ValueError(
-                f'{type(self).__name__}: the answer list is empty')
+        answers = load_answer_list(answer_list, type(self).__name__)
         if tokenizer is None:
             raise ValueError(
                 f'{type(self).__name__}: an answer list needs a tokenizer')

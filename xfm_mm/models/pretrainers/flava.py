@@ -4,45 +4,25 @@ Vision Alignment Model", CVPR 2022, arXiv 2112.04482), wired from the
 bricks; losses as transformers ``FlavaForPreTraining.forward``
 (``models/flava/modeling_flava.py``) and torchmultimodal
 ``modules/losses/flava.py`` compute them."""
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import torch
-import torch.nn as nn
 
 from xfm_mm.registry import MODELS
-from ..base import BaseMultimodalModel
-from ..layers import mask_to_bias
+from ..utils.flava_encoders import FLAVAEncoders
 from .xfm import XFM
 
 SOURCES = ('image', 'text', 'image_text')
 
 
-def init_flava_weights(module: nn.Module) -> None:
-    """transformers' ``FlavaPreTrainedModel._init_weights``: N(0, 0.02)
-    linears, convolutions and embeddings (padding row 0), zero biases, unit
-    LayerNorms."""
-    if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
-        nn.init.normal_(module.weight, std=0.02)
-        if getattr(module, 'bias', None) is not None:
-            nn.init.zeros_(module.bias)
-        if getattr(module, 'padding_idx', None) is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
 @MODELS.register_module()
-class FLAVA(BaseMultimodalModel):
+class FLAVA(FLAVAEncoders):
     """FLAVA: image, text and multimodal encoders trained on three sources.
 
-    - ``vision_encoder``: ``VisionEncoder`` (ViT, absolute positions, mask
-      token, final norm, ``token0='cls'``).
-    - ``text_encoder``: pre-norm ``TextEncoder`` with a final norm.
-    - ``mm_encoder``: pre-norm ``TransformerStack`` over
-      ``[mm cls; image_to_mm(image); text_to_mm(text)]``, where image and
-      text are the last layer's states *before* the final norm.
+    - The image, text and multimodal encoders and the contrastive
+      projections of
+      :class:`~xfm_mm.models.utils.flava_encoders.FLAVAEncoders`, shared
+      with the downstream models.
     - ``image_codebook``: the frozen DALL-E encoder (mmpretrain's
       ``DALL-E``, the same network as transformers' ``FlavaImageCodebook``;
       mmpretrain runs its convolutions in fp16 on CUDA, as OpenAI's).
@@ -103,30 +83,18 @@ class FLAVA(BaseMultimodalModel):
                  trim_text_padding: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        super().__init__(data_preprocessor, init_cfg)
-        self.vision_encoder = self.build_module(vision_encoder)
-        self.text_encoder = self.build_module(text_encoder)
-        self.mm_encoder = self.build_module(mm_encoder)
-        mm_dims = self.mm_encoder.layers[0].embed_dims
-        self.mm_cls_token = nn.Parameter(torch.zeros(1, 1, mm_dims))
-        self.image_to_mm = nn.Linear(self.vision_encoder.embed_dims, mm_dims)
-        self.text_to_mm = nn.Linear(self.text_encoder.embed_dims, mm_dims)
-        self.itc_head = self.build_module(itc_head)
+        super().__init__(vision_encoder, text_encoder, mm_encoder, itc_head,
+                         mm_text_padding_mask, data_preprocessor, init_cfg)
         self.itm_head = self.build_module(itm_head)
         self.mim_head = self.build_module(mim_head)
         self.mlm_head = self.build_module(mlm_head)
         self.mmm_image_head = self.build_module(mmm_image_head)
         self.mmm_text_head = self.build_module(mmm_text_head)
-        self.apply(init_flava_weights)
-        patch_embed = self.vision_encoder.patch_embed
-        for token in (patch_embed.cls_token, patch_embed.mask_token,
-                      patch_embed.pos_embed):
-            nn.init.zeros_(token)
+        self.init_flava_weights()
         # Built after the initialisation, which must not touch it.
         self.image_codebook = self.build_module(image_codebook)
         if self.image_codebook is not None:
             self.image_codebook.requires_grad_(False).eval()
-        self.mm_text_padding_mask = mm_text_padding_mask
         self.trim_text_padding = trim_text_padding
         self.ignore_index = self.mlm_head.ignore_index
 
@@ -136,43 +104,6 @@ class FLAVA(BaseMultimodalModel):
         if self.image_codebook is not None:
             self.image_codebook.eval()
         return self
-
-    # ------------------------------------------------------------ encoders
-    def encode_image(
-        self,
-        images: torch.Tensor,
-        patch_mask: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Image states before and after the final norm, ``(B, 1+N, D)``
-        each."""
-        tokens, grid = self.vision_encoder.patch_embed(images, patch_mask)
-        stack = self.vision_encoder.transformer
-        hidden = stack(tokens, rel_pos=grid, norm=False)
-        return hidden, stack.norm(hidden)
-
-    def encode_text(
-            self, text_ids: torch.Tensor,
-            text_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Text states before and after the final norm, ``(B, L, D)``."""
-        x = self.text_encoder.embeddings(text_ids)
-        stack = self.text_encoder.transformer
-        hidden = stack(x, mask_to_bias(text_mask, x), norm=False)
-        return hidden, stack.norm(hidden)
-
-    def encode_multimodal(self, image_hidden: torch.Tensor,
-                          text_hidden: torch.Tensor,
-                          text_mask: torch.Tensor) -> torch.Tensor:
-        """``(B, 1 + (1+N) + L, D)``: mm cls, image tokens, text tokens."""
-        image = self.image_to_mm(image_hidden)
-        cls = self.mm_cls_token.to(image.dtype).expand(len(image), -1, -1)
-        x = torch.cat([cls, image, self.text_to_mm(text_hidden)], dim=1)
-        bias = None
-        if self.mm_text_padding_mask:
-            keep = torch.cat(
-                [text_mask.new_ones(len(x), 1 + image.shape[1]), text_mask],
-                dim=1)
-            bias = mask_to_bias(keep, x)
-        return self.mm_encoder(x, bias)
 
     # ----------------------------------------------------------------- API
     def loss(self, inputs: dict, data_samples=None) -> Dict[str, torch.Tensor]:
@@ -186,41 +117,6 @@ class FLAVA(BaseMultimodalModel):
             return self._image_text_losses(inputs)
         raise ValueError(f'{type(self).__name__}: unknown source '
                          f'{source!r}; expected one of {SOURCES}')
-
-    #: Zero-shot retrieval ranks by the contrastive embeddings only (the
-    #: paper's protocol); ``ImageTextRetrieval*Loop`` reads these.
-    rerank_topk, fast_match = 0, True
-
-    @torch.no_grad()
-    def extract_feat(self,
-                     images: Optional[torch.Tensor] = None,
-                     text_ids: Optional[torch.Tensor] = None,
-                     text_mask: Optional[torch.Tensor] = None) -> dict:
-        """Normalised contrastive embeddings ``image_feat`` / ``text_feat``
-        ``(B, E)`` of what is given, with token 0 of the encoders
-        (``image_embeds`` / ``text_embeds``, ``(B, 1, D)``) and
-        ``text_mask``."""
-        out = {}
-        if images is not None:
-            image = self.encode_image(images)[1][:, :1]
-            out.update(image_embeds=image,
-                       image_feat=self.itc_head.project_vision(image[:, 0]))
-        if text_ids is not None:
-            if text_mask is None:
-                text_mask = torch.ones_like(text_ids)
-            text = self.encode_text(text_ids, text_mask)[1][:, :1]
-            out.update(text_embeds=text, text_mask=text_mask[:, :1],
-                       text_feat=self.itc_head.project_text(text[:, 0]))
-        return out
-
-    def retrieve(self, query_feats: dict, gallery_feats: dict,
-                 query: str = 'image', topk=None) -> torch.Tensor:
-        """``(Q, C)`` cosine similarities of queries (``'image'`` or
-        ``'text'``) against the gallery of the other modality."""
-        image, text = (query_feats, gallery_feats) if query == 'image' \
-            else (gallery_feats, query_feats)
-        sim = self.itc_head.similarity(image['image_feat'], text['text_feat'])
-        return sim if query == 'image' else sim.t()
 
     #: Data samples carrying the :meth:`extract_feat` outputs, as X-FM's.
     predict = XFM.predict
