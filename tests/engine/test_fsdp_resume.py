@@ -29,7 +29,7 @@ def _strategy(state_dict_cfg):
     cfg = Config.fromfile(
         osp.join(REPO, 'configs', '_base_', 'strategies',
                  'fsdp.py')).strategy.to_dict()
-    assert cfg.pop('type') == 'SafeFSDPStrategy'
+    assert cfg.pop('type') == 'xfm_mm.SafeFSDPStrategy'
     cfg['model_wrapper']['device_id'] = 'cpu'
     cfg['model_wrapper'].pop('mixed_precision')  # fp32: exact comparison
     cfg['state_dict_cfg'] = state_dict_cfg

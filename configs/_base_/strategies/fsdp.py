@@ -6,7 +6,7 @@ strategy = dict(
     # mmengine's FSDPStrategy whose checkpoints also save on CPU processes
     # and whose sharded ('local') checkpoints resume through the
     # weights-only loader (xfm_mm/engine/fsdp_strategy.py).
-    type='SafeFSDPStrategy',
+    type='xfm_mm.SafeFSDPStrategy',
     model_wrapper=dict(
         # MMFullyShardedDataParallel that keeps 0-d parameters (the ITC
         # temperature) replicated: PyTorch's FSDP refuses them.
