@@ -11,6 +11,24 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def _learned_bias_on_cpu(bias: Optional[torch.Tensor],
+                         q: torch.Tensor) -> bool:
+    """Whether SDPA would fall back to its math path for a bias that needs
+    a gradient (BEiT's relative position bias) on CPU, where that path
+    checks and casts more than the plain computation: under bf16, 14.4 vs
+    5.6 ms for a ViT-B layer's attention forward + backward (batch 2)."""
+    return (bias is not None and q.device.type == 'cpu'
+            and bias.requires_grad and torch.is_grad_enabled())
+
+
+def _explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        bias: torch.Tensor, dropout: float) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d) + bias) v``, what SDPA computes."""
+    scores = torch.matmul(q * q.shape[-1]**-0.5, k.transpose(-2, -1))
+    probs = (scores + bias).softmax(dim=-1)
+    return torch.matmul(F.dropout(probs, dropout), v)
+
+
 class MultiheadAttention(nn.Module):
     """Multi-head attention with SDPA kernels, for self- or cross-attention.
 
@@ -122,12 +140,12 @@ class MultiheadAttention(nn.Module):
             # and a fully masked row would then give NaN.
             attn_bias = attn_bias.clamp(min=torch.finfo(q.dtype).min)
             attn_bias = attn_bias.to(q.dtype)
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=attn_bias,
-            dropout_p=self.attn_drop if self.training else 0.)
+        dropout = self.attn_drop if self.training else 0.
+        if _learned_bias_on_cpu(attn_bias, q):
+            out = _explicit_attention(q, k, v, attn_bias, dropout)
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_bias, dropout_p=dropout)
         if shared > 1:  # (G, H, S*Lq, Dh) -> (G*S, Lq, H*Dh)
             G, H, _, Dh = out.shape
             out = out.view(G, H, shared, -1, Dh).permute(0, 2, 3, 1, 4)
