@@ -65,8 +65,8 @@ def test_cached_rerank_equals_uncached(query, x2vlm):
     num_queries = NUM_IMAGES if query == 'image' else NUM_TEXTS
     gallery = NUM_TEXTS if query == 'image' else NUM_IMAGES
     candidates = torch.stack([
-        torch.randperm(gallery, generator=torch.Generator().manual_seed(q))
-        [:6] for q in range(num_queries)
+        torch.randperm(gallery, generator=torch.Generator().manual_seed(q))[:6]
+        for q in range(num_queries)
     ])
     results = {}
     for group in (0, 16, 3):
@@ -140,8 +140,7 @@ def test_fusion_rows_share_a_context_with_its_mask():
                      fusion.cross_kv(images))
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match='cannot share'):
-        fusion(texts[:10], text_mask[:10], None, None,
-               fusion.cross_kv(images))
+        fusion(texts[:10], text_mask[:10], None, None, fusion.cross_kv(images))
     with pytest.raises(ValueError, match='no cross_kv'):
         fusion(texts, text_mask[:12], None)
 

@@ -7,9 +7,7 @@ carrying a foreign global is still refused."""
 import os
 import os.path as osp
 import pickle
-import subprocess
 import sys
-from datetime import timedelta
 
 import pytest
 import torch
@@ -17,7 +15,7 @@ import torch.distributed as dist
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(REPO, 'tests', 'helpers'))
-from gloo import free_port, spawn_bounded  # noqa: E402
+from gloo import free_port, init_gloo, run_fresh, spawn_bounded  # noqa: E402
 
 STEPS = 2  # before and after the checkpoint
 
@@ -84,12 +82,7 @@ def _worker(rank, port, out_dir, state_dict_cfg):
     torch.set_num_threads(1)
     os.environ['LOCAL_RANK'] = str(rank)
     DefaultScope.get_instance(f'fsdp_resume_{rank}', scope_name='xfm_mm')
-    dist.init_process_group(
-        'gloo',
-        init_method=f'tcp://127.0.0.1:{port}',
-        rank=rank,
-        world_size=2,
-        timeout=timedelta(seconds=120))
+    init_gloo(rank, port)
     ckpt = osp.join(out_dir, 'iter_2.pth')
     try:
         _, model, optim, schedulers = _prepare(state_dict_cfg, seed=0)
@@ -125,18 +118,7 @@ def _worker(rank, port, out_dir, state_dict_cfg):
 
 
 def _spawn(out_dir, state_dict_cfg):
-    """A fresh interpreter forks the ranks (see test_fsdp_strategy.py)."""
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join(
-            p for p in (REPO, os.environ.get('PYTHONPATH')) if p))
-    proc = subprocess.run(
-        [sys.executable, __file__, out_dir, state_dict_cfg],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    run_fresh(__file__, out_dir, state_dict_cfg)
     return torch.load(osp.join(out_dir, 'result.pth'), weights_only=True)
 
 
@@ -148,12 +130,10 @@ def test_resumed_steps_equal_uninterrupted_steps(tmp_path, state_dict_cfg):
     assert set(out['resumed_params']) == set(out['straight_params'])
     for name, value in out['straight_params'].items():
         torch.testing.assert_close(
-            out['resumed_params'][name], value, rtol=1e-5, atol=1e-6,
-            msg=name)
+            out['resumed_params'][name], value, rtol=1e-5, atol=1e-6, msg=name)
     if state_dict_cfg == 'local':
-        assert sorted(os.listdir(tmp_path / 'iter_2.pth')) == [
-            'rank0.pth', 'rank1.pth'
-        ]
+        assert sorted(os.listdir(tmp_path /
+                                 'iter_2.pth')) == ['rank0.pth', 'rank1.pth']
     else:
         assert (tmp_path / 'iter_2.pth').is_file()
 
@@ -162,7 +142,7 @@ class _Evil:
     """Unpickles as a call to ``os.system``."""
 
     def __reduce__(self):
-        return os.system, ('echo pwned',)
+        return os.system, ('echo pwned', )
 
 
 def test_sharded_allowlist_still_refuses_foreign_globals(tmp_path):

@@ -6,7 +6,6 @@ import os
 import os.path as osp
 import subprocess
 import sys
-from datetime import timedelta
 
 import pytest
 import torch
@@ -20,7 +19,7 @@ from xfm_mm.registry import MODELS
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'xfm', 'pretrain_base_fsdp.py')
 sys.path.insert(0, osp.join(REPO, 'tests', 'helpers'))
-from gloo import free_port, spawn_bounded  # noqa: E402
+from gloo import free_port, init_gloo, run_fresh, spawn_bounded  # noqa: E402
 from tiny_models import make_batch, tiny_xfm_cfg  # noqa: E402
 
 STEPS = 3
@@ -73,12 +72,7 @@ def _worker(rank, port, out_dir, mixed_precision):
     os.environ['LOCAL_RANK'] = str(rank)
     # what FlexibleRunner does with the config's default_scope
     DefaultScope.get_instance(f'fsdp_test_{rank}', scope_name='xfm_mm')
-    dist.init_process_group(
-        'gloo',
-        init_method=f'tcp://127.0.0.1:{port}',
-        rank=rank,
-        world_size=2,
-        timeout=timedelta(seconds=120))
+    init_gloo(rank, port)
     try:
         # SGD: an update proportional to the gradient, so a wrong clipping
         # norm shows (Adam would hide it)
@@ -123,20 +117,7 @@ def _worker(rank, port, out_dir, mixed_precision):
 
 
 def _spawn(out_dir, mixed_precision):
-    """Fork the ranks from a fresh interpreter: forking a process that has
-    run autograd (an earlier test) breaks autograd in the children."""
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join(
-            p for p in (REPO, os.environ.get('PYTHONPATH')) if p))
-    proc = subprocess.run(
-        [sys.executable, __file__, out_dir,
-         str(int(mixed_precision))],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    run_fresh(__file__, out_dir, str(int(mixed_precision)))
     return torch.load(osp.join(out_dir, 'steps.pth'), weights_only=True)
 
 
@@ -176,8 +157,8 @@ def test_xfm_demo_pretrains_under_flexible_runner_fsdp(tmp_path):
         proc = subprocess.run([
             'bash',
             osp.join(REPO, 'tools', 'dist_train.sh'),
-            osp.join(REPO, 'configs', 'xfm', 'pretrain_demo_fsdp.py'), '2',
-            '--work-dir',
+            osp.join(REPO, 'configs', 'xfm',
+                     'pretrain_demo_fsdp.py'), '2', '--work-dir',
             str(tmp_path / 'work'), *extra, '--cfg-options', *options,
             f'train_cfg.max_iters={max_iters}'
         ],

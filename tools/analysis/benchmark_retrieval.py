@@ -157,8 +157,7 @@ def base_flops(image_tokens: int, text_len: int) -> tuple:
     return pair.get_total_flops(), kv.get_total_flops()
 
 
-def cached_work(image_row: torch.Tensor, group: int,
-                batch_size: int) -> tuple:
+def cached_work(image_row: torch.Tensor, group: int, batch_size: int) -> tuple:
     """Text slots (pairs + padding) and image key / value projections of
     ``score_pairs`` with the cache, over pairs ordered by image."""
     group = min(group, batch_size)
@@ -224,8 +223,9 @@ def main() -> None:
                                            args.max_pairs)
         timed = len(image_row)
         seconds = {
-            group: time_rerank(model, images, texts, image_row, text_row,
-                               group, device)
+            group:
+            time_rerank(model, images, texts, image_row, text_row, group,
+                        device)
             for group in (0, args.kv_group)
         }
     print(f'device {device}, {"bf16" if args.bf16 else "fp32"}, '
@@ -267,9 +267,10 @@ def main() -> None:
           f'the cache: {slots} text slots, {projections} image K/V '
           'projections')
     for name, flops in totals.items():
-        print(f'  {name}: {flops / total_pairs / 1e9:.2f} GFLOP per pair, '
-              f'{flops / 1e15:.1f} PFLOP = {flops / args.gpu_tflops / 1e12:.0f}'
-              f' s of re-rank at {args.gpu_tflops:.0f} TFLOP/s achieved')
+        print(
+            f'  {name}: {flops / total_pairs / 1e9:.2f} GFLOP per pair, '
+            f'{flops / 1e15:.1f} PFLOP = {flops / args.gpu_tflops / 1e12:.0f}'
+            f' s of re-rank at {args.gpu_tflops:.0f} TFLOP/s achieved')
 
 
 if __name__ == '__main__':

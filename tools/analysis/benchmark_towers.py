@@ -144,7 +144,9 @@ def step_ms(model, call, bf16: bool, clock=time.process_time) -> float:
     return (clock() - start) * 1e3
 
 
-def compare(models: dict, bf16: bool, reps: int,
+def compare(models: dict,
+            bf16: bool,
+            reps: int,
             clock=time.process_time) -> dict:
     """Median ms of each entry, interleaved (order alternates per rep)."""
     for model, call in models.values():  # warm-up (and compilation)

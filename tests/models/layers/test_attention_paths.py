@@ -15,8 +15,9 @@ def test_learned_bias_attention_equals_sdpa(dtype):
     attn = MultiheadAttention(32, 4)
     x = torch.randn(2, 9, 32, requires_grad=True)
     bias = torch.randn(1, 4, 9, 9, requires_grad=True)
-    tol = dict(rtol=0, atol=1e-5) if dtype == torch.float32 else dict(
-        rtol=0.05, atol=0.05)
+    tol = dict(
+        rtol=0, atol=1e-5) if dtype == torch.float32 else dict(
+            rtol=0.05, atol=0.05)
 
     def run(force_sdpa):
         attn.zero_grad()

@@ -6,8 +6,9 @@ from typing import Tuple
 import torch
 
 
-def group_pairs_by_image(image_index: torch.Tensor, group_size: int
-                         ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def group_pairs_by_image(
+        image_index: torch.Tensor,
+        group_size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows of ``group_size`` pairs that share one image.
 
     The pairs of each image fill ``ceil(count / group_size)`` rows; the

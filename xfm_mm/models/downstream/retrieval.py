@@ -232,21 +232,22 @@ class ImageTextRetrieval(VisionLanguageModel):
             return self._score_pairs_uncached(image_embeds, text_embeds,
                                               text_mask, image_index,
                                               text_index, device)
-        rows, valid, row_image = group_pairs_by_image(image_index.cpu(),
-                                                      group)
+        rows, valid, row_image = group_pairs_by_image(image_index.cpu(), group)
         text_index = text_index.cpu()
         scores = torch.empty(len(image_index), device=device)
         step = max(1, self.itm_batch_size // group)
         for start in range(0, len(rows), step):
             chunk = slice(start, start + step)
             images, which = row_image[chunk].unique(return_inverse=True)
-            kv = self.fusion_encoder.cross_kv(
-                image_embeds[images.to(image_embeds.device)].to(device))
+            kv = self.fusion_encoder.cross_kv(image_embeds[images.to(
+                image_embeds.device)].to(device))
             # one image: all rows attend to it; else one image per row
             if 1 < len(images) < len(which):
                 which = which.to(device)
-                kv = [None if x is None else (x[0][which], x[1][which])
-                      for x in kv]
+                kv = [
+                    None if x is None else (x[0][which], x[1][which])
+                    for x in kv
+                ]
             pairs = rows[chunk].reshape(-1)
             txt = text_index[pairs].to(text_embeds.device)
             fused = self.fusion_encoder(
