@@ -211,7 +211,7 @@ class ImageTextRetrieval(VisionLanguageModel):
         values of each distinct image of a forward are projected once
         (``fusion_encoder.cross_kv``, in the autocast dtype) and every text
         of a row attends to its image's (X-FM base at 384 px: 24.3 -> about
-        8.8 GFLOP per pair, ``tools/analysis/benchmark_retrieval.py``).
+        8.0 GFLOP per pair, ``tools/analysis/benchmark_retrieval.py``).
         The scores equal those without the cache.
 
         Args:
