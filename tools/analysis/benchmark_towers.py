@@ -96,6 +96,7 @@ def _vision(kind: str, layers: int, img_size: int):
         ours = VisionEncoder(
             arch=arch,
             img_size=img_size,
+            drop_path_rate=0.,  # mmpretrain's default: no stochastic depth
             layer_scale_init_value=0.1,
             token0='cls')
         reference = BEiTViT(
@@ -110,6 +111,7 @@ def _vision(kind: str, layers: int, img_size: int):
         ours = VisionEncoder(
             arch=arch,
             img_size=img_size,
+            drop_path_rate=0.,
             pos_embed='absolute',
             rel_pos_bias=False,
             layer_scale_init_value=0.,
