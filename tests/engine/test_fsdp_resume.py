@@ -154,8 +154,12 @@ def test_sharded_allowlist_still_refuses_foreign_globals(tmp_path):
     from xfm_mm.utils import UnsafeCheckpointError, safe_torch_load
     from xfm_mm.utils.checkpoint_allowlist import (_history_buffer_getattr,
                                                    sharded_allowlisted)
-    path = tmp_path / 'rank0.pth'
+    (tmp_path / 'iter_1.pth').mkdir()
+    path = tmp_path / 'iter_1.pth' / 'rank0.pth'
     torch.save(dict(state_dict=dict(w=torch.ones(2)), meta=_Evil()), path)
+    # what resuming from these shards runs (rank 0 reads rank0.pth)
+    with pytest.raises(UnsafeCheckpointError, match='posix.system'):
+        _strategy('local').load_checkpoint(str(tmp_path / 'iter_1.pth'))
     with sharded_allowlisted():
         assert ShardedTensor in torch.serialization.get_safe_globals()
         assert _history_buffer_getattr(
