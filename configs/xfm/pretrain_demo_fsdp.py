@@ -5,8 +5,8 @@
 _base_ = ['./pretrain_demo.py', '../_base_/strategies/fsdp.py']
 
 runner_type = 'FlexibleRunner'
-# Sharded checkpoints: saving a full state dict crashes on CPU
-# (docs/en/speed.md).
+# Sharded checkpoints (iter_N.pth/rank{i}.pth), resumable with --resume on
+# the same number of processes; 'full' works on CPU too (SafeFSDPStrategy).
 strategy = dict(state_dict_cfg='local')
 
 # FSDP's MixedPrecision replaces the demo's autocast wrapper.

@@ -6,7 +6,6 @@ import os
 import os.path as osp
 import subprocess
 import sys
-from datetime import timedelta
 
 import pytest
 import torch
@@ -20,7 +19,7 @@ from xfm_mm.registry import MODELS
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'xfm', 'pretrain_base_fsdp.py')
 sys.path.insert(0, osp.join(REPO, 'tests', 'helpers'))
-from gloo import free_port, spawn_bounded  # noqa: E402
+from gloo import free_port, init_gloo, run_fresh, spawn_bounded  # noqa: E402
 from tiny_models import make_batch, tiny_xfm_cfg  # noqa: E402
 
 STEPS = 3
@@ -29,7 +28,7 @@ STEPS = 3
 def test_fsdp_config_builds():
     cfg = Config.fromfile(CONFIG)
     assert cfg.runner_type == 'FlexibleRunner'
-    assert cfg.strategy.type == 'FSDPStrategy'
+    assert cfg.strategy.type == 'xfm_mm.SafeFSDPStrategy'
     assert cfg.strategy.model_wrapper.mixed_precision.param_dtype == \
         'bfloat16'
     for tower in ('text_encoder', 'vision_encoder', 'fusion_encoder'):
@@ -62,7 +61,7 @@ def _train(model, optim_wrapper, rank):
 
 
 def _worker(rank, port, out_dir, mixed_precision):
-    from mmengine._strategy import FSDPStrategy
+    from xfm_mm.engine import SafeFSDPStrategy
     from mmengine.model import MMDistributedDataParallel
     from mmengine.optim import build_optim_wrapper
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
@@ -73,12 +72,7 @@ def _worker(rank, port, out_dir, mixed_precision):
     os.environ['LOCAL_RANK'] = str(rank)
     # what FlexibleRunner does with the config's default_scope
     DefaultScope.get_instance(f'fsdp_test_{rank}', scope_name='xfm_mm')
-    dist.init_process_group(
-        'gloo',
-        init_method=f'tcp://127.0.0.1:{port}',
-        rank=rank,
-        world_size=2,
-        timeout=timedelta(seconds=120))
+    init_gloo(rank, port)
     try:
         # SGD: an update proportional to the gradient, so a wrong clipping
         # norm shows (Adam would hide it)
@@ -98,7 +92,7 @@ def _worker(rank, port, out_dir, mixed_precision):
         wrapper['device_id'] = 'cpu'  # mmengine passes LOCAL_RANK (a GPU)
         if not mixed_precision:
             wrapper.pop('mixed_precision')
-        strategy = FSDPStrategy(**strategy_cfg)
+        strategy = SafeFSDPStrategy(**strategy_cfg)
         fsdp = strategy._wrap_model(_model())
         assert sum(isinstance(m, FSDP) for m in fsdp.modules()) == 1 + 6
         fsdp_losses = _train(fsdp, strategy.build_optim_wrapper(optim, fsdp),
@@ -123,20 +117,7 @@ def _worker(rank, port, out_dir, mixed_precision):
 
 
 def _spawn(out_dir, mixed_precision):
-    """Fork the ranks from a fresh interpreter: forking a process that has
-    run autograd (an earlier test) breaks autograd in the children."""
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join(
-            p for p in (REPO, os.environ.get('PYTHONPATH')) if p))
-    proc = subprocess.run(
-        [sys.executable, __file__, out_dir,
-         str(int(mixed_precision))],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    run_fresh(__file__, out_dir, str(int(mixed_precision)))
     return torch.load(osp.join(out_dir, 'steps.pth'), weights_only=True)
 
 
@@ -159,39 +140,48 @@ def test_xfm_demo_pretrains_under_flexible_runner_fsdp(tmp_path):
     """configs/xfm/pretrain_demo_fsdp.py: the multi-source loop (text,
     region + image, image-text step groups) under FlexibleRunner with FSDP
     on two gloo CPU processes, through tools/dist_train.sh, with a sharded
-    checkpoint at the end."""
+    checkpoint at the end, from which ``--resume`` goes on."""
     import re
 
     from demo_data import prepare_small_demo, small_demo_options
     data_root = prepare_small_demo(str(tmp_path / 'demo'))
     options = [f'{k}={v}' for k, v in small_demo_options(data_root).items()]
-    env = dict(
-        os.environ,
-        PYTHON=sys.executable,
-        PORT=str(free_port()),
-        CUDA_VISIBLE_DEVICES='',
-        OMP_NUM_THREADS='1')
-    proc = subprocess.run([
-        'bash',
-        osp.join(REPO, 'tools', 'dist_train.sh'),
-        osp.join(REPO, 'configs', 'xfm',
-                 'pretrain_demo_fsdp.py'), '2', '--work-dir',
-        str(tmp_path / 'work'), '--cfg-options', *options,
-        'train_cfg.max_iters=2'
-    ],
-                          cwd=str(tmp_path),
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=400)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-6000:]
-    logged = re.findall(
-        r'Iter\(train\) \[(\d)/2\].*?text/loss: ([0-9.]+)'
-        r'.*?image_text/loss: ([0-9.]+)', output)
-    assert [it for it, _, _ in logged] == ['1', '2']
+
+    def train(max_iters, *extra):
+        env = dict(
+            os.environ,
+            PYTHON=sys.executable,
+            PORT=str(free_port()),
+            CUDA_VISIBLE_DEVICES='',
+            OMP_NUM_THREADS='1')
+        proc = subprocess.run([
+            'bash',
+            osp.join(REPO, 'tools', 'dist_train.sh'),
+            osp.join(REPO, 'configs', 'xfm',
+                     'pretrain_demo_fsdp.py'), '2', '--work-dir',
+            str(tmp_path / 'work'), *extra, '--cfg-options', *options,
+            f'train_cfg.max_iters={max_iters}'
+        ],
+                              cwd=str(tmp_path),
+                              env=env,
+                              capture_output=True,
+                              text=True,
+                              timeout=400)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0, output[-6000:]
+        logged = re.findall(
+            rf'Iter\(train\) \[(\d)/{max_iters}\].*?text/loss: ([0-9.]+)'
+            r'.*?image_text/loss: ([0-9.]+)', output)
+        return output, [it for it, _, _ in logged]
+
+    _, iters = train(2)
+    assert iters == ['1', '2']
     for shard in ('rank0.pth', 'rank1.pth'):
         assert (tmp_path / 'work' / 'iter_2.pth' / shard).is_file()
+    # the sharded checkpoint resumes through the weights-only loader
+    output, iters = train(3, '--resume')
+    assert 'resumed epoch: 0, iter: 2' in output
+    assert iters == ['3']
 
 
 if __name__ == '__main__':

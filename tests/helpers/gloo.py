@@ -35,3 +35,42 @@ def spawn_bounded(worker,
         for process in context.processes:
             if process.is_alive():
                 process.terminate()
+
+
+def init_gloo(rank: int,
+              port: int,
+              world_size: int = 2,
+              timeout: float = 120) -> None:
+    """``init_process_group('gloo')`` of rank ``rank`` on localhost."""
+    import torch.distributed as dist
+    from datetime import timedelta
+    dist.init_process_group(
+        'gloo',
+        init_method=f'tcp://127.0.0.1:{port}',
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=timeout))
+
+
+def run_fresh(script: str, *args: str, timeout: float = 300) -> None:
+    """Run ``python script *args`` in a fresh interpreter with the
+    repository first on ``PYTHONPATH``; fail with its output's end.
+
+    Forking the ranks from a process that has run autograd (an earlier test)
+    breaks autograd in the children, so gloo tests fork from a fresh one.
+    """
+    import os
+    import os.path as osp
+    import subprocess
+    import sys
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            p for p in (repo, os.environ.get('PYTHONPATH')) if p))
+    proc = subprocess.run([sys.executable, script, *args],
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]

@@ -14,7 +14,8 @@ median is kept), in fp32 and under bf16 autocast:
   mmpretrain's ``VisionTransformer``.
 
 Prints the ms of each and ``ratio = reference ms / ours ms`` (above 1: ours
-is faster). ``--compile`` also times our tower under ``torch.compile``
+is faster), by process CPU time (``--clock wall`` for wall time).
+``--compile`` also times our tower under ``torch.compile``
 (its first call compiles; a minute or more per tower on a CPU)::
 
     python tools/analysis/benchmark_towers.py --layers 12 --reps 5
@@ -47,6 +48,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--img-size', type=int, default=224)
     parser.add_argument('--reps', type=int, default=3)
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument(
+        '--clock',
+        choices=['cpu', 'wall'],
+        default='cpu',
+        help='process CPU time (default; steadier on a shared machine, '
+        'with --threads 1 the compute time) or wall time')
     parser.add_argument(
         '--compile',
         action='store_true',
@@ -89,6 +96,7 @@ def _vision(kind: str, layers: int, img_size: int):
         ours = VisionEncoder(
             arch=arch,
             img_size=img_size,
+            drop_path_rate=0.,  # mmpretrain's default: no stochastic depth
             layer_scale_init_value=0.1,
             token0='cls')
         reference = BEiTViT(
@@ -103,6 +111,7 @@ def _vision(kind: str, layers: int, img_size: int):
         ours = VisionEncoder(
             arch=arch,
             img_size=img_size,
+            drop_path_rate=0.,
             pos_embed='absolute',
             rel_pos_bias=False,
             layer_scale_init_value=0.,
@@ -127,25 +136,28 @@ def build(kind: str, args):
     return ours, ref, lambda m: m(images), lambda m: m(images)[-1]
 
 
-def step_ms(model, call, bf16: bool) -> float:
-    """One forward + backward in ms."""
+def step_ms(model, call, bf16: bool, clock=time.process_time) -> float:
+    """One forward + backward in ms of ``clock``."""
     model.zero_grad(set_to_none=True)
-    start = time.perf_counter()
+    start = clock()
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
         out = call(model)
     out.float().square().mean().backward()
-    return (time.perf_counter() - start) * 1e3
+    return (clock() - start) * 1e3
 
 
-def compare(models: dict, bf16: bool, reps: int) -> dict:
+def compare(models: dict,
+            bf16: bool,
+            reps: int,
+            clock=time.process_time) -> dict:
     """Median ms of each entry, interleaved (order alternates per rep)."""
     for model, call in models.values():  # warm-up (and compilation)
-        step_ms(model, call, bf16)
+        step_ms(model, call, bf16, clock)
     times = {name: [] for name in models}
     names = list(models)
     for rep in range(reps):
         for name in (names if rep % 2 == 0 else names[::-1]):
-            times[name].append(step_ms(*models[name], bf16))
+            times[name].append(step_ms(*models[name], bf16, clock))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -153,9 +165,10 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == 'cpu' else time.perf_counter
     print(f'forward + backward, batch {args.batch}, {args.layers} layers, '
           f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
-          f'median of {args.reps} interleaved reps')
+          f'median of {args.reps} interleaved reps, {args.clock} time')
     for kind in args.towers:
         ours, ref, call_ours, call_ref = build(kind, args)
         ours.train(), ref.train()
@@ -165,7 +178,7 @@ def main() -> None:
             compiled.train().compile()
             models['compiled'] = (compiled, call_ours)
         for bf16 in (False, True):
-            ms = compare(models, bf16, args.reps)
+            ms = compare(models, bf16, args.reps, clock)
             line = (f'{kind:8s} {"bf16" if bf16 else "fp32"}: ours '
                     f'{ms["ours"]:8.1f} ms  reference {ms["reference"]:8.1f}'
                     f' ms  ratio {ms["reference"] / ms["ours"]:.2f}')

@@ -1,6 +1,7 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 from .fsdp import (FSDPOptimWrapper, ScalarSafeFSDP,
                    sharded_clip_grad_norm_, transformer_layer_wrap_policy)
+from .fsdp_strategy import SafeFSDPStrategy
 from .gradient_masking import (GradientMaskingAmpOptimWrapper,
                                GradientMaskingCPUAmpOptimWrapper,
                                GradientMaskingOptimWrapper)
@@ -16,6 +17,7 @@ from .retrieval_loop import (ImageTextRetrievalTestLoop,
 from .runner import GuardedRunner
 
 __all__ = [
+    'SafeFSDPStrategy',
     'MultiSourceTrainLoop', 'CPUAmpOptimWrapper', 'GuardedAmpOptimWrapper',
     'GuardedOptimWrapper', 'NonFiniteGuard', 'NonFiniteStepError',
     'LayerDecayOptimWrapperConstructor', 'PretrainOptimWrapperConstructor',

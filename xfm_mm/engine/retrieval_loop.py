@@ -12,8 +12,10 @@ One implementation serves validation and testing:
 2. Every rank takes the ITC top-k of each query (images for image->text,
    captions for text->image) from the gathered features and keeps the
    (image, text) pairs whose image it owns. These pairs, of many queries
-   at once, go through the fusion encoder ``itm_batch_size`` at a time
-   (``model.score_pairs``), with progress and ETA in the log.
+   at once, ordered by image, go through the fusion encoder
+   ``itm_batch_size`` at a time (``model.score_pairs``, which projects
+   each image's keys / values once for its texts), with progress and ETA
+   in the log.
 3. The scored pairs are gathered; rank 0 builds the full score matrices
    (ITM logits on the top-k, ``-inf`` elsewhere: what ``model.retrieve``
    gives query by query) and hands them to the evaluator
@@ -258,6 +260,11 @@ class ImageTextRetrievalLoopMixin:
         image_row, text_row, query_id, cand_id = owned_topk_pairs(
             model.itc_head.similarity, images['image_feat'],
             texts['text_feat'], images['index'], query, k, self.query_chunk)
+        # the pairs of one image together: score_pairs then projects its
+        # cross-attention keys / values once for many texts
+        order = torch.argsort(image_row, stable=True)
+        image_row, text_row = image_row[order], text_row[order]
+        query_id, cand_id = query_id[order], cand_id[order]
         progress = Progress(f'retrieval {query}->{gallery} (top-{k} by ITM)',
                             len(image_row))
         step = model.itm_batch_size * 8  # pairs per progress update

@@ -3,7 +3,10 @@
 # parameters, gradients and optimizer states split over the ranks, one FSDP
 # unit per TransformerLayer, bf16 compute with fp32 gradient reduction.
 strategy = dict(
-    type='FSDPStrategy',
+    # mmengine's FSDPStrategy whose checkpoints also save on CPU processes
+    # and whose sharded ('local') checkpoints resume through the
+    # weights-only loader (xfm_mm/engine/fsdp_strategy.py).
+    type='xfm_mm.SafeFSDPStrategy',
     model_wrapper=dict(
         # MMFullyShardedDataParallel that keeps 0-d parameters (the ITC
         # temperature) replicated: PyTorch's FSDP refuses them.
@@ -19,6 +22,6 @@ strategy = dict(
             buffer_dtype='float32')),
     # 'full': one consolidated checkpoint on rank 0 (loadable without FSDP);
     # 'local': one shard per rank (faster at scale, resumable with the same
-    # number of ranks).
+    # number of ranks). Both resume.
     state_dict_cfg='full',
 )

@@ -130,7 +130,8 @@ class TransformerLayer(nn.Module):
                 attn_bias: Optional[torch.Tensor] = None,
                 context: Optional[torch.Tensor] = None,
                 context_bias: Optional[torch.Tensor] = None,
-                rel_pos: Optional[Sequence[int]] = None) -> torch.Tensor:
+                rel_pos: Optional[Sequence[int]] = None,
+                cross_kv: Optional[tuple] = None) -> torch.Tensor:
         """Run the layer.
 
         Args:
@@ -145,6 +146,9 @@ class TransformerLayer(nn.Module):
                 ``x`` = ``[cls] + Wh*Ww`` patches, for the relative position
                 bias (added to ``attn_bias``). Defaults to the grid the bias
                 was built for; ignored by a layer without one.
+            cross_kv (tuple, optional): Precomputed cross-attention keys
+                and values (:meth:`TransformerStack.cross_kv`), instead of
+                ``context``.
 
         Returns:
             Tensor: ``(B, L, embed_dims)``.
@@ -155,12 +159,12 @@ class TransformerLayer(nn.Module):
         x = self._residual(x, 'attn',
                            lambda h: self.attn(h, attn_bias=attn_bias))
         if self.has_cross_attn:
-            if context is None:
+            if context is None and cross_kv is None:
                 raise ValueError(f'{type(self).__name__}: this layer '
                                  'cross-attends and needs a context')
             x = self._residual(
-                x, 'cross_attn',
-                lambda h: self.cross_attn(h, context, attn_bias=context_bias))
+                x, 'cross_attn', lambda h: self.cross_attn(
+                    h, context, attn_bias=context_bias, cross_kv=cross_kv))
         return self._residual(x, 'ffn', self.ffn)
 
 
@@ -247,6 +251,26 @@ class TransformerStack(BaseModule):
         """Number of layers."""
         return len(self.layers)
 
+    def cross_kv(self,
+                 context: torch.Tensor,
+                 start: int = 0,
+                 end: Optional[int] = None) -> List[Optional[tuple]]:
+        """Keys and values of ``context`` (``(G, Lk, cross_attn_dims)``)
+        in each cross-attending layer of ``start..end-1``, for
+        :meth:`forward`'s ``cross_kv``: a context attended by many query
+        sets is projected once.
+
+        Returns:
+            list: Per layer of the stack, ``(k, v)`` from
+            :meth:`MultiheadAttention.project_kv` or None.
+        """
+        end, _ = self._layer_range(start, end, None)
+        return [
+            layer.cross_attn.project_kv(context)
+            if start <= i < end and layer.has_cross_attn else None
+            for i, layer in enumerate(self.layers)
+        ]
+
     def _layer_range(self, start: int, end: Optional[int],
                      out_indices: Optional[Sequence[int]]) -> tuple:
         """Check the run ``start..end-1`` and resolve ``out_indices``."""
@@ -274,7 +298,8 @@ class TransformerStack(BaseModule):
                 start: int = 0,
                 end: Optional[int] = None,
                 out_indices: Optional[Sequence[int]] = None,
-                norm: bool = True
+                norm: bool = True,
+                cross_kv: Optional[Sequence[Optional[tuple]]] = None
                 ) -> Union[torch.Tensor, List[torch.Tensor]]:
         """Run layers ``start..end-1``.
 
@@ -296,6 +321,8 @@ class TransformerStack(BaseModule):
                 layer's states before it (FLAVA's multimodal encoder reads
                 those); :attr:`norm` can then be applied by the caller.
                 Defaults to True.
+            cross_kv (Sequence, optional): :meth:`cross_kv` of the context,
+                used instead of ``context``.
 
         Returns:
             Tensor | list[Tensor]: The last output, or one output per
@@ -306,7 +333,8 @@ class TransformerStack(BaseModule):
         use_cp = self.with_cp and self.training and torch.is_grad_enabled()
         outs = {}
         for i in range(start, end):
-            args = (x, attn_bias, context, context_bias, rel_pos)
+            args = (x, attn_bias, context, context_bias, rel_pos,
+                    None if cross_kv is None else cross_kv[i])
             if use_cp:
                 x = checkpoint(self.layers[i], *args, use_reentrant=False)
             else:

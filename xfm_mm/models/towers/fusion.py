@@ -33,7 +33,7 @@ def fusion_biases(text_embeds: torch.Tensor,
 
 def run_fusion(transformer: nn.Module, owner: str, vision_dims: int,
                text_embeds: torch.Tensor, text_mask: Optional[torch.Tensor],
-               vision_embeds: torch.Tensor,
+               vision_embeds: Optional[torch.Tensor],
                vision_mask: Optional[torch.Tensor], **kwargs) -> torch.Tensor:
     """Check the vision width, then run fusion layers with the masks' biases.
 
@@ -44,12 +44,17 @@ def run_fusion(transformer: nn.Module, owner: str, vision_dims: int,
         vision_dims (int): Width the cross-attention expects.
         text_embeds, text_mask, vision_embeds, vision_mask: As
             :meth:`FusionEncoder.forward`.
-        **kwargs: Passed on to ``transformer`` (e.g. ``start``).
+        **kwargs: Passed on to ``transformer`` (e.g. ``start``,
+            ``cross_kv``: then ``vision_embeds`` may be None).
 
     Returns:
         Tensor: ``(B, L, D)``.
     """
-    if vision_embeds.shape[-1] != vision_dims:
+    if vision_embeds is None:
+        if kwargs.get('cross_kv') is None:
+            raise ValueError(f'{owner}: vision_embeds is None and no '
+                             'cross_kv was given')
+    elif vision_embeds.shape[-1] != vision_dims:
         raise ValueError(f'{owner}: vision_embeds width '
                          f'{vision_embeds.shape[-1]} != {vision_dims}')
     text_bias, vision_bias = fusion_biases(text_embeds, text_mask,
@@ -187,11 +192,25 @@ class FusionEncoder(BertTower):
                 f'{sorted(unexpected)}')
         return sorted(missing)
 
+    def cross_kv(self, vision_embeds: torch.Tensor) -> List[Optional[tuple]]:
+        """Every layer's cross-attention keys and values of vision tokens.
+
+        Args:
+            vision_embeds (Tensor): ``(G, Nv, Dv)``.
+
+        Returns:
+            list: For :meth:`forward`'s ``cross_kv``
+            (:meth:`TransformerStack.cross_kv`).
+        """
+        return self.transformer.cross_kv(vision_embeds)
+
     def forward(self,
                 text_embeds: torch.Tensor,
                 text_mask: Optional[torch.Tensor],
-                vision_embeds: torch.Tensor,
-                vision_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                vision_embeds: Optional[torch.Tensor],
+                vision_mask: Optional[torch.Tensor] = None,
+                cross_kv: Optional[List[Optional[tuple]]] = None
+                ) -> torch.Tensor:
         """Fuse text with vision tokens.
 
         Args:
@@ -202,6 +221,10 @@ class FusionEncoder(BertTower):
             vision_mask (Tensor, optional): ``(B, Nv)``, 1 = attend (e.g.
                 token 0 plus the patches inside a region box); None attends
                 to all.
+            cross_kv (list, optional): :meth:`cross_kv` of ``G`` images,
+                instead of ``vision_embeds`` (None): text rows ``g * S`` to
+                ``g * S + S - 1`` (``B = G * S``) attend to image ``g``, and
+                ``vision_mask`` is then ``(G, Nv)``.
 
         Returns:
             Tensor: ``(B, L, D)``.
@@ -211,4 +234,5 @@ class FusionEncoder(BertTower):
             raise ValueError(f'{name}: text_embeds width '
                              f'{text_embeds.shape[-1]} != {self.embed_dims}')
         return run_fusion(self.transformer, name, self.vision_dims,
-                          text_embeds, text_mask, vision_embeds, vision_mask)
+                          text_embeds, text_mask, vision_embeds, vision_mask,
+                          cross_kv=cross_kv)

@@ -60,6 +60,12 @@ class StackFusion:
     def __call__(self, *args, **kwargs) -> torch.Tensor:
         return self.tower.fuse(*args, **kwargs)
 
+    def cross_kv(self, vision_embeds: torch.Tensor) -> list:
+        """The fusion layers' cross-attention keys and values of vision
+        tokens, for ``cross_kv`` (see :meth:`FusionEncoder.cross_kv`)."""
+        return self.tower.transformer.cross_kv(
+            vision_embeds, start=self.tower.num_text_layers)
+
 
 @MODELS.register_module()
 class TextFusionEncoder(TextEncoder):
@@ -165,8 +171,9 @@ class TextFusionEncoder(TextEncoder):
     def fuse(self,
              text_embeds: torch.Tensor,
              text_mask: Optional[torch.Tensor],
-             vision_embeds: torch.Tensor,
-             vision_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+             vision_embeds: Optional[torch.Tensor],
+             vision_mask: Optional[torch.Tensor] = None,
+             cross_kv: Optional[list] = None) -> torch.Tensor:
         """Run the fusion layers on text states; arguments and result as
         :meth:`FusionEncoder.forward`."""
         return run_fusion(
@@ -177,4 +184,5 @@ class TextFusionEncoder(TextEncoder):
             text_mask,
             vision_embeds,
             vision_mask,
-            start=self.num_text_layers)
+            start=self.num_text_layers,
+            cross_kv=cross_kv)
