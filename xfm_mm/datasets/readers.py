@@ -279,7 +279,7 @@ def image_size(data: bytes) -> Tuple[int, int]:
     return height, width
 
 
-def decode_image(data: bytes, scale: int = 1) -> np.ndarray:
+def decode_image(data: bytes, scale: int = 1, bgr: bool = True) -> np.ndarray:
     """Decode encoded image bytes into a BGR ``uint8`` HWC array.
 
     Any 8-bit mode (grey, palette, RGBA, CMYK) is converted to 3 channels;
@@ -296,9 +296,12 @@ def decode_image(data: bytes, scale: int = 1) -> np.ndarray:
     Args:
         data (bytes): The encoded image (JPEG, PNG, ...).
         scale (int): 1, 2, 4 or 8. Defaults to 1.
+        bgr (bool): BGR order; False leaves the decoder's RGB (a read-only
+            array), for a caller that swaps the channels of a smaller crop.
+            Defaults to True.
 
     Returns:
-        np.ndarray: ``(H, W, 3)`` uint8 array in BGR order.
+        np.ndarray: ``(H, W, 3)`` uint8 array in BGR (or RGB) order.
 
     Raises:
         BadRecordError: ``bad_image`` if PIL cannot decode it,
@@ -321,6 +324,8 @@ def decode_image(data: bytes, scale: int = 1) -> np.ndarray:
                              f'{type(e).__name__}: {e}'[:200]) from None
     if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise BadRecordError('bad_image', f'empty image {rgb.shape}')
+    if not bgr:
+        return rgb
     # cvtColor swaps channels with SIMD; a reversed-stride copy
     # (rgb[..., ::-1]) costs more than the JPEG decode of a small image.
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
