@@ -23,7 +23,8 @@ from xfm_mm.datasets.builder import build_parser, build_pipeline
 from xfm_mm.datasets.readers import BadRecordError, decode_image, image_size
 from xfm_mm.datasets.transforms import (DecodeRandomResizedCrop,
                                         FastAutoContrast, FastEqualize,
-                                        TokenizeText, decode_scale)
+                                        RegionRandomCrop, TokenizeText,
+                                        decode_scale)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CROP = dict(scale=224, crop_ratio_range=(0.2, 1.0), interpolation='bicubic')
@@ -124,6 +125,59 @@ def test_reduced_decoding_is_close_to_full_decoding(photos):
     # smoother, not shifted: 2.4 on average here, 4.7 with the crop one
     # full-size pixel off, 7.7 with it one decoded pixel off
     assert np.mean(errors) < 3.0, errors
+
+
+def _region_crop(data, seed, encoded, **kwargs):
+    np.random.seed(seed)
+    rng = np.random.default_rng(seed)
+    height, width = image_size(data)
+    xy = rng.uniform(0, [width - 150, height - 150], size=(4, 2))
+    wh = rng.uniform(20, 140, size=(4, 2)) * width / 640
+    results = dict(
+        region_bboxes=np.concatenate([xy, xy + wh], 1).astype(np.float32),
+        region_texts=['a', 'b', 'c', 'd'],
+        image_text='whole')
+    if encoded:
+        results.update(img_bytes=data, img_shape=image_size(data))
+    else:
+        results.update(img=decode_image(data), img_shape=(height, width))
+    return RegionRandomCrop(**kwargs).transform(results)
+
+
+def test_region_crop_decodes_only_the_crop(photos):
+    # twice COCO's size: region crops of a 640 x 480 image are rarely
+    # 448 pixels high, and this test needs both decoding paths
+    large = [
+        _jpeg(np.asarray(Image.open(io.BytesIO(p)).resize((1280, 960))))
+        for p in photos
+    ]
+    errors, flips = [], 0
+    for seed in range(60):
+        data = large[seed % len(large)]
+        plain = _region_crop(data, seed, False)
+        exact = _region_crop(data, seed, True, max_decode_scale=1)
+        fast = _region_crop(data, seed, True)
+        assert 'img_bytes' not in fast
+        flips += plain['flip']
+        for out in (exact, fast):
+            for key in ('text', 'crop_bbox', 'flip'):
+                assert np.all(out[key] == plain[key])
+            np.testing.assert_array_equal(out['region_bboxes'],
+                                          plain['region_bboxes'])
+        np.testing.assert_array_equal(exact['img'], plain['img'])
+        crop = plain['crop_bbox']
+        if decode_scale((crop[3] - crop[1], crop[2] - crop[0]),
+                        (224, 224)) > 1:
+            errors.append(
+                (plain['flip'],
+                 np.abs(fast['img'].astype(int) - plain['img']).mean()))
+        else:
+            np.testing.assert_array_equal(fast['img'], plain['img'])
+    assert 10 < flips < 50
+    # reduced decoding, flipped and not (the warp's two mappings)
+    for flipped in (False, True):
+        errs = [e for f, e in errors if f == flipped]
+        assert len(errs) >= 5 and np.mean(errs) < 3.0, errs
 
 
 def test_fast_histogram_ops_equal_mmpretrain():

@@ -15,9 +15,9 @@ data_root = 'data/xfm_pretrain'
 tokenizer = dict(type='HFTokenizer', name_or_path='data/roberta-base')
 img_size = 224
 grid = img_size // 16
-# The fast image path (docs/en/benchmarks.md, "Data pipeline"): the image and
-# image-text parsers leave the JPEG encoded and DecodeRandomResizedCrop
-# decodes it after drawing the crop (colours swapped on the crop only; a
+# The fast image path (docs/en/benchmarks.md, "Data pipeline"): the parsers
+# leave the JPEG encoded and DecodeRandomResizedCrop (RegionRandomCrop for
+# regions) decodes it after drawing the crop (colours swapped on it only; a
 # crop at least 2, 4 or 8 times the output on both sides decodes at that
 # fraction of the size through the JPEG's DCT scaling, slightly smoother
 # pixels for those crops; max_decode_scale = 1 keeps every pixel as in the
@@ -79,7 +79,8 @@ region_pipeline = [
     # careful_hflip off, substring matching, the crop's box may be left out:
     # upstream dataset/pretrain_dataset.py with configs/xfm-pt.
     dict(type='RegionRandomCrop', scale=img_size, min_area_in_crop=0.5,
-         max_regions=5, careful_hflip=False),
+         max_regions=5, careful_hflip=False,
+         max_decode_scale=max_decode_scale),
     dict(type='mmpretrain.RandAugment', policies=photometric_ops,
          num_policies=2, magnitude_level=7),
 ] + caption_text + [
@@ -115,8 +116,9 @@ train_dataloader = dict(
     text=_stream(dict(type='TextParser', text_key='desc'), 'text', 256,
                  text_pipeline),
     # 80 images per batch; the data preprocessor keeps 96 of their texts.
-    region=_stream(dict(type='RegionTextParser', image_format='base64'),
-                   'region', 80, region_pipeline),
+    region=_stream(
+        dict(type='RegionTextParser', image_format='base64',
+             decode=not fast_image_path), 'region', 80, region_pipeline),
     image=_stream(
         dict(type='ImageParser', image_format='base64',
              decode=not fast_image_path), 'image', 96, image_pipeline),

@@ -41,6 +41,66 @@ def decode_scale(crop_hw: Tuple[int, int], out_hw: Tuple[int, int],
     return 1
 
 
+def decode_crop(data: bytes,
+                full_hw: Tuple[int, int],
+                box: Tuple[int, int, int, int],
+                out_hw: Tuple[int, int],
+                interpolation: str = 'bicubic',
+                max_scale: int = 8,
+                flip: bool = False,
+                backend: str = 'cv2') -> Tuple[np.ndarray, int]:
+    """Decode the crop ``box`` of an encoded image, resized to ``out_hw``.
+
+    At full size (``s = 1``, or an image that is not a JPEG) the pixels are
+    exactly those of decoding, cropping, flipping and ``mmcv.imresize``;
+    at ``1 / s`` size (:func:`decode_scale`) every output pixel samples the
+    same point of the view, through ``cv2.warpAffine``.
+
+    Args:
+        data (bytes): The encoded image.
+        full_hw (tuple[int, int]): Its size (``image_size``).
+        box (tuple[int, int, int, int]): ``(left, top, width, height)`` in
+            full-size pixels, inside the image.
+        out_hw (tuple[int, int]): Output height and width.
+        interpolation (str): mmcv interpolation name.
+        max_scale (int): Largest decoding scale; 1 decodes at full size.
+        flip (bool): Flip the crop horizontally.
+        backend (str): mmcv resize backend of the full-size path.
+
+    Returns:
+        tuple[np.ndarray, int]: The BGR uint8 ``(*out_hw, 3)`` image and
+        the scale it was decoded at.
+    """
+    left, top, crop_w, crop_h = (int(v) for v in box)
+    out_h, out_w = out_hw
+    scale = decode_scale((crop_h, crop_w), out_hw, max_scale)
+    # Channels are swapped on the output only: resampling treats them
+    # alike, so this equals swapping the whole image first.
+    img = decode_image(data, scale, bgr=False)
+    if img.shape[:2] == tuple(full_hw):  # s = 1, or not a JPEG
+        img = img[top:top + crop_h, left:left + crop_w]
+        if flip:
+            img = img[:, ::-1]
+        img = mmcv.imresize(
+            np.ascontiguousarray(img), (out_w, out_h),
+            interpolation=interpolation,
+            backend=backend)
+        return cv2.cvtColor(img, cv2.COLOR_RGB2BGR), 1
+    # Output pixel x sits at full-size u = left + (x + 0.5) * sx - 0.5
+    # (cv2.resize's convention; mirrored in the crop when flipped), which
+    # is (u + 0.5) / s - 0.5 in the 1/s image.
+    sx, sy = crop_w / out_w, crop_h / out_h
+    row_x = [-sx / scale, 0, (left + crop_w - sx / 2) / scale - 0.5] if flip \
+        else [sx / scale, 0, (left + sx / 2) / scale - 0.5]
+    matrix = np.array([row_x, [0, sy / scale, (top + sy / 2) / scale - 0.5]])
+    img = cv2.warpAffine(
+        img,
+        matrix, (out_w, out_h),
+        flags=CV2_INTERP[interpolation] | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE)
+    return cv2.cvtColor(img, cv2.COLOR_RGB2BGR), scale
+
+
 @TRANSFORMS.register_module()
 class DecodeRandomResizedCrop(RandomResizedCrop):
     """mmpretrain's ``RandomResizedCrop``, decoding the image itself.
@@ -85,40 +145,14 @@ class DecodeRandomResizedCrop(RandomResizedCrop):
         if 'img_bytes' not in results:
             raise KeyError(f'{type(self).__name__}: results need "img" or '
                            '"img_bytes" (ImageParser(decode=False))')
-        data = results.pop('img_bytes')
         height, width = results['img_shape'][:2]
         top, left, crop_h, crop_w = self.rand_crop_params(
             np.empty((height, width, 0), np.uint8))
-        out_h, out_w = self.scale
-        scale = decode_scale((crop_h, crop_w), (out_h, out_w),
-                             self.max_decode_scale)
-        # The channels are swapped on the output only (resampling treats
-        # them alike, so the result equals swapping first).
-        img = decode_image(data, scale, bgr=False)
-        if img.shape[:2] == (height, width):  # full size (or not a JPEG)
-            scale = 1
-            img = mmcv.imresize(
-                mmcv.imcrop(
-                    img,
-                    np.array([
-                        left, top, left + crop_w - 1, top + crop_h - 1
-                    ])), (out_w, out_h),
-                interpolation=self.interpolation,
-                backend=self.backend)
-        else:
-            # Output pixel x sits at full-size x' = left + (x + 0.5) *
-            # crop_w / out_w - 0.5 (cv2.resize's convention), which is
-            # (x' + 0.5) / s - 0.5 in the 1/s image.
-            sx, sy = crop_w / out_w, crop_h / out_h
-            matrix = np.array(
-                [[sx / scale, 0, (left + sx / 2) / scale - 0.5],
-                 [0, sy / scale, (top + sy / 2) / scale - 0.5]])
-            img = cv2.warpAffine(
-                img,
-                matrix, (out_w, out_h),
-                flags=CV2_INTERP[self.interpolation] | cv2.WARP_INVERSE_MAP,
-                borderMode=cv2.BORDER_REPLICATE)
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+        img, scale = decode_crop(
+            results.pop('img_bytes'), (height, width),
+            (left, top, crop_w, crop_h),
+            tuple(self.scale), self.interpolation, self.max_decode_scale,
+            backend=self.backend)
         results.update(img=img, img_shape=img.shape, decode_scale=scale)
         return results
 
