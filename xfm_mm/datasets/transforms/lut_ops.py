@@ -41,8 +41,23 @@ def apply_luts(img: np.ndarray, luts: np.ndarray) -> np.ndarray:
 
 
 def _is_color_uint8(img) -> bool:
+    # mmcv's functions read three channels, whatever the image has
     return isinstance(img, np.ndarray) and img.dtype == np.uint8 \
-        and img.ndim == 3 and 1 <= img.shape[2] <= 4
+        and img.ndim == 3 and img.shape[2] == 3
+
+
+def lut_transform(aug, results: dict, luts, reference) -> dict:
+    """The ``transform`` of a table look-up augmentation ``aug``: skipped
+    as mmpretrain skips it, tables from ``luts(img)`` for a uint8 colour
+    image, mmcv's ``reference(img)`` for anything else."""
+    if aug.random_disable():
+        return results
+    img = results['img']
+    if _is_color_uint8(img):
+        results['img'] = apply_luts(img, luts(img))
+    else:
+        results['img'] = reference(img).astype(img.dtype)
+    return results
 
 
 @TRANSFORMS.register_module()
@@ -70,14 +85,7 @@ class FastAutoContrast(AutoContrast):
 
     def transform(self, results: dict) -> dict:
         """Apply transform to results."""
-        if self.random_disable():
-            return results
-        img = results['img']
-        if _is_color_uint8(img):
-            results['img'] = apply_luts(img, self.luts(img))
-        else:
-            results['img'] = mmcv.auto_contrast(img).astype(img.dtype)
-        return results
+        return lut_transform(self, results, self.luts, mmcv.auto_contrast)
 
 
 @TRANSFORMS.register_module()
@@ -106,11 +114,4 @@ class FastEqualize(Equalize):
 
     def transform(self, results: dict) -> dict:
         """Apply transform to results."""
-        if self.random_disable():
-            return results
-        img = results['img']
-        if _is_color_uint8(img):
-            results['img'] = apply_luts(img, self.luts(img))
-        else:
-            results['img'] = mmcv.imequalize(img).astype(img.dtype)
-        return results
+        return lut_transform(self, results, self.luts, mmcv.imequalize)
