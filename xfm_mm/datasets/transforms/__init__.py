@@ -4,6 +4,7 @@
 # plain names resolve from an xfm_mm-scoped pipeline.
 import mmcv.transforms  # noqa: F401
 
+from .augment_lut import FastAutoContrast, FastEqualize
 from .crop_decode import DecodeRandomResizedCrop, decode_scale
 from .downstream_text import (PackRetrievalInputs,
                               PackTextClassificationInputs,
@@ -12,7 +13,6 @@ from .downstream_vl import (AddPrompt, CarefulRandomFlip, PackVLInputs,
                             RefBoxTarget, TokenizeAnswers)
 from .flava import CodebookViewCrop, MaskedTokenLabels, SwapCaption
 from .formatting import PackMultiSourceInputs
-from .lut_ops import FastAutoContrast, FastEqualize
 from .masking import BlockMask, BlockMaskGenerator
 from .region import RegionRandomCrop, RegionTargets, boxes_to_patch_mask
 from .text import (MaskText, PreCaption, TokenizeText, choose_masked_positions,
@@ -20,11 +20,11 @@ from .text import (MaskText, PreCaption, TokenizeText, choose_masked_positions,
 from .video import LoadVideoFrames, ResizeFrames
 
 __all__ = [
-    'DecodeRandomResizedCrop', 'decode_scale', 'FastAutoContrast',
-    'FastEqualize',
     'PackMultiSourceInputs', 'BlockMask', 'BlockMaskGenerator',
     'RegionRandomCrop', 'RegionTargets', 'boxes_to_patch_mask', 'MaskText',
     'PreCaption', 'TokenizeText', 'choose_masked_positions', 'pre_caption',
+    'DecodeRandomResizedCrop', 'decode_scale', 'FastAutoContrast',
+    'FastEqualize',
     'PackRetrievalInputs', 'PackTextClassificationInputs',
     'TokenizeSentencePair', 'AddPrompt', 'CarefulRandomFlip',
     'PackVLInputs', 'RefBoxTarget', 'TokenizeAnswers', 'LoadVideoFrames',
