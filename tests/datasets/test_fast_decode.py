@@ -303,9 +303,8 @@ def test_same_augmentation_distribution_as_plain_path(photos, tokenizer_cfg):
 def test_parser_leaves_image_encoded(photos, tmp_path):
     (tmp_path / 'a.jpg').write_bytes(photos[0])
     (tmp_path / 'bad.jpg').write_bytes(b'not a jpeg')
-    parser = build_parser(
-        dict(type='ImageTextParser', decode=False), 'test').bind(
-            img_root=str(tmp_path))
+    parser = build_parser(dict(type='ImageTextParser', decode=False),
+                          'test').bind(img_root=str(tmp_path))
     out = parser.load(parser.parse(dict(image='a.jpg', caption='a cat')))
     assert 'img' not in out and out['img_bytes'] == photos[0]
     assert out['img_shape'] == out['ori_shape'] == (480, 640)

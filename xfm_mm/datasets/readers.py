@@ -314,8 +314,8 @@ def decode_image(data: bytes, scale: int = 1, bgr: bool = True) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             if scale > 1 and image.format == 'JPEG':
                 width, height = image.size
-                image.draft(None, (max(width // scale, 1),
-                                   max(height // scale, 1)))
+                image.draft(None,
+                            (max(width // scale, 1), max(height // scale, 1)))
             rgb = _to_rgb(image)
     except BadRecordError:
         raise

@@ -25,7 +25,7 @@ class ImageParser(RecordParser):
     ``img_path`` (paths only), ``image_id`` and ``source``. With
     ``decode=False`` it gives the encoded ``img_bytes`` instead of ``img``
     (the sizes read from the header), for a transform that decodes only
-    what it needs (:class:`~xfm_mm.datasets.transforms.DecodeRandomResizedCrop`).
+    what it needs (``DecodeRandomResizedCrop``, ``RegionRandomCrop``).
 
     Args:
         image_key (str, optional): Image field; ``'image'`` for paths and

@@ -19,7 +19,8 @@ CV2_INTERP = dict(
     lanczos=cv2.INTER_LANCZOS4)
 
 
-def decode_scale(crop_hw: Tuple[int, int], out_hw: Tuple[int, int],
+def decode_scale(crop_hw: Tuple[int, int],
+                 out_hw: Tuple[int, int],
                  max_scale: int = 8) -> int:
     """The largest JPEG scale ``s`` in 8, 4, 2, 1 (at most ``max_scale``)
     whose ``1 / s`` image still has at least ``out_hw`` pixels in the crop,
@@ -153,7 +154,9 @@ class DecodeRandomResizedCrop(RandomResizedCrop):
         img, scale = decode_crop(
             results.pop('img_bytes'), (height, width),
             (left, top, crop_w, crop_h),
-            tuple(self.scale), self.interpolation, self.max_decode_scale,
+            tuple(self.scale),
+            self.interpolation,
+            self.max_decode_scale,
             backend=self.backend)
         results.update(img=img, img_shape=img.shape, decode_scale=scale)
         return results

@@ -84,8 +84,8 @@ class RegionRandomCrop(BaseTransform):
                  interpolation: str = 'bicubic',
                  backend: str = 'cv2',
                  max_decode_scale: int = 8) -> None:
-        check_arg(max_regions >= 1, type(self).__name__, 'max_regions',
-                  '>= 1', max_regions)
+        check_arg(max_regions >= 1,
+                  type(self).__name__, 'max_regions', '>= 1', max_regions)
         self.scale = scale
         self.min_area_in_crop = min_area_in_crop
         self.max_regions = max_regions
@@ -98,8 +98,10 @@ class RegionRandomCrop(BaseTransform):
         self.keep_crop_box = keep_crop_box
         # the arguments of mmcv.imresize
         self.resize_args = dict(interpolation=interpolation, backend=backend)
-        check_arg(max_decode_scale in (1, 2, 4, 8), type(self).__name__,
-                  'max_decode_scale', '1, 2, 4 or 8', max_decode_scale)
+        check_arg(
+            max_decode_scale in (1, 2, 4, 8),
+            type(self).__name__, 'max_decode_scale', '1, 2, 4 or 8',
+            max_decode_scale)
         self.max_decode_scale = max_decode_scale if backend == 'cv2' else 1
 
     @staticmethod
@@ -175,8 +177,8 @@ class RegionRandomCrop(BaseTransform):
             img, _ = decode_crop(
                 results.pop('img_bytes'), (height, width),
                 (crop[0], crop[1], crop_w, crop_h), (self.scale, self.scale),
-                self.resize_args['interpolation'], self.max_decode_scale,
-                flip, self.resize_args['backend'])
+                self.resize_args['interpolation'], self.max_decode_scale, flip,
+                self.resize_args['backend'])
         else:
             img = img[crop[1]:crop[3], crop[0]:crop[2]]
             if flip:
