@@ -310,3 +310,39 @@ def test_parser_leaves_image_encoded(photos, tmp_path):
     assert out['img_shape'] == out['ori_shape'] == (480, 640)
     with pytest.raises(BadRecordError, match='bad_image'):
         parser.load(parser.parse(dict(image='bad.jpg', caption='a cat')))
+
+
+def test_broken_jpeg_body_is_counted_when_the_crop_decodes(
+        photos, tmp_path, write_jsonl):
+    """With decode=False only the header is read by the parser: a JPEG cut
+    after its header fails in the crop, and the stream skips and counts it
+    as a bad image like any other."""
+    import base64
+    from xfm_mm.registry import DATASETS
+    cut = photos[1][:len(photos[1]) // 3]
+    assert image_size(cut) == (480, 640)
+    write_jsonl(tmp_path / 'a.jsonl', [
+        dict(binary=base64.b64encode(p).decode(), desc='a photo')
+        for p in (photos[0], cut, photos[2])
+    ])
+    dataset = DATASETS.build(
+        dict(
+            type='JsonlStreamDataset',
+            ann_file=str(tmp_path / 'a.jsonl'),
+            parser=dict(
+                type='ImageTextParser',
+                image_format='base64',
+                caption_key='desc',
+                decode=False),
+            pipeline=[
+                dict(type='DecodeRandomResizedCrop', **CROP),
+                dict(type='PackMultiSourceInputs', fields=['image_id'])
+            ],
+            shuffle=False,
+            infinite=False,
+            rank=0,
+            world_size=1,
+            max_bad_fraction=1.0))
+    samples = list(dataset)
+    assert [s['inputs'].shape for s in samples] == [(3, 224, 224)] * 2
+    assert dataset.counter.counts == {'bad_image': 1}
