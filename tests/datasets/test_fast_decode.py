@@ -240,13 +240,24 @@ def _pipelines(tokenizer_cfg):
     plain = copy.deepcopy(dataset)
     plain['parser']['decode'] = True
     crop = plain['pipeline'][0]
-    assert crop.pop('type') == 'DecodeRandomResizedCrop'
+    assert crop.pop('type') == 'xfm_mm.DecodeRandomResizedCrop'
     crop.pop('max_decode_scale')
     plain['pipeline'][0] = dict(type='mmpretrain.RandomResizedCrop', **crop)
     for policy in plain['pipeline'][2]['policies']:
         policy['type'] = policy['type'].replace('xfm_mm.Fast', 'mmpretrain.')
     return [(build_parser(d['parser'], 'test'), build_pipeline(d['pipeline']))
             for d in (dataset, plain)]
+
+
+def test_inherited_image_aug_builds_without_a_default_scope():
+    """X2-VLM nests X-FM's image_aug in mmcv's Compose, which builds from
+    mmengine's root registry: the crop needs its scope prefix there."""
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', 'x2vlm', 'x2vlm_base_4m.py'))
+    compose = cfg.train_dataloader.image_text.dataset.pipeline[0]
+    assert compose.type == 'Compose'
+    built = build_pipeline([compose])[0]
+    assert type(built.transforms[0]).__name__ == 'DecodeRandomResizedCrop'
 
 
 def _run(parser, pipeline, record, seed):

@@ -38,6 +38,7 @@ from collections import defaultdict
 
 import numpy as np
 from mmengine.config import Config, DictAction
+from mmengine.registry import DefaultScope
 from PIL import Image
 from torch.utils.data import IterableDataset
 
@@ -209,6 +210,10 @@ class StepTimer:
 
 def build_dataset(dataset_cfg: dict, folder: str, args, jpegs, rng):
     cfg = dict(dataset_cfg)
+    if 'parser' not in cfg:
+        raise SystemExit(f'benchmark_data_pipeline: {cfg.get("type")} has no '
+                         'record parser; only JSON-lines and tar-shard '
+                         'datasets (parser=...) are supported')
     parser = build_parser(cfg['parser'], 'benchmark_data_pipeline')
     shard = write_records(parser, folder, args.num_records, jpegs, rng,
                           args.image_size)
@@ -256,6 +261,10 @@ def main() -> None:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    # as the Runner does: plain type names resolve in the config's scope
+    DefaultScope.get_instance(
+        'benchmark_data_pipeline',
+        scope_name=cfg.get('default_scope', 'xfm_mm'))
     loaders = cfg.train_dataloader
     if 'dataset' in loaders:
         loaders = {'train': loaders}

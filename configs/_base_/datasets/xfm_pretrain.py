@@ -53,7 +53,8 @@ randaug_ops = [
 photometric_ops = randaug_ops[:5]  # region crops: boxes must not move
 
 image_aug = [
-    dict(type='DecodeRandomResizedCrop', max_decode_scale=max_decode_scale,
+    dict(type='xfm_mm.DecodeRandomResizedCrop',
+         max_decode_scale=max_decode_scale,
          scale=img_size, crop_ratio_range=(0.2, 1.0), interpolation='bicubic')
     if fast_image_path else
     dict(type='mmpretrain.RandomResizedCrop', scale=img_size,
