@@ -15,6 +15,16 @@ data_root = 'data/xfm_pretrain'
 tokenizer = dict(type='HFTokenizer', name_or_path='data/roberta-base')
 img_size = 224
 grid = img_size // 16
+# The fast image path (docs/en/benchmarks.md, "Data pipeline"): the parsers
+# leave the JPEG encoded and DecodeRandomResizedCrop (RegionRandomCrop for
+# regions) decodes it after drawing the crop (colours swapped on it only; a
+# crop at least 2, 4 or 8 times the output on both sides decodes at that
+# fraction of the size through the JPEG's DCT scaling, slightly smoother
+# pixels for those crops; max_decode_scale = 1 keeps every pixel as in the
+# plain path); AutoContrast and Equalize run as one table look-up (the same
+# output). False: mmpretrain's decode-then-crop transforms.
+fast_image_path = True
+max_decode_scale = 8
 
 # Upstream RandomAugment(2, 7) over Identity, AutoContrast, Equalize,
 # Brightness, Sharpness, ShearX/Y, TranslateX/Y, Rotate, as mmpretrain ops
@@ -22,8 +32,10 @@ grid = img_size // 16
 randaug_ops = [
     dict(type='mmpretrain.Brightness', magnitude_range=(0, 0),
          random_negative_prob=0.),  # Identity
-    dict(type='mmpretrain.AutoContrast'),
-    dict(type='mmpretrain.Equalize'),
+    dict(type='xfm_mm.FastAutoContrast' if fast_image_path else
+         'mmpretrain.AutoContrast'),
+    dict(type='xfm_mm.FastEqualize' if fast_image_path else
+         'mmpretrain.Equalize'),
     dict(type='mmpretrain.Brightness', magnitude_range=(-0.9, 0.9),
          random_negative_prob=0.),
     dict(type='mmpretrain.Sharpness', magnitude_range=(-0.9, 0.9),
@@ -41,6 +53,10 @@ randaug_ops = [
 photometric_ops = randaug_ops[:5]  # region crops: boxes must not move
 
 image_aug = [
+    dict(type='xfm_mm.DecodeRandomResizedCrop',
+         max_decode_scale=max_decode_scale,
+         scale=img_size, crop_ratio_range=(0.2, 1.0), interpolation='bicubic')
+    if fast_image_path else
     dict(type='mmpretrain.RandomResizedCrop', scale=img_size,
          crop_ratio_range=(0.2, 1.0), interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
@@ -64,7 +80,8 @@ region_pipeline = [
     # careful_hflip off, substring matching, the crop's box may be left out:
     # upstream dataset/pretrain_dataset.py with configs/xfm-pt.
     dict(type='RegionRandomCrop', scale=img_size, min_area_in_crop=0.5,
-         max_regions=5, careful_hflip=False),
+         max_regions=5, careful_hflip=False,
+         max_decode_scale=max_decode_scale),
     dict(type='mmpretrain.RandAugment', policies=photometric_ops,
          num_policies=2, magnitude_level=7),
 ] + caption_text + [
@@ -100,11 +117,14 @@ train_dataloader = dict(
     text=_stream(dict(type='TextParser', text_key='desc'), 'text', 256,
                  text_pipeline),
     # 80 images per batch; the data preprocessor keeps 96 of their texts.
-    region=_stream(dict(type='RegionTextParser', image_format='base64'),
-                   'region', 80, region_pipeline),
-    image=_stream(dict(type='ImageParser', image_format='base64'), 'image',
-                  96, image_pipeline),
+    region=_stream(
+        dict(type='RegionTextParser', image_format='base64',
+             decode=not fast_image_path), 'region', 80, region_pipeline),
+    image=_stream(
+        dict(type='ImageParser', image_format='base64',
+             decode=not fast_image_path), 'image', 96, image_pipeline),
     image_text=_stream(
         dict(type='ImageTextParser', image_format='base64',
-             caption_key='desc'), 'image_text', 96, image_text_pipeline),
+             caption_key='desc', decode=not fast_image_path), 'image_text',
+        96, image_text_pipeline),
 )

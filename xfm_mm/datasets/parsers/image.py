@@ -3,8 +3,8 @@
 from typing import Optional, Sequence, Union
 
 from xfm_mm.registry import RECORD_PARSERS
-from ..readers import (BadRecordError, decode_image, read_image_bytes,
-                       stable_id)
+from ..readers import (BadRecordError, decode_image, image_size,
+                       read_image_bytes, stable_id)
 from .base import RecordParser, choice, texts_of
 
 DEFAULT_IMAGE_KEYS = dict(path='image', base64='binary', bytes='image')
@@ -22,7 +22,10 @@ class ImageParser(RecordParser):
     Also the base of every parser of records with an image: subclasses call
     :meth:`parse_image`, :meth:`parse_image_id` and :meth:`load_image`.
     ``load`` gives ``img`` (BGR uint8), ``img_shape``, ``ori_shape``,
-    ``img_path`` (paths only), ``image_id`` and ``source``.
+    ``img_path`` (paths only), ``image_id`` and ``source``. With
+    ``decode=False`` it gives the encoded ``img_bytes`` instead of ``img``
+    (the sizes read from the header), for a transform that decodes only
+    what it needs (``DecodeRandomResizedCrop``, ``RegionRandomCrop``).
 
     Args:
         image_key (str, optional): Image field; ``'image'`` for paths and
@@ -33,6 +36,9 @@ class ImageParser(RecordParser):
             non-negative int below 2**63 is used as is, another value is
             hashed; records without it get a hash of the image field, so
             records sharing an image path share an id.
+        decode (bool): Decode the image here (``img``) or leave it
+            encoded (``img_bytes``) for the pipeline's first transform.
+            Defaults to True.
         source (str, optional): See :class:`RecordParser`. Defaults to
             ``'image'``.
     """
@@ -43,6 +49,7 @@ class ImageParser(RecordParser):
                  image_key: Optional[str] = None,
                  image_format: str = 'path',
                  image_id_key: Optional[str] = 'image_id',
+                 decode: bool = True,
                  source: Optional[str] = None) -> None:
         super().__init__(source)
         if image_format not in DEFAULT_IMAGE_KEYS:
@@ -52,6 +59,7 @@ class ImageParser(RecordParser):
         self.image_key = image_key or DEFAULT_IMAGE_KEYS[image_format]
         self.image_format = image_format
         self.image_id_key = image_id_key
+        self.decode = decode
 
     def parse_image(self, record: dict) -> Union[str, list]:
         """The image field: a non-empty string or list of strings."""
@@ -90,11 +98,14 @@ class ImageParser(RecordParser):
         """Decode the image (one drawn at random from a list)."""
         if isinstance(image, list):
             image = choice(image)
-        img = decode_image(
-            read_image_bytes(image, self.image_format, self.img_root,
-                             self.backend_args))
-        results = dict(
-            img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
+        data = read_image_bytes(image, self.image_format, self.img_root,
+                                self.backend_args)
+        if self.decode:
+            img = decode_image(data)
+            results = dict(img=img, img_shape=img.shape[:2])
+        else:
+            results = dict(img_bytes=data, img_shape=image_size(data))
+        results['ori_shape'] = results['img_shape']
         if self.image_format == 'path':
             results['img_path'] = image
         return results

@@ -4,6 +4,8 @@
 # plain names resolve from an xfm_mm-scoped pipeline.
 import mmcv.transforms  # noqa: F401
 
+from .augment_lut import FastAutoContrast, FastEqualize
+from .crop_decode import DecodeRandomResizedCrop, decode_scale
 from .downstream_text import (PackRetrievalInputs,
                               PackTextClassificationInputs,
                               TokenizeSentencePair)
@@ -24,6 +26,8 @@ __all__ = [
     'PackMultiSourceInputs', 'BlockMask', 'BlockMaskGenerator',
     'RegionRandomCrop', 'RegionTargets', 'boxes_to_patch_mask', 'MaskText',
     'PreCaption', 'TokenizeText', 'choose_masked_positions', 'pre_caption',
+    'DecodeRandomResizedCrop', 'decode_scale', 'FastAutoContrast',
+    'FastEqualize',
     'PackRetrievalInputs', 'PackTextClassificationInputs',
     'TokenizeSentencePair', 'AddPrompt', 'CarefulRandomFlip',
     'PackVLInputs', 'RefBoxTarget', 'TokenizeAnswers', 'LoadVideoFrames',

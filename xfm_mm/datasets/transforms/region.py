@@ -9,6 +9,7 @@ from mmcv.transforms import BaseTransform
 
 from xfm_mm.registry import TRANSFORMS
 from xfm_mm.utils.args import check_arg
+from .crop_decode import decode_crop
 
 _LEFT_RIGHT = re.compile(r'\b(left|right)\b', re.IGNORECASE)
 HFLIP_MATCHES = ('substring', 'word')
@@ -37,9 +38,16 @@ class RegionRandomCrop(BaseTransform):
     matches whole words, case-insensitively (no flip blocked by
     ``'bright'``, none missed for ``'Left'``).
 
-    **Required keys:** ``img``, ``region_bboxes`` ((K, 4) xyxy pixels),
-    ``region_texts`` (K strings), ``image_text`` (str or None).
-    **Modified keys:** ``img``, ``img_shape``.
+    Given the encoded ``img_bytes`` of a parser with ``decode=False``
+    instead of ``img``, the crop is drawn first and only it is decoded, at
+    reduced size where it is at least twice the output on both sides (see
+    :func:`~xfm_mm.datasets.transforms.crop_decode.decode_crop`; the same
+    random draws, and at full size the same pixels).
+
+    **Required keys:** ``img`` (or ``img_bytes`` and ``img_shape``),
+    ``region_bboxes`` ((K, 4) xyxy pixels), ``region_texts`` (K strings),
+    ``image_text`` (str or None).
+    **Modified keys:** ``img``, ``img_shape``; ``img_bytes`` is removed.
     **Added keys:** ``text`` (R strings), ``region_bboxes`` ((R, 4) xyxy
     in output pixels; ``[0, 0, scale, scale]`` for the whole image),
     ``is_whole_image`` ((R,) bool), ``crop_bbox``, ``flip``.
@@ -60,6 +68,9 @@ class RegionRandomCrop(BaseTransform):
         interpolation (str): mmcv resize interpolation. Defaults to
             ``'bicubic'``.
         backend (str): mmcv resize backend. Defaults to ``'cv2'``.
+        max_decode_scale (int): Largest reduced-decoding scale of
+            ``img_bytes`` (1, 2, 4 or 8; 1 decodes at full size). Defaults
+            to 8.
     """
 
     def __init__(self,
@@ -71,9 +82,10 @@ class RegionRandomCrop(BaseTransform):
                  hflip_match: str = 'substring',
                  keep_crop_box: bool = False,
                  interpolation: str = 'bicubic',
-                 backend: str = 'cv2') -> None:
-        check_arg(max_regions >= 1, type(self).__name__, 'max_regions',
-                  '>= 1', max_regions)
+                 backend: str = 'cv2',
+                 max_decode_scale: int = 8) -> None:
+        check_arg(max_regions >= 1,
+                  type(self).__name__, 'max_regions', '>= 1', max_regions)
         self.scale = scale
         self.min_area_in_crop = min_area_in_crop
         self.max_regions = max_regions
@@ -86,6 +98,11 @@ class RegionRandomCrop(BaseTransform):
         self.keep_crop_box = keep_crop_box
         # the arguments of mmcv.imresize
         self.resize_args = dict(interpolation=interpolation, backend=backend)
+        check_arg(
+            max_decode_scale in (1, 2, 4, 8),
+            type(self).__name__, 'max_decode_scale', '1, 2, 4 or 8',
+            max_decode_scale)
+        self.max_decode_scale = max_decode_scale if backend == 'cv2' else 1
 
     @staticmethod
     def random_crop_around(box: np.ndarray, width: int,
@@ -116,8 +133,14 @@ class RegionRandomCrop(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         """Crop, flip, resize and select; see the class docstring."""
-        img = results['img']
-        height, width = img.shape[:2]
+        img = results.get('img')
+        if img is not None:
+            height, width = img.shape[:2]
+        elif 'img_bytes' in results:
+            height, width = results['img_shape'][:2]
+        else:
+            raise KeyError(f'{type(self).__name__}: results need "img" or '
+                           '"img_bytes" (a parser with decode=False)')
         boxes = np.asarray(results['region_bboxes'], dtype=np.float32)
         chosen = np.random.randint(len(boxes))
         crop = self.random_crop_around(boxes[chosen], width, height)
@@ -144,17 +167,25 @@ class RegionRandomCrop(BaseTransform):
         order = order[:max(num_regions, 0)].astype(np.int64)
         region_boxes = inter[order] - np.tile(crop[:2], 2)
 
-        img = img[crop[1]:crop[3], crop[0]:crop[2]]
         crop_w, crop_h = crop[2] - crop[0], crop[3] - crop[1]
         flip = bool(np.random.rand() < self.flip_prob)
         if flip and self.careful_hflip and self._wants_no_flip(results):
             flip = False
         if flip:
-            img = img[:, ::-1]
             region_boxes[:, [0, 2]] = crop_w - region_boxes[:, [2, 0]]
-        img = mmcv.imresize(
-            np.ascontiguousarray(img), (self.scale, self.scale),
-            **self.resize_args)
+        if img is None:
+            img, _ = decode_crop(
+                results.pop('img_bytes'), (height, width),
+                (crop[0], crop[1], crop_w, crop_h), (self.scale, self.scale),
+                self.resize_args['interpolation'], self.max_decode_scale, flip,
+                self.resize_args['backend'])
+        else:
+            img = img[crop[1]:crop[3], crop[0]:crop[2]]
+            if flip:
+                img = img[:, ::-1]
+            img = mmcv.imresize(
+                np.ascontiguousarray(img), (self.scale, self.scale),
+                **self.resize_args)
         region_boxes *= np.array(
             [self.scale / crop_w, self.scale / crop_h] * 2, dtype=np.float32)
 

@@ -85,6 +85,23 @@ class PreCaption(BaseTransform):
         return format_args(self, keys=self.keys, max_words=self.max_words)
 
 
+def _private_backend(tokenizer):
+    """A copy of a fast tokenizer's Rust backend without truncation or
+    padding, or None for a slow tokenizer.
+
+    A copy, because ``transformers`` changes the shared backend's
+    truncation and padding settings on every call.
+    """
+    backend = getattr(tokenizer, 'backend_tokenizer', None)
+    if backend is None:
+        return None
+    from tokenizers import Tokenizer
+    backend = Tokenizer.from_str(backend.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    return backend
+
+
 @TRANSFORMS.register_module()
 class TokenizeText(BaseTransform):
     """Tokenise into ``[CLS] + tokens[:max_tokens-2] + [SEP]``, padded.
@@ -115,18 +132,28 @@ class TokenizeText(BaseTransform):
         if None in (tok.cls_token_id, tok.sep_token_id, tok.pad_token_id):
             raise ValueError('TokenizeText: the tokenizer needs cls, sep and '
                              'pad tokens')
+        self._backend = _private_backend(tok)
 
     def transform(self, results: dict) -> dict:
         """Add ``text_ids`` and ``text_mask``."""
         texts, single = _as_list(results[self.key])
         tok = self.tokenizer
-        # Truncation inside the tokenizer avoids its over-length warning;
-        # it keeps the first max_tokens - 2 tokens.
-        encoded = tok(
-            texts,
-            add_special_tokens=False,
-            truncation=True,
-            max_length=self.max_tokens - 2)['input_ids']
+        if self._backend is not None:
+            # The same ids as the call below, without its Python overhead
+            # (about two thirds of the time on a caption).
+            encoded = [
+                e.ids[:self.max_tokens - 2]
+                for e in self._backend.encode_batch(
+                    texts, add_special_tokens=False)
+            ]
+        else:
+            # Truncation inside the tokenizer avoids its over-length
+            # warning; it keeps the first max_tokens - 2 tokens.
+            encoded = tok(
+                texts,
+                add_special_tokens=False,
+                truncation=True,
+                max_length=self.max_tokens - 2)['input_ids']
         ids = np.full((len(texts), self.max_tokens),
                       tok.pad_token_id,
                       dtype=np.int64)
