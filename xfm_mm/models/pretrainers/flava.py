@@ -4,7 +4,7 @@ Vision Alignment Model", CVPR 2022, arXiv 2112.04482), wired from the
 bricks; losses as transformers ``FlavaForPreTraining.forward``
 (``models/flava/modeling_flava.py``) and torchmultimodal
 ``modules/losses/flava.py`` compute them."""
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -138,26 +138,31 @@ class FLAVA(BaseMultimodalModel):
         return self
 
     # ------------------------------------------------------------ encoders
-    def encode_image(
-        self,
-        images: torch.Tensor,
-        patch_mask: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Image states before and after the final norm, ``(B, 1+N, D)``
-        each."""
+    def encode_image(self,
+                     images: torch.Tensor,
+                     patch_mask: Optional[torch.Tensor] = None
+                     ) -> torch.Tensor:
+        """Image states before the final norm (:meth:`image_norm`),
+        ``(B, 1+N, D)``."""
         tokens, grid = self.vision_encoder.patch_embed(images, patch_mask)
-        stack = self.vision_encoder.transformer
-        hidden = stack(tokens, rel_pos=grid, norm=False)
-        return hidden, stack.norm(hidden)
+        return self.vision_encoder.transformer(
+            tokens, rel_pos=grid, norm=False)
 
-    def encode_text(
-            self, text_ids: torch.Tensor,
-            text_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Text states before and after the final norm, ``(B, L, D)``."""
+    def encode_text(self, text_ids: torch.Tensor,
+                    text_mask: torch.Tensor) -> torch.Tensor:
+        """Text states before the final norm (:meth:`text_norm`),
+        ``(B, L, D)``."""
         x = self.text_encoder.embeddings(text_ids)
-        stack = self.text_encoder.transformer
-        hidden = stack(x, mask_to_bias(text_mask, x), norm=False)
-        return hidden, stack.norm(hidden)
+        return self.text_encoder.transformer(
+            x, mask_to_bias(text_mask, x), norm=False)
+
+    def image_norm(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The image encoder's final norm."""
+        return self.vision_encoder.transformer.norm(hidden)
+
+    def text_norm(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The text encoder's final norm."""
+        return self.text_encoder.transformer.norm(hidden)
 
     def encode_multimodal(self, image_hidden: torch.Tensor,
                           text_hidden: torch.Tensor,
@@ -202,13 +207,13 @@ class FLAVA(BaseMultimodalModel):
         ``text_mask``."""
         out = {}
         if images is not None:
-            image = self.encode_image(images)[1][:, :1]
+            image = self.image_norm(self.encode_image(images)[:, :1])
             out.update(image_embeds=image,
                        image_feat=self.itc_head.project_vision(image[:, 0]))
         if text_ids is not None:
             if text_mask is None:
                 text_mask = torch.ones_like(text_ids)
-            text = self.encode_text(text_ids, text_mask)[1][:, :1]
+            text = self.text_norm(self.encode_text(text_ids, text_mask)[:, :1])
             out.update(text_embeds=text, text_mask=text_mask[:, :1],
                        text_feat=self.itc_head.project_text(text[:, 0]))
         return out
@@ -231,22 +236,29 @@ class FLAVA(BaseMultimodalModel):
         ``*_embeddings``."""
         out = {}
         if inputs.get('images') is not None:
-            image_hidden, out['image'] = self.encode_image(inputs['images'])
+            image_hidden = self.encode_image(inputs['images'])
+            out['image'] = self.image_norm(image_hidden)
         if inputs.get('text_ids') is not None:
             text_mask = inputs.get('text_mask')
             if text_mask is None:
                 text_mask = torch.ones_like(inputs['text_ids'])
-            text_hidden, out['text'] = self.encode_text(
-                inputs['text_ids'], text_mask)
+            text_hidden = self.encode_text(inputs['text_ids'], text_mask)
+            out['text'] = self.text_norm(text_hidden)
         if 'image' in out and 'text' in out:
             out['multimodal'] = self.encode_multimodal(
                 image_hidden, text_hidden, text_mask)
         return out
 
     # ------------------------------------------------------------- helpers
-    def _image_targets(self, inputs: dict) -> torch.Tensor:
-        """Codebook ids at masked patches, ``ignore_index`` elsewhere."""
+    def _image_targets(self,
+                       inputs: dict,
+                       rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Codebook ids at the masked patches of ``rows`` (all rows when
+        None), ``ignore_index`` elsewhere; the codebook sees those rows
+        only."""
         patch_mask = inputs['image_mask'].flatten(1).bool()
+        if rows is not None:
+            patch_mask = patch_mask & rows[:, None]
         ids = inputs.get('codebook_ids')
         if ids is None:
             if self.image_codebook is None or 'codebook_images' not in inputs:
@@ -254,9 +266,15 @@ class FLAVA(BaseMultimodalModel):
                     f'{type(self).__name__}: an image batch needs '
                     '`codebook_ids`, or `codebook_images` and an '
                     'image_codebook')
-            with torch.no_grad():
-                logits = self.image_codebook(inputs['codebook_images'])
-            ids = logits.argmax(dim=1)
+            ids = patch_mask.new_full(patch_mask.shape, self.ignore_index,
+                                      dtype=torch.long)
+            needed = patch_mask.any(dim=1)
+            if needed.any():
+                images = inputs['codebook_images']
+                with torch.no_grad():
+                    logits = self.image_codebook(
+                        images if needed.all() else images[needed])
+                ids[needed] = logits.argmax(dim=1).flatten(1).to(ids)
         ids = ids.flatten(1).long()
         if ids.shape != patch_mask.shape:
             raise ValueError(
@@ -281,14 +299,15 @@ class FLAVA(BaseMultimodalModel):
 
     def _image_losses(self, inputs: dict) -> dict:
         targets = self._image_targets(inputs)
-        image = self.encode_image(inputs['images'],
-                                  inputs['image_mask'].flatten(1))[1]
+        image = self.image_norm(
+            self.encode_image(inputs['images'],
+                              inputs['image_mask'].flatten(1)))
         return self.mim_head.loss_by_labels(image[:, 1:], targets)
 
     def _text_losses(self, inputs: dict) -> dict:
         ids, mask, labels = self._trimmed_text(inputs, 'masked_text_ids',
                                                'text_mask', 'mlm_labels')
-        text = self.encode_text(ids, mask)[1]
+        text = self.text_norm(self.encode_text(ids, mask))
         return self.mlm_head.loss_by_labels(text, labels)
 
     def _image_text_losses(self, inputs: dict) -> dict:
@@ -300,37 +319,41 @@ class FLAVA(BaseMultimodalModel):
             ids, masked_ids, mask, labels = self._trimmed_text(
                 inputs, 'text_ids', 'masked_text_ids', 'text_mask',
                 'mlm_labels')
-        image_targets = self._image_targets(inputs)
+        itm_labels = inputs['itm_labels'].flatten().long()
+        positive = itm_labels.ne(0)
+        positive = positive | ~positive.any()
+        # MMM-image reads the codes of matched pairs only.
+        image_targets = self._image_targets(inputs, positive)
         images, patch_mask = inputs['images'], inputs['image_mask'].flatten(1)
         size = len(images)
-        # One pass per encoder: [unmasked; masked].
-        image_hidden, image = self.encode_image(
+        # One pass per encoder: [unmasked; masked]. Text first: autograd
+        # then runs the image backward before the text gradients exist,
+        # which lowers the step's peak memory.
+        text_hidden = self.encode_text(
+            torch.cat([ids, masked_ids]), torch.cat([mask, mask]))
+        image_hidden = self.encode_image(
             torch.cat([images, images]),
             torch.cat([torch.zeros_like(patch_mask), patch_mask]).bool())
-        text_hidden, text = self.encode_text(
-            torch.cat([ids, masked_ids]), torch.cat([mask, mask]))
         fused = self.encode_multimodal(image_hidden[size:],
                                        text_hidden[size:], mask)
 
-        itm_labels = inputs['itm_labels'].flatten().long()
         losses = self.itm_head.loss_by_labels(fused[:, 0], itm_labels)
-        positive = itm_labels.ne(0)
-        positive = positive | ~positive.any()
-        num_image = image.shape[1]
+        num_image = image_hidden.shape[1]
         losses.update(
-            self.mmm_image_head.loss_by_labels(
-                fused[:, 2:1 + num_image],
-                image_targets.masked_fill(~positive[:, None],
-                                          self.ignore_index)))
+            self.mmm_image_head.loss_by_labels(fused[:, 2:1 + num_image],
+                                               image_targets))
         losses.update(
             self.mmm_text_head.loss_by_labels(
                 fused[:, -ids.shape[1]:],
                 labels.masked_fill(~positive[:, None], self.ignore_index)))
         if self.training:
             self.itc_head.clamp_temperature_()
+        # Contrastive: token 0 of the unmasked passes, normed alone.
         losses.update(
             self.itc_head.loss(
-                self.itc_head.project_vision(image[:size, 0]),
-                self.itc_head.project_text(text[:size, 0]),
+                self.itc_head.project_vision(
+                    self.image_norm(image_hidden[:size, 0])),
+                self.itc_head.project_text(
+                    self.text_norm(text_hidden[:size, 0])),
                 row_mask=positive))
         return losses
