@@ -28,6 +28,9 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import (FlopCounterMode,
+                                      sdpa_backward_flop_count,
+                                      sdpa_flop_count)
 from transformers import FlavaConfig, FlavaForPreTraining
 
 import xfm_mm.models  # noqa: F401  (registers the model classes)
@@ -53,6 +56,9 @@ def parse_args():
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--sources', nargs='+', choices=SOURCES,
                         default=list(SOURCES))
+    parser.add_argument('--flops', action='store_true',
+                        help='print the multiply-adds of each step, forward '
+                        'per module and backward, instead of timing')
     parser.add_argument('--with-cp', action='store_true',
                         help='activation checkpointing in our three '
                         'encoders (less memory, more time)')
@@ -158,6 +164,52 @@ def peak_mib(model, optim, inputs: dict, source: str) -> float:
     return peak / 2**20
 
 
+# torch's counter has no formula for the CPU flash-attention kernels.
+_SDPA_CPU_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
+    lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(
+        q, k, v),
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
+    lambda grad, q, k, v, *args, out_shape=None, **kwargs:
+    sdpa_backward_flop_count(grad, q, k, v),
+}
+
+
+#: Forward multiply-adds per part, by module path (HF's, ours).
+_PARTS = dict(
+    image=('flava.image_model', 'vision_encoder.patch_embed',
+           'vision_encoder.transformer'),
+    text=('flava.text_model', 'text_encoder.embeddings',
+          'text_encoder.transformer'),
+    multimodal=('flava.multimodal_model', 'mm_encoder'),
+    codebook=('image_codebook.blocks', ))
+
+
+def print_flops(name: str, model, inputs: dict, source: str) -> None:
+    """Multiply-adds (G) of one step: the forward per part (encoders,
+    codebook, the rest: projections, heads, losses) and the backward."""
+    model.train()
+    with FlopCounterMode(display=False, depth=3,
+                         custom_mapping=_SDPA_CPU_FLOPS) as forward:
+        loss = sum(losses_of(model, inputs, source).values())
+    with FlopCounterMode(display=False, custom_mapping=_SDPA_CPU_FLOPS) as \
+            backward:
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    fwd, bwd = (m.get_total_flops() / 2e9 for m in (forward, backward))
+    counts = forward.get_flop_counts()
+    parts = {
+        part: sum(
+            sum(ops.values()) / 2e9 for module, ops in counts.items()
+            if module.split('.', 1)[-1] in paths)
+        for part, paths in _PARTS.items()
+    }
+    parts['rest'] = fwd - sum(parts.values())
+    print(f'flops {source:<10} {name:<4} GMAC step {fwd + bwd:6.1f} = '
+          f'forward {fwd:.1f} + backward {bwd:.1f}; forward: ' +
+          ', '.join(f'{k} {v:.1f}' for k, v in parts.items()))
+
+
 def parity(hf, ours, inputs: dict) -> None:
     hf.eval(), ours.eval()
     with torch.no_grad():
@@ -190,6 +242,11 @@ def main() -> int:
             return 0
     hf.train(), ours.train()
     models = dict(hf=hf, ours=ours)
+    if args.flops:
+        for source in args.sources:
+            for key, model in models.items():
+                print_flops(key, model, inputs, source)
+        return 0
     optims = {
         k: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad],
                              lr=1e-6)

@@ -12,25 +12,10 @@ import torch.nn as nn
 from xfm_mm.registry import MODELS
 from ..base import BaseMultimodalModel
 from ..layers import mask_to_bias
+from .flava_utils import init_flava_weights, trim_text_padding
 from .xfm import XFM
 
 SOURCES = ('image', 'text', 'image_text')
-
-
-def init_flava_weights(module: nn.Module) -> None:
-    """transformers' ``FlavaPreTrainedModel._init_weights``: N(0, 0.02)
-    linears, convolutions and embeddings (padding row 0), zero biases, unit
-    LayerNorms."""
-    if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
-        nn.init.normal_(module.weight, std=0.02)
-        if getattr(module, 'bias', None) is not None:
-            nn.init.zeros_(module.bias)
-        if getattr(module, 'padding_idx', None) is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
 
 
 @MODELS.register_module()
@@ -62,10 +47,15 @@ class FLAVA(BaseMultimodalModel):
     Image codes come from ``codebook_images`` through the codebook, or are
     given as ``codebook_ids`` ``(B, N)``; only masked patches are targets.
 
-    Speed (exact, the same losses): the unmasked and masked passes of one
-    encoder run as one batch; heads see labelled positions only; with
+    Speed and memory (exact, the same losses): the unmasked and masked
+    passes of one encoder run as one batch; heads see labelled positions
+    only; the codebook sees only the images whose codes a loss reads; the
+    final norms of the unmasked passes run on token 0 only; with
     ``mm_text_padding_mask`` and right-padded text, the text is cut to the
-    batch's longest caption (padding cannot change any loss then).
+    batch's longest caption (padding cannot change any loss then). The
+    text passes run before the image passes, so autograd finishes the image
+    backward before the text gradients are allocated (lower peak memory).
+    ``with_cp`` of each encoder trades recomputation for memory.
 
     Args:
         vision_encoder (dict): ``VisionEncoder`` config.
@@ -284,18 +274,11 @@ class FLAVA(BaseMultimodalModel):
 
     def _trimmed_text(self, inputs: dict, *keys: str) -> list:
         """``keys`` of ``inputs`` cut to the longest text when exact."""
-        mask = inputs['text_mask']
         values = [inputs[k] for k in keys]
         if not self.trim_text_padding:
             return values
-        length = int(mask.sum(dim=1).max())
-        labels = inputs.get('mlm_labels')
-        right_padded = bool((mask[:, 1:] <= mask[:, :-1]).all())
-        unlabelled = labels is None or bool(
-            labels[:, length:].eq(self.ignore_index).all())
-        if length == mask.shape[1] or not (right_padded and unlabelled):
-            return values
-        return [v[:, :length] for v in values]
+        return trim_text_padding(inputs['text_mask'], values,
+                                 inputs.get('mlm_labels'), self.ignore_index)
 
     def _image_losses(self, inputs: dict) -> dict:
         targets = self._image_targets(inputs)
