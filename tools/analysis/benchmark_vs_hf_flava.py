@@ -59,6 +59,10 @@ def parse_args():
     parser.add_argument('--flops', action='store_true',
                         help='print the multiply-adds of each step, forward '
                         'per module and backward, instead of timing')
+    parser.add_argument('--profile', type=int, default=0, metavar='ROWS',
+                        help='print the ROWS operators of one step with the '
+                        'most self CPU time (and their memory), per model '
+                        'and source, instead of timing')
     parser.add_argument('--with-cp', action='store_true',
                         help='activation checkpointing in our three '
                         'encoders (less memory, more time)')
@@ -210,6 +214,18 @@ def print_flops(name: str, model, inputs: dict, source: str) -> None:
           ', '.join(f'{k} {v:.1f}' for k, v in parts.items()))
 
 
+def print_profile(name: str, model, optim, inputs: dict, source: str,
+                  rows: int) -> None:
+    """torch.profiler's operator table of one step."""
+    optim.zero_grad(set_to_none=True)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
+        sum(losses_of(model, inputs, source).values()).backward()
+        optim.step()
+    print(f'profile {source} {name}')
+    print(p.key_averages().table(sort_by='self_cpu_time_total',
+                                 row_limit=rows, max_name_column_width=50))
+
+
 def parity(hf, ours, inputs: dict) -> None:
     hf.eval(), ours.eval()
     with torch.no_grad():
@@ -255,6 +271,13 @@ def main() -> int:
     print(f'size {args.size} batch {args.batch} text_len {args.text_len} '
           f'threads {torch.get_num_threads()} with_cp {args.with_cp} '
           '(fp32, CPU)')
+    if args.profile:
+        for source in args.sources:
+            for key in models:  # warm-up, then the profiled step
+                step(models[key], optims[key], inputs, source)
+                print_profile(key, models[key], optims[key], inputs, source,
+                              args.profile)
+        return 0
     for source in args.sources:
         times = {k: [] for k in models}
         for repeat in range(args.repeats + 1):  # the first is a warm-up
