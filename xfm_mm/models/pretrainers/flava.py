@@ -128,10 +128,10 @@ class FLAVA(BaseMultimodalModel):
         return self
 
     # ------------------------------------------------------------ encoders
-    def encode_image(self,
-                     images: torch.Tensor,
-                     patch_mask: Optional[torch.Tensor] = None
-                     ) -> torch.Tensor:
+    def encode_image(
+            self,
+            images: torch.Tensor,
+            patch_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Image states before the final norm (:meth:`image_norm`),
         ``(B, 1+N, D)``."""
         tokens, grid = self.vision_encoder.patch_embed(images, patch_mask)
@@ -198,18 +198,24 @@ class FLAVA(BaseMultimodalModel):
         out = {}
         if images is not None:
             image = self.image_norm(self.encode_image(images)[:, :1])
-            out.update(image_embeds=image,
-                       image_feat=self.itc_head.project_vision(image[:, 0]))
+            out.update(
+                image_embeds=image,
+                image_feat=self.itc_head.project_vision(image[:, 0]))
         if text_ids is not None:
             if text_mask is None:
                 text_mask = torch.ones_like(text_ids)
             text = self.text_norm(self.encode_text(text_ids, text_mask)[:, :1])
-            out.update(text_embeds=text, text_mask=text_mask[:, :1],
-                       text_feat=self.itc_head.project_text(text[:, 0]))
+            out.update(
+                text_embeds=text,
+                text_mask=text_mask[:, :1],
+                text_feat=self.itc_head.project_text(text[:, 0]))
         return out
 
-    def retrieve(self, query_feats: dict, gallery_feats: dict,
-                 query: str = 'image', topk=None) -> torch.Tensor:
+    def retrieve(self,
+                 query_feats: dict,
+                 gallery_feats: dict,
+                 query: str = 'image',
+                 topk=None) -> torch.Tensor:
         """``(Q, C)`` cosine similarities of queries (``'image'`` or
         ``'text'``) against the gallery of the other modality."""
         image, text = (query_feats, gallery_feats) if query == 'image' \
@@ -235,8 +241,8 @@ class FLAVA(BaseMultimodalModel):
             text_hidden = self.encode_text(inputs['text_ids'], text_mask)
             out['text'] = self.text_norm(text_hidden)
         if 'image' in out and 'text' in out:
-            out['multimodal'] = self.encode_multimodal(
-                image_hidden, text_hidden, text_mask)
+            out['multimodal'] = self.encode_multimodal(image_hidden,
+                                                       text_hidden, text_mask)
         return out
 
     # ------------------------------------------------------------- helpers
@@ -256,8 +262,8 @@ class FLAVA(BaseMultimodalModel):
                     f'{type(self).__name__}: an image batch needs '
                     '`codebook_ids`, or `codebook_images` and an '
                     'image_codebook')
-            ids = patch_mask.new_full(patch_mask.shape, self.ignore_index,
-                                      dtype=torch.long)
+            ids = patch_mask.new_full(
+                patch_mask.shape, self.ignore_index, dtype=torch.long)
             needed = patch_mask.any(dim=1)
             if needed.any():
                 images = inputs['codebook_images']
@@ -296,8 +302,8 @@ class FLAVA(BaseMultimodalModel):
     def _image_text_losses(self, inputs: dict) -> dict:
         if not self.mm_text_padding_mask:
             ids, masked_ids, mask, labels = (
-                inputs[k] for k in ('text_ids', 'masked_text_ids',
-                                    'text_mask', 'mlm_labels'))
+                inputs[k] for k in ('text_ids', 'masked_text_ids', 'text_mask',
+                                    'mlm_labels'))
         else:
             ids, masked_ids, mask, labels = self._trimmed_text(
                 inputs, 'text_ids', 'masked_text_ids', 'text_mask',
@@ -317,8 +323,8 @@ class FLAVA(BaseMultimodalModel):
         image_hidden = self.encode_image(
             torch.cat([images, images]),
             torch.cat([torch.zeros_like(patch_mask), patch_mask]).bool())
-        fused = self.encode_multimodal(image_hidden[size:],
-                                       text_hidden[size:], mask)
+        fused = self.encode_multimodal(image_hidden[size:], text_hidden[size:],
+                                       mask)
 
         losses = self.itm_head.loss_by_labels(fused[:, 0], itm_labels)
         num_image = image_hidden.shape[1]

@@ -44,8 +44,8 @@ def trim_text_padding(mask: torch.Tensor, values: List[torch.Tensor],
     """
     length = int(mask.sum(dim=1).max())
     right_padded = bool((mask[:, 1:] <= mask[:, :-1]).all())
-    unlabelled = labels is None or bool(
-        labels[:, length:].eq(ignore_index).all())
+    unlabelled = labels is None or bool(labels[:,
+                                               length:].eq(ignore_index).all())
     if length == mask.shape[1] or not (right_padded and unlabelled):
         return values
     return [v[:, :length] for v in values]
