@@ -102,7 +102,7 @@ def test_ensembling_is_the_renormalised_mean_of_prompt_embeddings():
             feats = []
             for template in ('a photo of a {}.', 'art of the {}.', 'a {}'):
                 ids, mask = tokenize_texts(tok, [template.format(name)], 77)
-                cls = model.encode_text(ids, mask)[1][:, 0]
+                cls = model.text_norm(model.encode_text(ids, mask)[:, 0])
                 feats.append(
                     F.normalize(model.itc_head.text_proj(cls), dim=-1))
             expected.append(F.normalize(torch.cat(feats).mean(0), dim=-1))
@@ -113,7 +113,7 @@ def test_ensembling_is_the_renormalised_mean_of_prompt_embeddings():
         torch.testing.assert_close(embeds, expected, atol=1e-5, rtol=0)
         assert model.class_embeddings() is embeds  # cached
         pixels = images()
-        image = model.encode_image(pixels)[1][:, 0]
+        image = model.image_norm(model.encode_image(pixels)[:, 0])
         image = F.normalize(model.itc_head.vision_proj(image), dim=-1)
         torch.testing.assert_close(
             model(dict(images=pixels), mode='tensor'),

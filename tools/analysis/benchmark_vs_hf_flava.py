@@ -7,6 +7,8 @@ Example::
 
     python tools/analysis/benchmark_vs_hf_flava.py --size full --batch 4
     python tools/analysis/benchmark_vs_hf_flava.py --size full --parity-only
+    python tools/analysis/benchmark_vs_hf_flava.py --size full --flops
+    python tools/analysis/benchmark_vs_hf_flava.py --size half --profile 20
 
 Prints per source the median step time of each model as process CPU
 time (robust to other jobs on a shared machine; wall times in brackets),
@@ -28,6 +30,9 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import (FlopCounterMode,
+                                      sdpa_backward_flop_count,
+                                      sdpa_flop_count)
 from transformers import FlavaConfig, FlavaForPreTraining
 
 import xfm_mm.models  # noqa: F401  (registers the model classes)
@@ -45,30 +50,55 @@ def parse_args():
     parser.add_argument('--size', choices=sorted(SIZES), default='full')
     parser.add_argument('--batch', type=int, default=4)
     parser.add_argument('--text-len', type=int, default=77)
-    parser.add_argument('--repeats', type=int, default=2,
-                        help='timed steps per model and source')
-    parser.add_argument('--parity', action='store_true',
-                        help='also print max errors against transformers')
+    parser.add_argument(
+        '--repeats',
+        type=int,
+        default=2,
+        help='timed steps per model and source')
+    parser.add_argument(
+        '--parity',
+        action='store_true',
+        help='also print max errors against transformers')
     parser.add_argument('--parity-only', action='store_true')
     parser.add_argument('--threads', type=int, default=None)
-    parser.add_argument('--sources', nargs='+', choices=SOURCES,
-                        default=list(SOURCES))
-    parser.add_argument('--with-cp', action='store_true',
-                        help='activation checkpointing in our three '
-                        'encoders (less memory, more time)')
+    parser.add_argument(
+        '--sources', nargs='+', choices=SOURCES, default=list(SOURCES))
+    parser.add_argument(
+        '--flops',
+        action='store_true',
+        help='print the multiply-adds of each step, forward '
+        'per module and backward, instead of timing')
+    parser.add_argument(
+        '--profile',
+        type=int,
+        default=0,
+        metavar='ROWS',
+        help='print the ROWS operators of one step with the '
+        'most self CPU time (and their memory), per model '
+        'and source, instead of timing')
+    parser.add_argument(
+        '--with-cp',
+        action='store_true',
+        help='activation checkpointing in our three '
+        'encoders (less memory, more time)')
     return parser.parse_args()
 
 
 def build(size: str, with_cp: bool = False):
     """Randomly initialised HF model and ours with the same weights."""
     width, heads = SIZES[size]
-    layer = dict(hidden_size=width, num_attention_heads=heads,
-                 intermediate_size=4 * width)
+    layer = dict(
+        hidden_size=width,
+        num_attention_heads=heads,
+        intermediate_size=4 * width)
     torch.manual_seed(0)
     hf = FlavaForPreTraining(
-        FlavaConfig(image_config=layer, text_config=layer,
-                    multimodal_config=layer, hidden_size=width,
-                    projection_dim=width))
+        FlavaConfig(
+            image_config=layer,
+            text_config=layer,
+            multimodal_config=layer,
+            hidden_size=width,
+            projection_dim=width))
     with torch.no_grad():  # zero-initialised tokens made non-trivial
         for name in ('cls_token', 'mask_token', 'position_embeddings'):
             for key, param in hf.named_parameters():
@@ -100,8 +130,8 @@ def make_inputs(batch: int, text_len: int, seed: int = 0) -> dict:
     patch_mask = torch.from_numpy(np.stack([masker() for _ in range(batch)]))
     return dict(
         images=torch.randn(batch, 3, 224, 224, generator=gen),
-        codebook_images=0.1 + 0.8 * torch.rand(batch, 3, 112, 112,
-                                               generator=gen),
+        codebook_images=0.1 +
+        0.8 * torch.rand(batch, 3, 112, 112, generator=gen),
         image_mask=patch_mask.flatten(1),
         text_ids=ids,
         text_mask=mask,
@@ -113,16 +143,18 @@ def make_inputs(batch: int, text_len: int, seed: int = 0) -> dict:
 def hf_step_inputs(inputs: dict, source: str) -> dict:
     kwargs = dict(return_loss=True, return_dict=True)
     if source in ('image', 'image_text'):
-        kwargs.update(pixel_values=inputs['images'],
-                      codebook_pixel_values=inputs['codebook_images'],
-                      bool_masked_pos=inputs['image_mask'])
+        kwargs.update(
+            pixel_values=inputs['images'],
+            codebook_pixel_values=inputs['codebook_images'],
+            bool_masked_pos=inputs['image_mask'])
     if source in ('text', 'image_text'):
-        kwargs.update(input_ids_masked=inputs['masked_text_ids'],
-                      attention_mask=inputs['text_mask'],
-                      mlm_labels=inputs['mlm_labels'].clone())
+        kwargs.update(
+            input_ids_masked=inputs['masked_text_ids'],
+            attention_mask=inputs['text_mask'],
+            mlm_labels=inputs['mlm_labels'].clone())
     if source == 'image_text':
-        kwargs.update(input_ids=inputs['text_ids'],
-                      itm_labels=inputs['itm_labels'])
+        kwargs.update(
+            input_ids=inputs['text_ids'], itm_labels=inputs['itm_labels'])
     return kwargs
 
 
@@ -158,12 +190,72 @@ def peak_mib(model, optim, inputs: dict, source: str) -> float:
     return peak / 2**20
 
 
+# torch's counter has no formula for the CPU flash-attention kernels.
+_SDPA_CPU_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
+    lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(q, k, v),
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
+    lambda grad, q, k, v, *args, out_shape=None, **kwargs:
+    sdpa_backward_flop_count(grad, q, k, v),
+}
+
+#: Forward multiply-adds per part, by module path (HF's, ours).
+_PARTS = dict(
+    image=('flava.image_model', 'vision_encoder.patch_embed',
+           'vision_encoder.transformer'),
+    text=('flava.text_model', 'text_encoder.embeddings',
+          'text_encoder.transformer'),
+    multimodal=('flava.multimodal_model', 'mm_encoder'),
+    codebook=('image_codebook.blocks', ))
+
+
+def print_flops(name: str, model, inputs: dict, source: str) -> None:
+    """Multiply-adds (G) of one step: the forward per part (encoders,
+    codebook, the rest: projections, heads, losses) and the backward."""
+    model.train()
+    with FlopCounterMode(
+            display=False, depth=3, custom_mapping=_SDPA_CPU_FLOPS) as forward:
+        loss = sum(losses_of(model, inputs, source).values())
+    with FlopCounterMode(display=False, custom_mapping=_SDPA_CPU_FLOPS) as \
+            backward:
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    fwd, bwd = (m.get_total_flops() / 2e9 for m in (forward, backward))
+    counts = forward.get_flop_counts()
+    parts = {
+        part:
+        sum(
+            sum(ops.values()) / 2e9 for module, ops in counts.items()
+            if module.split('.', 1)[-1] in paths)
+        for part, paths in _PARTS.items()
+    }
+    parts['rest'] = fwd - sum(parts.values())
+    print(f'flops {source:<10} {name:<4} GMAC step {fwd + bwd:6.1f} = '
+          f'forward {fwd:.1f} + backward {bwd:.1f}; forward: ' +
+          ', '.join(f'{k} {v:.1f}' for k, v in parts.items()))
+
+
+def print_profile(name: str, model, optim, inputs: dict, source: str,
+                  rows: int) -> None:
+    """torch.profiler's operator table of one step."""
+    optim.zero_grad(set_to_none=True)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
+        sum(losses_of(model, inputs, source).values()).backward()
+        optim.step()
+    print(f'profile {source} {name}')
+    print(p.key_averages().table(
+        sort_by='self_cpu_time_total',
+        row_limit=rows,
+        max_name_column_width=50))
+
+
 def parity(hf, ours, inputs: dict) -> None:
     hf.eval(), ours.eval()
     with torch.no_grad():
-        expected = hf.flava(input_ids=inputs['text_ids'],
-                            pixel_values=inputs['images'],
-                            attention_mask=inputs['text_mask'])
+        expected = hf.flava(
+            input_ids=inputs['text_ids'],
+            pixel_values=inputs['images'],
+            attention_mask=inputs['text_mask'])
         out = ours(dict(source='image_text', **inputs), mode='tensor')
         for name in ('image', 'text', 'multimodal'):
             err = (out[name] - getattr(expected, f'{name}_embeddings')).abs()
@@ -190,14 +282,27 @@ def main() -> int:
             return 0
     hf.train(), ours.train()
     models = dict(hf=hf, ours=ours)
+    if args.flops:
+        for source in args.sources:
+            for key, model in models.items():
+                print_flops(key, model, inputs, source)
+        return 0
     optims = {
-        k: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad],
-                             lr=1e-6)
+        k:
+        torch.optim.AdamW([p for p in m.parameters() if p.requires_grad],
+                          lr=1e-6)
         for k, m in models.items()
     }
     print(f'size {args.size} batch {args.batch} text_len {args.text_len} '
           f'threads {torch.get_num_threads()} with_cp {args.with_cp} '
           '(fp32, CPU)')
+    if args.profile:
+        for source in args.sources:
+            for key in models:  # warm-up, then the profiled step
+                step(models[key], optims[key], inputs, source)
+                print_profile(key, models[key], optims[key], inputs, source,
+                              args.profile)
+        return 0
     for source in args.sources:
         times = {k: [] for k in models}
         for repeat in range(args.repeats + 1):  # the first is a warm-up
@@ -205,11 +310,12 @@ def main() -> int:
                 seconds = step(models[key], optims[key], inputs, source)
                 if repeat:
                     times[key].append(seconds)
-        hf_ms, our_ms = (
-            [1e3 * statistics.median(t[i] for t in times[key])
-             for i in (0, 1)] for key in ('hf', 'ours'))
-        hf_mib, our_mib = (peak_mib(models[k], optims[k], inputs, source)
-                           for k in ('hf', 'ours'))
+        hf_ms, our_ms = ([
+            1e3 * statistics.median(t[i] for t in times[key]) for i in (0, 1)
+        ] for key in ('hf', 'ours'))
+        hf_mib, our_mib = (
+            peak_mib(models[k], optims[k], inputs, source)
+            for k in ('hf', 'ours'))
         print(f'{source:<10} hf {hf_ms[1]:9.1f} ms  ours {our_ms[1]:9.1f} '
               f'ms  ratio {hf_ms[1] / our_ms[1]:5.2f}  (wall hf '
               f'{hf_ms[0]:.1f} ms, ours {our_ms[0]:.1f} ms, ratio '

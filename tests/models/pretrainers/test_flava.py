@@ -354,3 +354,25 @@ def test_activation_checkpointing_is_exact(converted):
     assert grads[0].keys() == grads[1].keys()
     for key in grads[0]:
         torch.testing.assert_close(grads[1][key], grads[0][key], msg=key)
+
+
+def test_codebook_sees_matched_pairs_only(converted):
+    """MMM-image reads the codes of matched pairs only: the codebook runs on
+    their images and the losses still match transformers (which encodes
+    every image); with no matched pair it sees every image."""
+    hf, ours, _ = converted
+    seen = []
+    handle = ours.image_codebook.register_forward_hook(
+        lambda module, args, out: seen.append(len(args[0])))
+    inputs = batch(5)
+    expected = hf_losses(hf.train(), inputs, 'image_text')
+    losses = ours.train()(dict(source='image_text', **inputs), mode='loss')
+    inputs['itm_labels'] = torch.zeros(B, dtype=torch.long)
+    ours(dict(source='image_text', **inputs), mode='loss')
+    ours(dict(source='image', **inputs), mode='loss')
+    handle.remove()
+    assert seen == [3, B, B]  # itm_labels [1, 0, 1, 1]
+    for key, value in expected.items():
+        if value is not None:
+            torch.testing.assert_close(
+                losses[NAMES[key]], value, atol=1e-5, rtol=0, msg=key)

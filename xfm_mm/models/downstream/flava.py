@@ -68,9 +68,8 @@ class FLAVAVQA(FLAVAEncoders):
             if key not in inputs:
                 raise KeyError(f'{type(self).__name__}: the batch has no '
                                f'{key!r}; pack questions with PackVLInputs')
-        image_hidden, _ = self.encode_image(inputs['images'])
-        text_hidden, _ = self.encode_text(inputs['text_ids'],
-                                          inputs['text_mask'])
+        image_hidden = self.encode_image(inputs['images'])
+        text_hidden = self.encode_text(inputs['text_ids'], inputs['text_mask'])
         fused = self.encode_multimodal(image_hidden, text_hidden,
                                        inputs['text_mask'])
         return self.vqa_head(fused[:, 0])
@@ -155,10 +154,11 @@ class FLAVARetrieval(FLAVAEncoders):
                                f'{key!r}; pack pairs with PackRetrievalInputs')
         if self.training:
             self.itc_head.clamp_temperature_()
-        image = self.encode_image(inputs['images'])[1][:, 0]
-        text = self.encode_text(inputs['text_ids'], inputs['text_mask'])[1]
+        image = self.image_norm(self.encode_image(inputs['images'])[:, 0])
+        text = self.text_norm(
+            self.encode_text(inputs['text_ids'], inputs['text_mask'])[:, 0])
         image_ids = inputs.get('image_id')
         return self.itc_head.loss(
             self.itc_head.project_vision(image),
-            self.itc_head.project_text(text[:, 0]),
+            self.itc_head.project_text(text),
             image_ids=None if image_ids is None else image_ids.flatten())

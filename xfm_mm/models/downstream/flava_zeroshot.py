@@ -134,8 +134,8 @@ class FLAVAZeroShotClassifier(FLAVAEncoders):
         for start in range(0, len(prompts), self.text_batch_size):
             chunk = slice(start, start + self.text_batch_size)
             text = self.encode_text(ids[chunk].to(device),
-                                    mask[chunk].to(device))[1]
-            feats.append(self.itc_head.project_text(text[:, 0]))
+                                    mask[chunk].to(device))[:, 0]
+            feats.append(self.itc_head.project_text(self.text_norm(text)))
         feats = torch.cat(feats).view(
             len(self.class_names), len(self.templates), -1)
         self._class_embeds = F.normalize(feats.mean(dim=1), dim=-1)
@@ -143,7 +143,7 @@ class FLAVAZeroShotClassifier(FLAVAEncoders):
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, C)`` scaled cosine similarities, float32."""
-        image = self.encode_image(images)[1][:, 0]
+        image = self.image_norm(self.encode_image(images)[:, 0])
         feats = self.itc_head.project_vision(image)
         sim = feats @ self.class_embeddings().t()
         if self.logit_scale is None:

@@ -10,6 +10,7 @@ import torch
 
 from xfm_mm.registry import MODELS
 from ..utils.flava_encoders import FLAVAEncoders
+from .flava_utils import trim_text_padding
 from .xfm import XFM
 
 SOURCES = ('image', 'text', 'image_text')
@@ -42,10 +43,15 @@ class FLAVA(FLAVAEncoders):
     Image codes come from ``codebook_images`` through the codebook, or are
     given as ``codebook_ids`` ``(B, N)``; only masked patches are targets.
 
-    Speed (exact, the same losses): the unmasked and masked passes of one
-    encoder run as one batch; heads see labelled positions only; with
+    Speed and memory (exact, the same losses): the unmasked and masked
+    passes of one encoder run as one batch; heads see labelled positions
+    only; the codebook sees only the images whose codes a loss reads; the
+    final norms of the unmasked passes run on token 0 only; with
     ``mm_text_padding_mask`` and right-padded text, the text is cut to the
-    batch's longest caption (padding cannot change any loss then).
+    batch's longest caption (padding cannot change any loss then). The
+    text passes run before the image passes, so autograd finishes the image
+    backward before the text gradients are allocated (lower peak memory).
+    ``with_cp`` of each encoder trades recomputation for memory.
 
     Args:
         vision_encoder (dict): ``VisionEncoder`` config.
@@ -127,22 +133,29 @@ class FLAVA(FLAVAEncoders):
         ``*_embeddings``."""
         out = {}
         if inputs.get('images') is not None:
-            image_hidden, out['image'] = self.encode_image(inputs['images'])
+            image_hidden = self.encode_image(inputs['images'])
+            out['image'] = self.image_norm(image_hidden)
         if inputs.get('text_ids') is not None:
             text_mask = inputs.get('text_mask')
             if text_mask is None:
                 text_mask = torch.ones_like(inputs['text_ids'])
-            text_hidden, out['text'] = self.encode_text(
-                inputs['text_ids'], text_mask)
+            text_hidden = self.encode_text(inputs['text_ids'], text_mask)
+            out['text'] = self.text_norm(text_hidden)
         if 'image' in out and 'text' in out:
-            out['multimodal'] = self.encode_multimodal(
-                image_hidden, text_hidden, text_mask)
+            out['multimodal'] = self.encode_multimodal(image_hidden,
+                                                       text_hidden, text_mask)
         return out
 
     # ------------------------------------------------------------- helpers
-    def _image_targets(self, inputs: dict) -> torch.Tensor:
-        """Codebook ids at masked patches, ``ignore_index`` elsewhere."""
+    def _image_targets(self,
+                       inputs: dict,
+                       rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Codebook ids at the masked patches of ``rows`` (all rows when
+        None), ``ignore_index`` elsewhere; the codebook sees those rows
+        only."""
         patch_mask = inputs['image_mask'].flatten(1).bool()
+        if rows is not None:
+            patch_mask = patch_mask & rows[:, None]
         ids = inputs.get('codebook_ids')
         if ids is None:
             if self.image_codebook is None or 'codebook_images' not in inputs:
@@ -150,9 +163,15 @@ class FLAVA(FLAVAEncoders):
                     f'{type(self).__name__}: an image batch needs '
                     '`codebook_ids`, or `codebook_images` and an '
                     'image_codebook')
-            with torch.no_grad():
-                logits = self.image_codebook(inputs['codebook_images'])
-            ids = logits.argmax(dim=1)
+            ids = patch_mask.new_full(
+                patch_mask.shape, self.ignore_index, dtype=torch.long)
+            needed = patch_mask.any(dim=1)
+            if needed.any():
+                images = inputs['codebook_images']
+                with torch.no_grad():
+                    logits = self.image_codebook(
+                        images if needed.all() else images[needed])
+                ids[needed] = logits.argmax(dim=1).flatten(1).to(ids)
         ids = ids.flatten(1).long()
         if ids.shape != patch_mask.shape:
             raise ValueError(
@@ -162,71 +181,69 @@ class FLAVA(FLAVAEncoders):
 
     def _trimmed_text(self, inputs: dict, *keys: str) -> list:
         """``keys`` of ``inputs`` cut to the longest text when exact."""
-        mask = inputs['text_mask']
         values = [inputs[k] for k in keys]
         if not self.trim_text_padding:
             return values
-        length = int(mask.sum(dim=1).max())
-        labels = inputs.get('mlm_labels')
-        right_padded = bool((mask[:, 1:] <= mask[:, :-1]).all())
-        unlabelled = labels is None or bool(
-            labels[:, length:].eq(self.ignore_index).all())
-        if length == mask.shape[1] or not (right_padded and unlabelled):
-            return values
-        return [v[:, :length] for v in values]
+        return trim_text_padding(inputs['text_mask'], values,
+                                 inputs.get('mlm_labels'), self.ignore_index)
 
     def _image_losses(self, inputs: dict) -> dict:
         targets = self._image_targets(inputs)
-        image = self.encode_image(inputs['images'],
-                                  inputs['image_mask'].flatten(1))[1]
+        image = self.image_norm(
+            self.encode_image(inputs['images'],
+                              inputs['image_mask'].flatten(1)))
         return self.mim_head.loss_by_labels(image[:, 1:], targets)
 
     def _text_losses(self, inputs: dict) -> dict:
         ids, mask, labels = self._trimmed_text(inputs, 'masked_text_ids',
                                                'text_mask', 'mlm_labels')
-        text = self.encode_text(ids, mask)[1]
+        text = self.text_norm(self.encode_text(ids, mask))
         return self.mlm_head.loss_by_labels(text, labels)
 
     def _image_text_losses(self, inputs: dict) -> dict:
         if not self.mm_text_padding_mask:
             ids, masked_ids, mask, labels = (
-                inputs[k] for k in ('text_ids', 'masked_text_ids',
-                                    'text_mask', 'mlm_labels'))
+                inputs[k] for k in ('text_ids', 'masked_text_ids', 'text_mask',
+                                    'mlm_labels'))
         else:
             ids, masked_ids, mask, labels = self._trimmed_text(
                 inputs, 'text_ids', 'masked_text_ids', 'text_mask',
                 'mlm_labels')
-        image_targets = self._image_targets(inputs)
-        images, patch_mask = inputs['images'], inputs['image_mask'].flatten(1)
-        size = len(images)
-        # One pass per encoder: [unmasked; masked].
-        image_hidden, image = self.encode_image(
-            torch.cat([images, images]),
-            torch.cat([torch.zeros_like(patch_mask), patch_mask]).bool())
-        text_hidden, text = self.encode_text(
-            torch.cat([ids, masked_ids]), torch.cat([mask, mask]))
-        fused = self.encode_multimodal(image_hidden[size:],
-                                       text_hidden[size:], mask)
-
         itm_labels = inputs['itm_labels'].flatten().long()
-        losses = self.itm_head.loss_by_labels(fused[:, 0], itm_labels)
         positive = itm_labels.ne(0)
         positive = positive | ~positive.any()
-        num_image = image.shape[1]
+        # MMM-image reads the codes of matched pairs only.
+        image_targets = self._image_targets(inputs, positive)
+        images, patch_mask = inputs['images'], inputs['image_mask'].flatten(1)
+        size = len(images)
+        # One pass per encoder: [unmasked; masked]. Text first: autograd
+        # then runs the image backward before the text gradients exist,
+        # which lowers the step's peak memory.
+        text_hidden = self.encode_text(
+            torch.cat([ids, masked_ids]), torch.cat([mask, mask]))
+        image_hidden = self.encode_image(
+            torch.cat([images, images]),
+            torch.cat([torch.zeros_like(patch_mask), patch_mask]).bool())
+        fused = self.encode_multimodal(image_hidden[size:], text_hidden[size:],
+                                       mask)
+
+        losses = self.itm_head.loss_by_labels(fused[:, 0], itm_labels)
+        num_image = image_hidden.shape[1]
         losses.update(
-            self.mmm_image_head.loss_by_labels(
-                fused[:, 2:1 + num_image],
-                image_targets.masked_fill(~positive[:, None],
-                                          self.ignore_index)))
+            self.mmm_image_head.loss_by_labels(fused[:, 2:1 + num_image],
+                                               image_targets))
         losses.update(
             self.mmm_text_head.loss_by_labels(
                 fused[:, -ids.shape[1]:],
                 labels.masked_fill(~positive[:, None], self.ignore_index)))
         if self.training:
             self.itc_head.clamp_temperature_()
+        # Contrastive: token 0 of the unmasked passes, normed alone.
         losses.update(
             self.itc_head.loss(
-                self.itc_head.project_vision(image[:size, 0]),
-                self.itc_head.project_text(text[:size, 0]),
+                self.itc_head.project_vision(
+                    self.image_norm(image_hidden[:size, 0])),
+                self.itc_head.project_text(
+                    self.text_norm(text_hidden[:size, 0])),
                 row_mask=positive))
         return losses

@@ -2,7 +2,7 @@
 """FLAVA's encoders (Singh et al., arXiv 2112.04482, Sec. 3.1), shared by
 the pre-trainer and the downstream models so that one checkpoint loads into
 all of them by name."""
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -95,25 +95,31 @@ class FLAVAEncoders(BaseMultimodalModel):
 
     # ------------------------------------------------------------ encoders
     def encode_image(
-        self,
-        images: torch.Tensor,
-        patch_mask: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Image states before and after the final norm, ``(B, 1+N, D)``
-        each."""
+            self,
+            images: torch.Tensor,
+            patch_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Image states before the final norm (:meth:`image_norm`),
+        ``(B, 1+N, D)``."""
         tokens, grid = self.vision_encoder.patch_embed(images, patch_mask)
-        stack = self.vision_encoder.transformer
-        hidden = stack(tokens, rel_pos=grid, norm=False)
-        return hidden, stack.norm(hidden)
+        return self.vision_encoder.transformer(
+            tokens, rel_pos=grid, norm=False)
 
-    def encode_text(
-            self, text_ids: torch.Tensor,
-            text_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Text states before and after the final norm, ``(B, L, D)``."""
+    def encode_text(self, text_ids: torch.Tensor,
+                    text_mask: torch.Tensor) -> torch.Tensor:
+        """Text states before the final norm (:meth:`text_norm`),
+        ``(B, L, D)``."""
         x = self.text_encoder.embeddings(text_ids)
-        stack = self.text_encoder.transformer
-        hidden = stack(x, mask_to_bias(text_mask, x), norm=False)
-        return hidden, stack.norm(hidden)
+        return self.text_encoder.transformer(
+            x, mask_to_bias(text_mask, x), norm=False)
+
+    def image_norm(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The image encoder's final norm (callers apply it only to the
+        tokens a loss reads)."""
+        return self.vision_encoder.transformer.norm(hidden)
+
+    def text_norm(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The text encoder's final norm."""
+        return self.text_encoder.transformer.norm(hidden)
 
     def encode_multimodal(self, image_hidden: torch.Tensor,
                           text_hidden: torch.Tensor,
@@ -145,14 +151,14 @@ class FLAVAEncoders(BaseMultimodalModel):
         ``text_mask``."""
         out = {}
         if images is not None:
-            image = self.encode_image(images)[1][:, :1]
+            image = self.image_norm(self.encode_image(images)[:, :1])
             out.update(
                 image_embeds=image,
                 image_feat=self.itc_head.project_vision(image[:, 0]))
         if text_ids is not None:
             if text_mask is None:
                 text_mask = torch.ones_like(text_ids)
-            text = self.encode_text(text_ids, text_mask)[1][:, :1]
+            text = self.text_norm(self.encode_text(text_ids, text_mask)[:, :1])
             out.update(
                 text_embeds=text,
                 text_mask=text_mask[:, :1],
