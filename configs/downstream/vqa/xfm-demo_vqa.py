@@ -24,7 +24,11 @@ model = dict(
     tokenizer=_base_.tokenizer,
     answer_list=answer_list,
     max_answer_tokens=max_answer_tokens,
-    num_candidates=16)
+    num_candidates=16,
+    # The decoder's position / type embeddings from the pre-trained
+    # language encoder instead of left at their initialisation as upstream
+    # (XFMVQA's docstring): a few hundred steps cannot learn them.
+    decoder_embeddings='text')
 
 question = [
     dict(type='PreCaption', keys='question', max_words=30),
