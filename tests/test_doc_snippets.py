@@ -4,7 +4,7 @@ cites only what a reader can follow.
 
 Every ```python block of README.md and docs/en/*.md that uses the demo
 checkpoint (``work_dirs/pretrain_demo/iter_200.pth``) or a demo fine-tune's
-(``work_dirs/xfm-demo_<task>/iter_200.pth``) is executed in a folder laid
+(``work_dirs/xfm-demo_<task>/iter_100.pth``) is executed in a folder laid
 out as after ``make demo`` and ``make demo-finetune``: ``configs/``, a
 small demo set as ``data/demo`` with its fine-tuning sets, and, as the
 checkpoints, the initial weights of the demo pretrainer and of each demo
@@ -26,7 +26,7 @@ DEMO_CKPT = 'work_dirs/pretrain_demo/iter_200.pth'
 #: The demo fine-tunes: config -> the checkpoint `make demo-finetune` saves.
 DEMO_FINETUNES = {
     f'configs/downstream/{task}/xfm-demo_{task}.py':
-    f'work_dirs/xfm-demo_{task}/iter_200.pth'
+    f'work_dirs/xfm-demo_{task}/iter_100.pth'
     for task in ('vqa', 'grounding', 'caption', 'nlvr2')
 }
 DOCS = [osp.join(REPO, 'README.md')] + sorted(

@@ -5,7 +5,7 @@
 #   2. fine-tune configs/downstream/<task>/xfm-demo_<task>.py from the demo
 #      pre-training checkpoint and test it, for VQA, grounding, captioning
 #      and NLVR2; the checkpoints are what docs/en/inference.md's demo
-#      snippets load (work_dirs/xfm-demo_<task>/iter_200.pth).
+#      snippets load (work_dirs/xfm-demo_<task>/iter_100.pth).
 # Environment: XFM_VENV (default .venv), WORK_DIR (default work_dirs),
 # PRETRAINED (default work_dirs/pretrain_demo/iter_200.pth), TASKS (default
 # "vqa grounding caption nlvr2"), CFG_OPTIONS (more --cfg-options, e.g.

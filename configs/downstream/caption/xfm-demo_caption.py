@@ -8,7 +8,7 @@
 # 32 new tokens (4 emoji names). Metrics: BLEU-4 and CIDEr-D.
 #   python tools/train.py configs/downstream/caption/xfm-demo_caption.py
 #   python tools/test.py configs/downstream/caption/xfm-demo_caption.py \
-#       work_dirs/xfm-demo_caption/iter_200.pth
+#       work_dirs/xfm-demo_caption/iter_100.pth
 _base_ = ['../../_base_/xfm_demo_finetune.py']
 
 prompt = 'a picture of '
@@ -35,7 +35,7 @@ train_dataloader = dict(
         type='COCOCaptionDataset',
         ann_file=_base_.ann_root + 'caption_train.jsonl',
         pipeline=[
-            dict(type='LoadImageFromFile'), _base_.resize,
+            *_base_.load_and_resize,
             dict(type='PreCaption', keys='text', max_words=30),
             dict(type='AddPrompt', prompt=prompt),
             dict(
@@ -49,7 +49,7 @@ test_dataloader = dict(
         type='COCOCaptionDataset',
         ann_file=_base_.ann_root + 'caption_test.jsonl',
         pipeline=[
-            dict(type='LoadImageFromFile'), _base_.resize,
+            *_base_.load_and_resize,
             dict(type='PackVLInputs')
         ]))
 test_evaluator = dict(type='CaptionMetric')

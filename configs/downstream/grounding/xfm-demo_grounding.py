@@ -9,7 +9,7 @@
 # Acc@IoU>=0.5 (grounding/test_acc) and mean IoU.
 #   python tools/train.py configs/downstream/grounding/xfm-demo_grounding.py
 #   python tools/test.py configs/downstream/grounding/xfm-demo_grounding.py \
-#       work_dirs/xfm-demo_grounding/iter_200.pth
+#       work_dirs/xfm-demo_grounding/iter_100.pth
 _base_ = ['../../_base_/xfm_demo_finetune.py']
 
 model = dict(
@@ -42,7 +42,7 @@ test_dataloader = dict(
         type='RefCOCODataset',
         ann_file=_base_.ann_root + 'refcoco_test.jsonl',
         pipeline=[
-            dict(type='LoadImageFromFile'), _base_.resize, *expression,
+            *_base_.load_and_resize, *expression,
             dict(type='PackVLInputs')
         ]))
 test_evaluator = dict(type='GroundingAccuracy', iou_threshold=0.5)

@@ -9,7 +9,7 @@
 # Metric: accuracy/top1 (chance 50%).
 #   python tools/train.py configs/downstream/nlvr2/xfm-demo_nlvr2.py
 #   python tools/test.py configs/downstream/nlvr2/xfm-demo_nlvr2.py \
-#       work_dirs/xfm-demo_nlvr2/iter_200.pth
+#       work_dirs/xfm-demo_nlvr2/iter_100.pth
 _base_ = ['../../_base_/xfm_demo_finetune.py']
 
 model = dict(_delete_=True, type='XFMNLVR', **_base_.towers, num_classes=2)
@@ -19,7 +19,7 @@ pipeline = [
         type='mmpretrain.ApplyToList',
         scatter_key='img_path',
         collate_keys=['img', 'img_shape', 'ori_shape'],
-        transforms=[dict(type='LoadImageFromFile'), _base_.resize]),
+        transforms=_base_.load_and_resize),
     dict(type='PreCaption', keys='text', max_words=30),
     dict(type='TokenizeText', tokenizer=_base_.tokenizer, max_tokens=24),
     dict(type='PackVLInputs'),

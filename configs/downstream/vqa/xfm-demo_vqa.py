@@ -10,7 +10,7 @@
 # candidates. Metric: VQA accuracy (10 identical answers per question).
 #   python tools/train.py configs/downstream/vqa/xfm-demo_vqa.py
 #   python tools/test.py configs/downstream/vqa/xfm-demo_vqa.py \
-#       work_dirs/xfm-demo_vqa/iter_200.pth
+#       work_dirs/xfm-demo_vqa/iter_100.pth
 _base_ = ['../../_base_/xfm_demo_finetune.py']
 
 answer_list = 'data/demo/finetune/answer_list.json'
@@ -43,7 +43,7 @@ train_dataloader = dict(
         type='VQAv2Dataset',
         ann_file=_base_.ann_root + 'vqa_train.jsonl',
         pipeline=[
-            dict(type='LoadImageFromFile'), _base_.resize, *question,
+            *_base_.load_and_resize, *question,
             dict(
                 type='TokenizeAnswers',
                 tokenizer=_base_.tokenizer,
@@ -55,7 +55,7 @@ test_dataloader = dict(
         type='VQAv2Dataset',
         ann_file=_base_.ann_root + 'vqa_test.jsonl',
         pipeline=[
-            dict(type='LoadImageFromFile'), _base_.resize, *question,
+            *_base_.load_and_resize, *question,
             dict(type='PackVLInputs')
         ]))
 test_evaluator = dict(type='VQAAccuracy')
