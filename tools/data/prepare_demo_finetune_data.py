@@ -109,10 +109,11 @@ def _absent_name(canvas: dict, pool: Sequence[str],
                  rng: random.Random) -> str:
     """A name from ``pool`` that is not on ``canvas``."""
     present = set(_names(canvas))
-    while True:
-        name = rng.choice(pool)
-        if name not in present:
-            return name
+    absent = [name for name in pool if name not in present]
+    if not absent:
+        raise ValueError('prepare_demo_finetune_data: every name of the split '
+                         f'is on {canvas["image"]}; too few canvases')
+    return rng.choice(absent)
 
 
 def vqa_records(canvases: List[dict], pool: Sequence[str],
