@@ -16,7 +16,7 @@ model = dict(
     _delete_=True,
     type='XFMGrounding',
     **_base_.towers,
-    box_head=_base_.model.box_head)
+    box_head=dict(type='BoxHead', embed_dims=_base_.text_dims))
 
 expression = [
     dict(type='PreCaption', keys='text', max_words=30),
