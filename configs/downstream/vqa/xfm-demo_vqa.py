@@ -6,7 +6,7 @@
 # 100 held-out canvases (400 questions) test. The model and its answer
 # ranking are those of xfm-base_8xb24-10e_vqav2-480.py (X-FM VQA.py) at the
 # demo sizes: the decoder is built from the 2 fusion layers; answers are
-# ranked from answer_list.json (741 answers) with 16 first-token
+# ranked from answer_list.json (737 answers) with 16 first-token
 # candidates. Metric: VQA accuracy (10 identical answers per question).
 #   python tools/train.py configs/downstream/vqa/xfm-demo_vqa.py
 #   python tools/test.py configs/downstream/vqa/xfm-demo_vqa.py \
