@@ -34,16 +34,10 @@ text_decoder = dict(
     context_dims={{_base_.text_dims}},
     tie_word_embeddings=True)
 
-# A plain resize: a random crop could cut an object that a question counts
-# or a caption names, and a flip would swap left and right.
-load_and_resize = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='Resize',
-        scale=({{_base_.img_size}}, {{_base_.img_size}}),
-        keep_ratio=False,
-        interpolation='bicubic'),
-]
+# A plain resize (the retrieval test pipeline's loading and bicubic resize
+# to the demo size): a random crop could cut an object that a question
+# counts or a caption names, and a flip would swap left and right.
+load_and_resize = _base_.test_pipeline[:2]
 
 train_dataloader = dict(
     _delete_=True,
