@@ -5,12 +5,17 @@ PY := $(VENV)/bin/python
 export XFM_VENV := $(abspath $(VENV))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: env demo test
+.PHONY: env demo demo-finetune test
 env:
 	bash tools/install.sh
 
 demo: env
 	bash tools/run_demo.sh
+
+# After `make demo`: VQA, grounding, captioning and NLVR2 fine-tunes of the
+# demo checkpoint on data written from the demo canvases, each tested.
+demo-finetune: env
+	bash tools/run_demo_finetunes.sh
 
 test: env
 	$(PY) -m pytest tests -q -p no:cacheprovider

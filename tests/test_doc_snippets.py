@@ -3,10 +3,12 @@
 cites only what a reader can follow.
 
 Every ```python block of README.md and docs/en/*.md that uses the demo
-checkpoint (``work_dirs/pretrain_demo/iter_200.pth``) is executed in a
-folder laid out as after ``make demo``: ``configs/``, a small demo set as
-``data/demo`` and, as the checkpoint, the demo pretrainer's initial
-weights (training it is ``make demo``'s job, not this test's).
+checkpoint (``work_dirs/pretrain_demo/iter_200.pth``) or a demo fine-tune's
+(``work_dirs/xfm-demo_<task>/iter_100.pth``) is executed in a folder laid
+out as after ``make demo`` and ``make demo-finetune``: ``configs/``, a
+small demo set as ``data/demo`` with its fine-tuning sets, and, as the
+checkpoints, the initial weights of the demo pretrainer and of each demo
+fine-tuning model (training them is those targets' job, not this test's).
 """
 import glob
 import inspect
@@ -17,10 +19,16 @@ import subprocess
 
 import pytest
 import torch
-from demo_data import prepare_small_demo
+from demo_data import prepare_small_demo, prepare_small_finetune_data
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CKPT = 'work_dirs/pretrain_demo/iter_200.pth'
+#: The demo fine-tunes: config -> the checkpoint `make demo-finetune` saves.
+DEMO_FINETUNES = {
+    f'configs/downstream/{task}/xfm-demo_{task}.py':
+    f'work_dirs/xfm-demo_{task}/iter_100.pth'
+    for task in ('vqa', 'grounding', 'caption', 'nlvr2')
+}
 DOCS = [osp.join(REPO, 'README.md')] + sorted(
     glob.glob(osp.join(REPO, 'docs', 'en', '*.md')))
 
@@ -31,7 +39,8 @@ def demo_snippets() -> list:
         text = open(path).read()
         for index, block in enumerate(
                 re.findall(r'```python\n(.*?)```', text, re.S)):
-            if DEMO_CKPT in block:
+            if any(ckpt in block
+                   for ckpt in [DEMO_CKPT, *DEMO_FINETUNES.values()]):
                 found.append(
                     pytest.param(block, id=f'{osp.basename(path)}#{index}'))
     return found
@@ -46,18 +55,27 @@ def demo_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp('after_make_demo')
     (folder / 'configs').symlink_to(osp.join(REPO, 'configs'))
     prepare_small_demo(str(folder / 'data' / 'demo'))
+    prepare_small_finetune_data(str(folder / 'data' / 'demo'))
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'xfm', 'pretrain_demo.py'))
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     os.makedirs(folder / 'work_dirs' / 'pretrain_demo')
     torch.save(dict(state_dict=model.state_dict()), str(folder / DEMO_CKPT))
+    for config, checkpoint in DEMO_FINETUNES.items():
+        cfg = Config.fromfile(osp.join(REPO, config))
+        if 'answer_list' in cfg.model:
+            cfg.model.answer_list = str(folder / cfg.model.answer_list)
+        model = MODELS.build(cfg.model)
+        os.makedirs(folder / osp.dirname(checkpoint))
+        torch.save(
+            dict(state_dict=model.state_dict()), str(folder / checkpoint))
     return folder
 
 
 def test_the_demo_snippets_are_found():
     ids = [p.id for p in demo_snippets()]
     assert any(i.startswith('README') for i in ids)
-    assert sum(i.startswith('inference.md') for i in ids) >= 2
+    assert sum(i.startswith('inference.md') for i in ids) >= 3
     assert any(i.startswith('index.md') for i in ids)
 
 

@@ -44,3 +44,19 @@ def small_demo_options(data_root: str) -> dict:
     for source in ('text', 'region', 'image', 'image_text'):
         opts[f'train_dataloader.{source}.dataset.data_root'] = data_root
     return opts
+
+
+def prepare_small_finetune_data(demo_root: str,
+                                out_dir: str = None,
+                                num_test: int = 6) -> str:
+    """Write the demo fine-tuning sets of a small demo set into ``out_dir``
+    (default ``<demo_root>/finetune``) with
+    tools/data/prepare_demo_finetune_data.py; returns the folder."""
+    spec = importlib.util.spec_from_file_location(
+        'prepare_demo_finetune_data',
+        osp.join(REPO, 'tools', 'data', 'prepare_demo_finetune_data.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out_dir = out_dir or osp.join(demo_root, 'finetune')
+    module.prepare_demo_finetune_data(demo_root, out_dir, num_test=num_test)
+    return out_dir

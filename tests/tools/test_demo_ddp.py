@@ -8,7 +8,7 @@ import glob
 import os.path as osp
 
 import pytest
-from demo_data import prepare_small_demo
+from demo_data import prepare_small_demo, prepare_small_finetune_data
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
@@ -18,12 +18,17 @@ import xfm_mm.models  # noqa: F401
 from xfm_mm.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEMO_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*', '*demo*.py')))
+DEMO_CONFIGS = sorted(
+    p for p in glob.glob(osp.join(REPO, 'configs', '*', '*demo*.py')) +
+    glob.glob(osp.join(REPO, 'configs', 'downstream', '*', '*demo*.py'))
+    if '_base_' not in p.split(osp.sep))
 
 
 @pytest.fixture(scope='module')
 def demo_root(tmp_path_factory):
-    return prepare_small_demo(str(tmp_path_factory.mktemp('demo')))
+    root = prepare_small_demo(str(tmp_path_factory.mktemp('demo')))
+    prepare_small_finetune_data(root)
+    return root
 
 
 def _unused_after_one_step(cfg: Config, data_root: str) -> list:
@@ -31,7 +36,12 @@ def _unused_after_one_step(cfg: Config, data_root: str) -> list:
     loader_cfg.dataset.data_root = data_root
     loader_cfg.batch_size = 4
     cfg.model.vision_encoder.arch.num_layers = 1
-    cfg.model.fusion_encoder.num_layers = 1
+    for tower in ('fusion_encoder', 'text_decoder'):
+        if tower in cfg.model:
+            cfg.model[tower].num_layers = 1
+    if 'answer_list' in cfg.model:
+        cfg.model.answer_list = osp.join(data_root, 'finetune',
+                                         'answer_list.json')
     with DefaultScope.overwrite_default_scope('xfm_mm'):
         model = MODELS.build(cfg.model)
         loader = Runner.build_dataloader(loader_cfg, seed=0)
@@ -48,6 +58,8 @@ def test_the_demo_configs_are_found():
     names = [osp.basename(p) for p in DEMO_CONFIGS]
     assert 'retrieval_demo_finetune.py' in names
     assert 'pretrain_demo.py' in names
+    assert {'xfm-demo_vqa.py', 'xfm-demo_grounding.py', 'xfm-demo_caption.py',
+            'xfm-demo_nlvr2.py'} <= set(names)
 
 
 @pytest.mark.parametrize(
