@@ -88,11 +88,13 @@ def _close(a, b, draws, what, sigmas=5.0):
 
 
 def _stats(masks):
-    """Count, adjacent pairs and broken-word statistics of (N, L) masks."""
+    """Count, adjacent pairs, runs and position histogram of (N, L)
+    masks."""
     masks = np.asarray(masks)
     return dict(
         count=masks.sum(1),
         pairs=(masks[:, 1:] & masks[:, :-1]).sum(1),
+        runs=(masks[:, 1:] & ~masks[:, :-1]).sum(1),
         hist=masks.mean(0))
 
 
@@ -104,6 +106,7 @@ CONT = np.array([0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 1, 1, 1, 0, 0, 1, 0, 0, 0,
 @pytest.mark.parametrize('num_tokens,num_pred,prb,size,whole', [
     (24, 4, 0.2, 3, False),   # X-VLM / XFM image-text captions
     (24, 12, 0.2, 3, False),  # mask_prob 0.5 (XFM's region texts)
+    (24, 12, 1.0, 3, False),  # n-grams only: spans meet masked tokens
     (24, 4, 1.0, 3, True),    # every candidate an n-gram, whole words
     (24, 14, 0.2, 3, True),   # X2-VLM's video / captioning rates
     (9, 8, 0.0, 3, False),    # short text, almost every token
@@ -124,7 +127,7 @@ def test_span_masking_matches_old_distribution(num_tokens, num_pred, prb,
     s_old, s_new = _stats(old), _stats(new)
     assert (s_new['count'] <= num_pred).all()
     assert not new[:, 0].any()  # [CLS]
-    for key in ('count', 'pairs'):
+    for key in ('count', 'pairs', 'runs'):
         a, b = s_old[key], s_new[key]
         se = np.sqrt((a.var() + b.var()) / draws) + 1e-9
         assert abs(a.mean() - b.mean()) < 5 * se + 1e-9, key
