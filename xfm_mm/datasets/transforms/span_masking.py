@@ -7,48 +7,42 @@ arXiv 1905.03197, Sec. 2.3): candidates are visited in random order; each
 one not yet masked starts a span (an n-gram with probability
 ``skipgram_prb``), widened to whole WordPiece words; visiting stops once
 enough positions are masked, and a random subset is kept if the spans
-overshoot. Here every random draw is made up front for all rows, and the
-visit runs one *accepted span* per step for all rows at once (a row has at
-most ``num_pred`` spans), so no Python runs per token or per row.
+overshoot. Here every random draw is one NumPy call for all rows, whole
+words are found with word-start arrays, and only the short visit (one step
+per span) is a loop.
 """
 from typing import List, Optional, Tuple
 
 import numpy as np
 
 
-def _span_ends(num_tokens: np.ndarray, starts: np.ndarray,
-               continuation: Optional[np.ndarray]
-               ) -> Tuple[np.ndarray, np.ndarray]:
-    """Whole-word span bounds ``[lo, hi)`` of the spans ``[p, starts)``.
+def _word_bounds(num_tokens: np.ndarray, continuation: np.ndarray,
+                 extra: int) -> Tuple[list, list]:
+    """Word-start and word-end arrays for whole-word spans.
 
     Args:
         num_tokens (np.ndarray): ``(R,)`` real tokens per row.
-        starts (np.ndarray): ``(R, L)`` exclusive span ends ``p + span``.
-        continuation (np.ndarray, optional): ``(R, L)`` bool, True on
-            ``##`` pieces.
+        continuation (np.ndarray): ``(R, L)`` bool, True on ``##`` pieces.
+        extra (int): Positions past ``L`` a span end may reach.
 
     Returns:
-        tuple[np.ndarray]: ``lo`` and ``hi``, ``(R, L)`` int64.
+        tuple[list]: ``start[r][p]``, the first position (>= 1) of the word
+        at ``p``, and ``stop[r][e]``, the first word start at or after
+        ``e`` (``L + extra`` past the end), each as nested lists.
     """
-    rows, length = starts.shape
-    index = np.arange(length)
-    if continuation is None:
-        lo = np.broadcast_to(index, starts.shape)
-        return lo, np.minimum(starts, num_tokens[:, None])
-    cont = continuation & (index < num_tokens[:, None])
+    rows, length = continuation.shape
+    index = np.arange(length + extra)
+    cont = np.zeros((rows, length + extra), dtype=bool)
+    cont[:, :length] = continuation
+    cont &= index < num_tokens[:, None]
     cont[:, :2] = False  # a span never widens back over position 1
-    lo = np.maximum.accumulate(np.where(cont, 0, index), axis=1)
-    # The first non-continuation position at or after each end.
-    padded = np.ones((rows, length + starts.max() + 1), dtype=bool)
-    padded[:, :length] = ~cont
-    where = np.arange(padded.shape[1])
-    stop = np.where(padded, where, padded.shape[1])
+    start = np.maximum.accumulate(np.where(cont, 0, index), axis=1)
+    stop = np.where(cont, length + extra, index)
     stop = np.minimum.accumulate(stop[:, ::-1], axis=1)[:, ::-1]
-    hi = np.take_along_axis(stop, starts, axis=1)
-    return lo, np.minimum(hi, num_tokens[:, None])
+    return start.tolist(), stop.tolist()
 
 
-def choose_masked_positions_batch(
+def masked_position_lists(
         num_tokens: np.ndarray,
         num_pred: np.ndarray,
         length: int,
@@ -75,48 +69,64 @@ def choose_masked_positions_batch(
             continuation pieces (``##``), for whole-word masking.
 
     Returns:
-        np.ndarray: ``(R, L)`` bool, True on the masked positions (at most
-        ``num_pred[r]`` in row ``r``).
+        list[list[int]]: The sorted masked positions of each row, at most
+        ``num_pred[r]`` in row ``r``.
     """
     num_tokens = np.asarray(num_tokens, dtype=np.int64)
-    num_pred = np.asarray(num_pred, dtype=np.int64)
-    rows = len(num_tokens)
-    index = np.arange(length)
-    candidate = (index >= 1) & (index < num_tokens[:, None])
-    # A uniform random visiting order of each row's candidates (first).
-    keys = np.where(candidate, np.random.rand(rows, length), 2.)
-    order = np.argsort(keys, axis=1)
-    num_candidates = candidate.sum(axis=1)
-    # The span each position starts if visited (one draw per position).
-    span = np.ones((rows, length), dtype=np.int64)
-    if skipgram_size >= 2 and skipgram_prb > 0:
-        gram = np.random.rand(rows, length) < skipgram_prb
-        span[gram] = np.random.randint(2, skipgram_size + 1, int(gram.sum()))
-    lo, hi = _span_ends(num_tokens, index + span, continuation)
+    sizes, num_pred = num_tokens.tolist(), np.asarray(num_pred).tolist()
+    rows = len(sizes)
+    # Every draw at once: the visiting order (candidates 1..n-1 first),
+    # the span each position starts if visited, keys for the final subset.
+    u_order, u_span, u_keep = np.random.rand(3, rows, length)
+    u_order[:, 0] = 2.
+    u_order[np.arange(length) >= num_tokens[:, None]] = 2.
+    order = np.argsort(u_order, axis=1).tolist()
+    spans, keys = u_span.tolist(), u_keep.tolist()
+    grams = skipgram_size >= 2 and skipgram_prb > 0
+    # u < prb: an n-gram; its length from the same uniform, rescaled.
+    scale = (skipgram_size - 1) / skipgram_prb if grams else 0.
+    starts = stops = None
+    if continuation is not None:
+        starts, stops = _word_bounds(num_tokens, continuation,
+                                     skipgram_size + 1)
+    # The visit stops after about num_pred / 1.2 spans: a loop over plain
+    # ints, cheaper than NumPy calls per step (8x, measured).
+    out = []
+    for r in range(rows):
+        want, size, span_r = num_pred[r], sizes[r], spans[r]
+        chosen = set()
+        for pos in order[r][:max(size - 1, 0)]:
+            if len(chosen) >= want:
+                break
+            if pos in chosen:
+                continue
+            u = span_r[pos]
+            end = pos + (2 + int(u * scale) if u < skipgram_prb and grams
+                         else 1)
+            if starts is not None:
+                pos, end = starts[r][pos], stops[r][end]
+            chosen.update(range(pos, min(end, size)))
+        if len(chosen) > want:
+            chosen = sorted(chosen, key=keys[r].__getitem__)[:want]
+        out.append(sorted(chosen))
+    return out
 
-    masked = np.zeros((rows, length), dtype=bool)
-    visited = np.zeros(rows, dtype=np.int64)  # order entries used
-    all_rows = np.arange(rows)
-    while True:
-        active = (masked.sum(axis=1) < num_pred) & \
-            (visited < num_candidates)
-        if not active.any():
-            break
-        # The next entry of the order that is not masked yet.
-        free = ~np.take_along_axis(masked, order, axis=1) & \
-            (index >= visited[:, None]) & (index < num_candidates[:, None])
-        nxt = np.argmax(free, axis=1)
-        active &= free.any(axis=1)
-        pos = order[all_rows, nxt]
-        start, end = lo[all_rows, pos], hi[all_rows, pos]
-        masked |= active[:, None] & (index >= start[:, None]) & \
-            (index < end[:, None])
-        visited = np.where(active, nxt + 1, num_candidates)
 
-    # A uniform random subset of num_pred where the spans overshot.
-    keys = np.where(masked, np.random.rand(rows, length), 2.)
-    rank = np.argsort(np.argsort(keys, axis=1), axis=1)
-    return masked & (rank < num_pred[:, None])
+def choose_masked_positions_batch(
+        num_tokens: np.ndarray,
+        num_pred: np.ndarray,
+        length: int,
+        skipgram_prb: float = 0.2,
+        skipgram_size: int = 3,
+        continuation: Optional[np.ndarray] = None) -> np.ndarray:
+    """:func:`masked_position_lists` as an ``(R, L)`` bool array (True on
+    the masked positions); same arguments."""
+    chosen = masked_position_lists(num_tokens, num_pred, length,
+                                   skipgram_prb, skipgram_size, continuation)
+    masked = np.zeros((len(chosen), length), dtype=bool)
+    rows = [r for r, pos in enumerate(chosen) for _ in pos]
+    masked[rows, sum(chosen, [])] = True
+    return masked
 
 
 def choose_masked_positions(num_tokens: int,
@@ -124,7 +134,7 @@ def choose_masked_positions(num_tokens: int,
                             skipgram_prb: float = 0.2,
                             skipgram_size: int = 3,
                             tokens: Optional[List[str]] = None) -> List[int]:
-    """:func:`choose_masked_positions_batch` for one sequence.
+    """:func:`masked_position_lists` for one sequence.
 
     Args:
         num_tokens (int): Tokens including [CLS] and [SEP] (no padding).
@@ -141,7 +151,6 @@ def choose_masked_positions(num_tokens: int,
         continuation = np.array(
             [[str(t).startswith('##') for t in tokens[:num_tokens]]],
             dtype=bool).reshape(1, num_tokens)
-    masked = choose_masked_positions_batch(
-        np.array([num_tokens]), np.array([num_pred]), num_tokens,
-        skipgram_prb, skipgram_size, continuation)
-    return np.flatnonzero(masked[0]).tolist()
+    return masked_position_lists([num_tokens], [num_pred], num_tokens,
+                                 skipgram_prb, skipgram_size,
+                                 continuation)[0]

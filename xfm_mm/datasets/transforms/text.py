@@ -15,7 +15,7 @@ from xfm_mm.registry import TRANSFORMS
 from xfm_mm.utils.args import check_arg, format_args
 from ..readers import BadRecordError
 from .span_masking import (choose_masked_positions,  # noqa: F401
-                           choose_masked_positions_batch)
+                           masked_position_lists)
 
 _PUNCTUATION = re.compile(r"[,.'!?\"()*#:;~]")
 _SPACES = re.compile(r'\s+')
@@ -178,8 +178,7 @@ class MaskText(BaseTransform):
 
     ``n_pred = min(max_masks, max(1, round(n * mask_prob)))`` positions of
     the ``n`` real tokens (with [CLS] and [SEP]) are chosen by
-    :func:`choose_masked_positions_batch` (all texts of a sample at
-    once); each becomes [MASK] with probability
+    :func:`masked_position_lists` (all texts of a sample at once); each becomes [MASK] with probability
     0.8, a token drawn uniformly from the whole vocabulary (special tokens
     included) with 0.1, and stays with 0.1.
 
@@ -234,7 +233,7 @@ class MaskText(BaseTransform):
         return self._continuation
 
     def choose_positions_batch(self, ids: np.ndarray,
-                               num_tokens: np.ndarray) -> np.ndarray:
+                               num_tokens: np.ndarray) -> List[List[int]]:
         """Positions to mask in ``R`` sequences of one padded length.
 
         Args:
@@ -243,25 +242,26 @@ class MaskText(BaseTransform):
                 padding).
 
         Returns:
-            np.ndarray: ``(R, L)`` bool, True on the masked positions.
+            list[list[int]]: The sorted positions of each sequence.
         """
         prefix = self.num_prefix
-        num_tokens = np.asarray(num_tokens, dtype=np.int64)
-        real = num_tokens - prefix
-        num_pred = np.minimum(
-            self.max_masks,
-            np.maximum(1, np.rint(real * self.mask_prob).astype(np.int64)))
+        real = [max(n - prefix, 0) for n in np.asarray(num_tokens).tolist()]
+        # One number per text (Python's round: half to even, as before).
+        num_pred = [
+            min(self.max_masks, max(1, int(round(n * self.mask_prob))))
+            for n in real
+        ]
         rest = ids[:, prefix:]
         continuation = None
         if self.whole_word:
             continuation = self._continuation_table()[rest]
         # The last prefix token stands in for [CLS] in the candidates.
-        chosen = choose_masked_positions_batch(
-            np.maximum(real, 0), num_pred, rest.shape[1], self.skipgram_prb,
-            self.skipgram_size, continuation)
-        masked = np.zeros(ids.shape, dtype=bool)
-        masked[:, prefix:] = chosen
-        return masked
+        chosen = masked_position_lists(real, num_pred, rest.shape[1],
+                                       self.skipgram_prb, self.skipgram_size,
+                                       continuation)
+        if prefix:
+            chosen = [[p + prefix for p in pos] for pos in chosen]
+        return chosen
 
     def choose_positions(self, ids: np.ndarray,
                          num_tokens: int) -> np.ndarray:
@@ -274,8 +274,9 @@ class MaskText(BaseTransform):
         Returns:
             np.ndarray: Sorted int64 positions.
         """
-        masked = self.choose_positions_batch(ids[None], [num_tokens])
-        return np.flatnonzero(masked[0]).astype(np.int64)
+        return np.asarray(
+            self.choose_positions_batch(ids[None], [num_tokens])[0],
+            dtype=np.int64)
 
     def mask_batch(self, ids: np.ndarray, num_tokens: np.ndarray
                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -290,24 +291,24 @@ class MaskText(BaseTransform):
             (sorted, padded with 0) and labels ``(R, M)`` (padded with
             -100).
         """
-        masked = self.choose_positions_batch(ids, num_tokens)
-        draw = np.random.rand(*ids.shape)
+        chosen = self.choose_positions_batch(ids, num_tokens)
+        rows, width = len(ids), self.max_masks
+        cols = [pos + [0] * (width - len(pos)) for pos in chosen]
+        positions = np.array(cols, dtype=np.int64).reshape(rows, width)
+        valid = np.arange(width) < np.array([len(p) for p in chosen])[:,
+                                                                      None]
+        row_index = np.arange(rows)[:, None]
+        original = ids[row_index, positions]
+        # 80% [MASK], 10% a random token, 10% kept, one draw per slot.
+        draw = np.random.rand(rows, width)
+        new = np.where(draw < 0.8, self.mask_token_id, original)
+        new = np.where((draw >= 0.8) & (draw < 0.9),
+                       np.random.randint(0, self.vocab_size, (rows, width)),
+                       new)
         out = ids.copy()
-        out[masked & (draw < 0.8)] = self.mask_token_id
-        use_random = masked & (draw >= 0.8) & (draw < 0.9)
-        out[use_random] = np.random.randint(
-            0, self.vocab_size, size=int(use_random.sum()))
-        # Masked positions first, in order (a stable sort of ~masked).
-        width = min(self.max_masks, ids.shape[1])
-        order = np.argsort(~masked, axis=1, kind='stable')[:, :width]
-        valid = np.take_along_axis(masked, order, axis=1)
-        positions = np.zeros((len(ids), self.max_masks), dtype=np.int64)
-        labels = np.full((len(ids), self.max_masks),
-                         MASKED_LABEL_PAD,
-                         dtype=np.int64)
-        positions[:, :width] = np.where(valid, order, 0)
-        labels[:, :width] = np.where(
-            valid, np.take_along_axis(ids, order, axis=1), MASKED_LABEL_PAD)
+        out[np.broadcast_to(row_index, valid.shape)[valid],
+            positions[valid]] = new[valid]
+        labels = np.where(valid, original, MASKED_LABEL_PAD)
         return out, positions, labels
 
     def mask_one(self, ids: np.ndarray,
