@@ -10,8 +10,16 @@ import pytest
 
 from xfm_mm.datasets.transforms import MaskText
 from xfm_mm.datasets.transforms.masking import BlockMaskGenerator
-from xfm_mm.datasets.transforms.span_masking import \
-    choose_masked_positions_batch
+from xfm_mm.datasets.transforms.span_masking import masked_position_lists
+
+
+def choose_masked_positions_batch(num_tokens, num_pred, length, *args):
+    """masked_position_lists as an (R, L) bool array."""
+    chosen = masked_position_lists(num_tokens, num_pred, length, *args)
+    masked = np.zeros((len(chosen), length), dtype=bool)
+    for row, pos in zip(masked, chosen):
+        row[pos] = True
+    return masked
 
 
 def old_choose_masked_positions(num_tokens, num_pred, skipgram_prb,

@@ -48,7 +48,7 @@ def masked_position_lists(
         length: int,
         skipgram_prb: float = 0.2,
         skipgram_size: int = 3,
-        continuation: Optional[np.ndarray] = None) -> np.ndarray:
+        continuation: Optional[np.ndarray] = None) -> List[List[int]]:
     """Masked positions of ``R`` sequences ``[CLS] t_1 ... t_{n-1}``.
 
     Candidates ``1..n-1`` (never position 0; the final [SEP] may be
@@ -110,23 +110,6 @@ def masked_position_lists(
             chosen = sorted(chosen, key=keys[r].__getitem__)[:want]
         out.append(sorted(chosen))
     return out
-
-
-def choose_masked_positions_batch(
-        num_tokens: np.ndarray,
-        num_pred: np.ndarray,
-        length: int,
-        skipgram_prb: float = 0.2,
-        skipgram_size: int = 3,
-        continuation: Optional[np.ndarray] = None) -> np.ndarray:
-    """:func:`masked_position_lists` as an ``(R, L)`` bool array (True on
-    the masked positions); same arguments."""
-    chosen = masked_position_lists(num_tokens, num_pred, length,
-                                   skipgram_prb, skipgram_size, continuation)
-    masked = np.zeros((len(chosen), length), dtype=bool)
-    rows = [r for r, pos in enumerate(chosen) for _ in pos]
-    masked[rows, sum(chosen, [])] = True
-    return masked
 
 
 def choose_masked_positions(num_tokens: int,
