@@ -1,9 +1,9 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """Span masking positions for masked language modelling, batched in NumPy.
 
-The procedure is X-VLM's / XFM's ``TextMaskingGenerator`` (zengyan-97/XFM
-``dataset/pretrain_dataset.py``), itself UniLM's span masking (Dong et al.,
-arXiv 1905.03197, Sec. 2.3): candidates are visited in random order; each
+The procedure is X-VLM's / XFM's text masking (zengyan-97/XFM
+``dataset/pretrain_dataset.py``), after UniLM's n-gram masking (Dong et
+al., arXiv 1905.03197): candidates are visited in random order; each
 one not yet masked starts a span (an n-gram with probability
 ``skipgram_prb``), widened to whole WordPiece words; visiting stops once
 enough positions are masked, and a random subset is kept if the spans
