@@ -72,22 +72,20 @@ def masked_position_lists(
         list[list[int]]: The sorted masked positions of each row, at most
         ``num_pred[r]`` in row ``r``.
     """
-    num_tokens = np.asarray(num_tokens, dtype=np.int64)
-    sizes, num_pred = num_tokens.tolist(), np.asarray(num_pred).tolist()
+    sizes, num_pred = list(num_tokens), list(num_pred)
     rows = len(sizes)
-    # Every draw at once: the visiting order (candidates 1..n-1 first),
+    # Every draw at once: a random order of positions 1..L-1 (those past a
+    # row's end are skipped, leaving a uniform order of its candidates),
     # the span each position starts if visited, keys for the final subset.
     u_order, u_span, u_keep = np.random.rand(3, rows, length)
-    u_order[:, 0] = 2.
-    u_order[np.arange(length) >= num_tokens[:, None]] = 2.
-    order = np.argsort(u_order, axis=1).tolist()
+    order = (np.argsort(u_order[:, 1:], axis=1) + 1).tolist()
     spans, keys = u_span.tolist(), u_keep.tolist()
     grams = skipgram_size >= 2 and skipgram_prb > 0
     # u < prb: an n-gram; its length from the same uniform, rescaled.
     scale = (skipgram_size - 1) / skipgram_prb if grams else 0.
     starts = stops = None
     if continuation is not None:
-        starts, stops = _word_bounds(num_tokens, continuation,
+        starts, stops = _word_bounds(np.asarray(sizes), continuation,
                                      skipgram_size + 1)
     # The visit stops after about num_pred / 1.2 spans: a loop over plain
     # ints, cheaper than NumPy calls per step (8x, measured).
@@ -95,10 +93,10 @@ def masked_position_lists(
     for r in range(rows):
         want, size, span_r = num_pred[r], sizes[r], spans[r]
         chosen = set()
-        for pos in order[r][:max(size - 1, 0)]:
+        for pos in order[r]:
             if len(chosen) >= want:
                 break
-            if pos in chosen:
+            if pos >= size or pos in chosen:
                 continue
             u = span_r[pos]
             end = pos + (2 + int(u * scale) if u < skipgram_prb and grams

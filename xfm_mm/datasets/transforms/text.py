@@ -5,6 +5,7 @@ Text keys hold one string (``text_ids`` of shape ``(L,)``) or a list of
 strings, as for the ``R`` texts of a region sample (``(R, L)``).
 """
 import re
+from itertools import chain
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -245,7 +246,7 @@ class MaskText(BaseTransform):
             list[list[int]]: The sorted positions of each sequence.
         """
         prefix = self.num_prefix
-        real = [max(n - prefix, 0) for n in np.asarray(num_tokens).tolist()]
+        real = [max(int(n) - prefix, 0) for n in num_tokens]
         # One number per text (Python's round: half to even, as before).
         num_pred = [
             min(self.max_masks, max(1, int(round(n * self.mask_prob))))
@@ -292,23 +293,23 @@ class MaskText(BaseTransform):
             -100).
         """
         chosen = self.choose_positions_batch(ids, num_tokens)
-        rows, width = len(ids), self.max_masks
-        cols = [pos + [0] * (width - len(pos)) for pos in chosen]
-        positions = np.array(cols, dtype=np.int64).reshape(rows, width)
-        valid = np.arange(width) < np.array([len(p) for p in chosen])[:,
-                                                                      None]
-        row_index = np.arange(rows)[:, None]
-        original = ids[row_index, positions]
-        # 80% [MASK], 10% a random token, 10% kept, one draw per slot.
-        draw = np.random.rand(rows, width)
+        counts = np.array([len(pos) for pos in chosen])
+        cols = np.fromiter(chain.from_iterable(chosen), np.int64)
+        rows = np.repeat(np.arange(len(ids)), counts)
+        original = ids[rows, cols]
+        # 80% [MASK], 10% a random token, 10% kept, one draw per position.
+        draw = np.random.rand(len(cols))
         new = np.where(draw < 0.8, self.mask_token_id, original)
-        new = np.where((draw >= 0.8) & (draw < 0.9),
-                       np.random.randint(0, self.vocab_size, (rows, width)),
-                       new)
+        use_random = (draw >= 0.8) & (draw < 0.9)
+        new[use_random] = np.random.randint(0, self.vocab_size,
+                                            int(use_random.sum()))
         out = ids.copy()
-        out[np.broadcast_to(row_index, valid.shape)[valid],
-            positions[valid]] = new[valid]
-        labels = np.where(valid, original, MASKED_LABEL_PAD)
+        out[rows, cols] = new
+        valid = np.arange(self.max_masks) < counts[:, None]
+        positions = np.zeros(valid.shape, dtype=np.int64)
+        labels = np.full(valid.shape, MASKED_LABEL_PAD, dtype=np.int64)
+        positions[valid] = cols  # row-major: each row's positions in order
+        labels[valid] = original
         return out, positions, labels
 
     def mask_one(self, ids: np.ndarray,
