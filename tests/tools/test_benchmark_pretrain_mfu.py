@@ -23,25 +23,27 @@ def _tool():
     return module
 
 
-@pytest.mark.parametrize('name,dtype,expected', [
-    ('NVIDIA H100 80GB HBM3', 'bf16', ('H100 SXM', 989)),
-    ('NVIDIA H100 PCIe', 'bf16', ('H100 PCIe', 756)),
-    ('NVIDIA H100 PCIe', 'tf32', ('H100 PCIe', 378)),
-    ('NVIDIA H100 NVL', 'bf16', None),
-    ('NVIDIA H200', 'bf16', ('H200 SXM', 989)),
-    ('NVIDIA H200 NVL', 'bf16', None),
-    ('NVIDIA A100-SXM4-80GB', 'bf16', ('A100', 312)),
-    ('NVIDIA A100-PCIE-40GB', 'tf32', ('A100', 156)),
-    ('NVIDIA A100 80GB PCIe', 'fp32', ('A100', 19.5)),
-    ('NVIDIA A10', 'bf16', ('A10', 125)),
-    ('NVIDIA A10G', 'bf16', None),
-    ('NVIDIA L40S', 'fp16', ('L40S', 362)),
-    ('Tesla V100-SXM2-16GB', 'fp16', ('V100 SXM2', 125)),
-    ('Tesla V100-PCIE-32GB', 'fp16', ('V100 PCIe', 112)),
-    ('Tesla V100-SXM2-16GB', 'bf16', None),  # no bf16 tensor cores
-    ('NVIDIA GeForce RTX 4090', 'bf16', ('RTX 4090', 165)),
-    ('NVIDIA GeForce RTX 3090', 'bf16', None),
-])
+@pytest.mark.parametrize(
+    'name,dtype,expected',
+    [
+        ('NVIDIA H100 80GB HBM3', 'bf16', ('H100 SXM', 989)),
+        ('NVIDIA H100 PCIe', 'bf16', ('H100 PCIe', 756)),
+        ('NVIDIA H100 PCIe', 'tf32', ('H100 PCIe', 378)),
+        ('NVIDIA H100 NVL', 'bf16', None),
+        ('NVIDIA H200', 'bf16', ('H200 SXM', 989)),
+        ('NVIDIA H200 NVL', 'bf16', None),
+        ('NVIDIA A100-SXM4-80GB', 'bf16', ('A100', 312)),
+        ('NVIDIA A100-PCIE-40GB', 'tf32', ('A100', 156)),
+        ('NVIDIA A100 80GB PCIe', 'fp32', ('A100', 19.5)),
+        ('NVIDIA A10', 'bf16', ('A10', 125)),
+        ('NVIDIA A10G', 'bf16', None),
+        ('NVIDIA L40S', 'fp16', ('L40S', 362)),
+        ('Tesla V100-SXM2-16GB', 'fp16', ('V100 SXM2', 125)),
+        ('Tesla V100-PCIE-32GB', 'fp16', ('V100 PCIe', 112)),
+        ('Tesla V100-SXM2-16GB', 'bf16', None),  # no bf16 tensor cores
+        ('NVIDIA GeForce RTX 4090', 'bf16', ('RTX 4090', 165)),
+        ('NVIDIA GeForce RTX 3090', 'bf16', None),
+    ])
 def test_peak_table_matches_device_names(name, dtype, expected):
     assert _tool().match_peak(name, dtype) == expected
 
@@ -50,8 +52,7 @@ def test_peak_on_cpu_needs_the_option():
     tool = _tool()
     cpu = torch.device('cpu')
     args = argparse.Namespace(amp=False, amp_dtype=None, peak_tflops=None)
-    assert tool.peak_for(args, cpu) == (None,
-                                        'MFU: give --peak-tflops on CPU')
+    assert tool.peak_for(args, cpu) == (None, 'MFU: give --peak-tflops on CPU')
     args = argparse.Namespace(amp=True, amp_dtype=None, peak_tflops=2.0)
     peak, note = tool.peak_for(args, cpu)
     assert peak == 2.0 and '(bf16, --peak-tflops)' in note
@@ -74,8 +75,9 @@ def test_tiny_run_prints_mfu(tmp_path, monkeypatch, capsys):
         options[f'train_dataloader.{source}'] = None
     peak = 0.05
     monkeypatch.setattr(sys, 'argv', [
-        'benchmark_pretrain.py', DEMO_CONFIG, '--iters', '1', '--warmup',
-        '0', '--peak-tflops', str(peak), '--cfg-options',
+        'benchmark_pretrain.py', DEMO_CONFIG, '--iters', '1', '--warmup', '0',
+        '--peak-tflops',
+        str(peak), '--cfg-options',
         "train_cfg.schedule=[['image_text'],['image']]"
     ] + [f'{k}={v}' for k, v in options.items()])
     _tool().main()

@@ -38,7 +38,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import xfm_mm  # noqa: F401  (registries, safe checkpoint loading)
 
-
 # Dense (no structured sparsity) peak tensor-core TFLOP/s per compute dtype,
 # from NVIDIA's datasheets: "NVIDIA A100 Tensor Core GPU" (SXM4 and PCIe
 # alike), "NVIDIA H100 Tensor Core GPU" (SXM5 and PCIe columns), "NVIDIA
@@ -52,18 +51,16 @@ import xfm_mm  # noqa: F401  (registries, safe checkpoint loading)
 # cards are left to --peak-tflops.
 PEAK_TFLOPS = (
     (r'A100', 'A100', dict(bf16=312, fp16=312, tf32=156, fp32=19.5)),
-    (r'H100.*PCIe', 'H100 PCIe', dict(bf16=756, fp16=756, tf32=378,
-                                      fp32=51)),
-    (r'H100.*(SXM|HBM3)', 'H100 SXM', dict(bf16=989, fp16=989, tf32=494,
-                                           fp32=67)),
+    (r'H100.*PCIe', 'H100 PCIe', dict(bf16=756, fp16=756, tf32=378, fp32=51)),
+    (r'H100.*(SXM|HBM3)', 'H100 SXM',
+     dict(bf16=989, fp16=989, tf32=494, fp32=67)),
     (r'H200(?!.*NVL)', 'H200 SXM', dict(bf16=989, fp16=989, tf32=494,
                                         fp32=67)),
     (r'L40S', 'L40S', dict(bf16=362, fp16=362, tf32=183, fp32=91.6)),
     (r'\bA10\b', 'A10', dict(bf16=125, fp16=125, tf32=62.5, fp32=31.2)),
     (r'V100.*SXM', 'V100 SXM2', dict(fp16=125, fp32=15.7)),
     (r'V100.*PCIE', 'V100 PCIe', dict(fp16=112, fp32=14)),
-    (r'RTX 4090', 'RTX 4090', dict(bf16=165, fp16=165, tf32=82.6,
-                                   fp32=82.6)),
+    (r'RTX 4090', 'RTX 4090', dict(bf16=165, fp16=165, tf32=82.6, fp32=82.6)),
 )
 
 
@@ -106,21 +103,30 @@ def mfu(flops: float, seconds: float, peak_tflops: Optional[float]) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='pre-training config')
-    parser.add_argument('--iters', type=int, default=10,
-                        help='timed iterations')
-    parser.add_argument('--warmup', type=int, default=2,
-                        help='untimed iterations first')
-    parser.add_argument('--amp', action='store_true',
-                        help='bf16/fp16 autocast as tools/train.py --amp')
-    parser.add_argument('--amp-dtype', choices=['bfloat16', 'float16'],
-                        help='autocast dtype with --amp; default bfloat16 '
-                        'where the device supports it, else float16')
-    parser.add_argument('--peak-tflops', type=float,
-                        help='the device\'s dense peak TFLOP/s for the '
-                        'compute dtype, for MFU (overrides the GPU table; '
-                        'needed on CPU)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, key=value')
+    parser.add_argument(
+        '--iters', type=int, default=10, help='timed iterations')
+    parser.add_argument(
+        '--warmup', type=int, default=2, help='untimed iterations first')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='bf16/fp16 autocast as tools/train.py --amp')
+    parser.add_argument(
+        '--amp-dtype',
+        choices=['bfloat16', 'float16'],
+        help='autocast dtype with --amp; default bfloat16 '
+        'where the device supports it, else float16')
+    parser.add_argument(
+        '--peak-tflops',
+        type=float,
+        help='the device\'s dense peak TFLOP/s for the '
+        'compute dtype, for MFU (overrides the GPU table; '
+        'needed on CPU)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, key=value')
     return parser.parse_args()
 
 
@@ -232,8 +238,7 @@ def main() -> None:
                     torch.cuda.reset_peak_memory_stats(device)
                 _sync(device)
                 start = time.perf_counter()
-                num = source_step(runner, name, batch,
-                                  loop.loss_weights[name])
+                num = source_step(runner, name, batch, loop.loss_weights[name])
                 _sync(device)
                 if timed:
                     times[name] += time.perf_counter() - start

@@ -22,8 +22,11 @@ def choose_masked_positions_batch(num_tokens, num_pred, length, *args):
     return masked
 
 
-def old_choose_masked_positions(num_tokens, num_pred, skipgram_prb,
-                                skipgram_size, continuation=None):
+def old_choose_masked_positions(num_tokens,
+                                num_pred,
+                                skipgram_prb,
+                                skipgram_size,
+                                continuation=None):
     """The per-position loop used before (xfm_mm 1b984e3)."""
     masked = set()
     for pos in np.random.permutation(np.arange(1, num_tokens)).tolist():
@@ -107,20 +110,23 @@ def _stats(masks):
 
 
 # A 24-token row: [CLS] w w## w## w w w## ... [SEP] (0 = word start).
-CONT = np.array([0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 1, 1, 1, 0, 0, 1, 0, 0, 0,
-                 1, 0, 0, 0, 0], dtype=bool)
+CONT = np.array(
+    [0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 1, 1, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0],
+    dtype=bool)
 
 
-@pytest.mark.parametrize('num_tokens,num_pred,prb,size,whole', [
-    (24, 4, 0.2, 3, False),   # X-VLM / XFM image-text captions
-    (24, 12, 0.2, 3, False),  # mask_prob 0.5 (XFM's region texts)
-    (24, 12, 1.0, 3, False),  # n-grams only: spans meet masked tokens
-    (24, 4, 1.0, 3, True),    # every candidate an n-gram, whole words
-    (24, 14, 0.2, 3, True),   # X2-VLM's video / captioning rates
-    (9, 8, 0.0, 3, False),    # short text, almost every token
-])
-def test_span_masking_matches_old_distribution(num_tokens, num_pred, prb,
-                                               size, whole):
+@pytest.mark.parametrize(
+    'num_tokens,num_pred,prb,size,whole',
+    [
+        (24, 4, 0.2, 3, False),  # X-VLM / XFM image-text captions
+        (24, 12, 0.2, 3, False),  # mask_prob 0.5 (XFM's region texts)
+        (24, 12, 1.0, 3, False),  # n-grams only: spans meet masked tokens
+        (24, 4, 1.0, 3, True),  # every candidate an n-gram, whole words
+        (24, 14, 0.2, 3, True),  # X2-VLM's video / captioning rates
+        (9, 8, 0.0, 3, False),  # short text, almost every token
+    ])
+def test_span_masking_matches_old_distribution(num_tokens, num_pred, prb, size,
+                                               whole):
     draws = 3000
     cont = CONT[:num_tokens] if whole else None
     np.random.seed(0)
@@ -130,8 +136,8 @@ def test_span_masking_matches_old_distribution(num_tokens, num_pred, prb,
                                         cont)] = True
     np.random.seed(1)
     new = choose_masked_positions_batch(
-        np.full(draws, num_tokens), np.full(draws, num_pred), num_tokens,
-        prb, size, None if cont is None else np.tile(cont, (draws, 1)))
+        np.full(draws, num_tokens), np.full(draws, num_pred), num_tokens, prb,
+        size, None if cont is None else np.tile(cont, (draws, 1)))
     s_old, s_new = _stats(old), _stats(new)
     assert (s_new['count'] <= num_pred).all()
     assert not new[:, 0].any()  # [CLS]
@@ -220,8 +226,7 @@ def test_block_mask_matches_old_distribution(args):
             first.append(gen.last_blocks[0][2:])
             blocks.append(len(gen.last_blocks))
             grown.append(gen.last_grown)
-        out[name] = (np.array(masks), first, np.array(blocks),
-                     np.array(grown))
+        out[name] = (np.array(masks), first, np.array(blocks), np.array(grown))
     (m_old, f_old, b_old, g_old), (m_new, f_new, b_new, g_new) = \
         out['old'], out['new']
     assert (m_new.reshape(draws, -1).sum(1) == args[1]).all()

@@ -85,10 +85,10 @@ def masked_position_lists(
     scale = (skipgram_size - 1) / skipgram_prb if grams else 0.
     starts = stops = None
     if continuation is not None:
-        starts, stops = _word_bounds(np.asarray(sizes), continuation,
-                                     skipgram_size + 1)
+        starts, stops = _word_bounds(
+            np.asarray(sizes), continuation, skipgram_size + 1)
     # The visit stops after about num_pred / 1.2 spans: a loop over plain
-    # ints, cheaper than NumPy calls per step (8x, measured).
+    # ints, cheaper than NumPy calls per step (5x, measured).
     out = []
     for r in range(rows):
         want, size, span_r = num_pred[r], sizes[r], spans[r]
@@ -98,9 +98,9 @@ def masked_position_lists(
                 break
             if pos >= size or pos in chosen:
                 continue
-            u = span_r[pos]
-            end = pos + (2 + int(u * scale) if u < skipgram_prb and grams
-                         else 1)
+            u, end = span_r[pos], pos + 1
+            if grams and u < skipgram_prb:
+                end += 1 + int(u * scale)
             if starts is not None:
                 pos, end = starts[r][pos], stops[r][end]
             chosen.update(range(pos, min(end, size)))
@@ -133,5 +133,4 @@ def choose_masked_positions(num_tokens: int,
             [[str(t).startswith('##') for t in tokens[:num_tokens]]],
             dtype=bool).reshape(1, num_tokens)
     return masked_position_lists([num_tokens], [num_pred], num_tokens,
-                                 skipgram_prb, skipgram_size,
-                                 continuation)[0]
+                                 skipgram_prb, skipgram_size, continuation)[0]

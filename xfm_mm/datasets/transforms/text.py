@@ -15,8 +15,9 @@ from xfm_mm.models.tokenizers import build_tokenizer
 from xfm_mm.registry import TRANSFORMS
 from xfm_mm.utils.args import check_arg, format_args
 from ..readers import BadRecordError
-from .span_masking import (choose_masked_positions,  # noqa: F401
-                           masked_position_lists)
+from .span_masking import (
+    choose_masked_positions,  # noqa: F401
+    masked_position_lists)
 
 _PUNCTUATION = re.compile(r"[,.'!?\"()*#:;~]")
 _SPACES = re.compile(r'\s+')
@@ -179,7 +180,8 @@ class MaskText(BaseTransform):
 
     ``n_pred = min(max_masks, max(1, round(n * mask_prob)))`` positions of
     the ``n`` real tokens (with [CLS] and [SEP]) are chosen by
-    :func:`masked_position_lists` (all texts of a sample at once); each becomes [MASK] with probability
+    :func:`masked_position_lists` (all texts of a sample at once);
+    each becomes [MASK] with probability
     0.8, a token drawn uniformly from the whole vocabulary (special tokens
     included) with 0.1, and stays with 0.1.
 
@@ -264,8 +266,7 @@ class MaskText(BaseTransform):
             chosen = [[p + prefix for p in pos] for pos in chosen]
         return chosen
 
-    def choose_positions(self, ids: np.ndarray,
-                         num_tokens: int) -> np.ndarray:
+    def choose_positions(self, ids: np.ndarray, num_tokens: int) -> np.ndarray:
         """Positions to mask in one sequence.
 
         Args:
@@ -279,8 +280,9 @@ class MaskText(BaseTransform):
             self.choose_positions_batch(ids[None], [num_tokens])[0],
             dtype=np.int64)
 
-    def mask_batch(self, ids: np.ndarray, num_tokens: np.ndarray
-                   ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def mask_batch(
+            self, ids: np.ndarray, num_tokens: np.ndarray
+    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Mask ``R`` sequences: 80% [MASK], 10% a random token, 10% kept.
 
         Args:
