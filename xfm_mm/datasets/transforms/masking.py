@@ -83,18 +83,24 @@ class BlockMaskGenerator:
         self.last_grown = 0
 
     def _place_block(self, mask: np.ndarray, budget: int) -> int:
-        for _ in range(self.max_attempts):
-            area = np.random.uniform(self.min_num_patches,
-                                     max(self.min_num_patches, budget))
-            aspect = math.exp(np.random.uniform(*self.log_aspect))
-            h = int(round(math.sqrt(area * aspect)))
-            w = int(round(math.sqrt(area / aspect)))
-            if h * w < self.min_num_patches or h > self.height \
-                    or w > self.width or w == 0 \
+        # One NumPy draw for all max_attempts tries of a block (the tries
+        # are i.i.d., so drawing them up front keeps BEiT's distribution);
+        # the shape test is scalar arithmetic, cheaper than NumPy calls on
+        # ten numbers, and a window is summed only for a fitting shape.
+        draws = np.random.rand(self.max_attempts, 4).tolist()
+        low = self.min_num_patches
+        span = max(low, budget) - low
+        lo, hi = self.log_aspect
+        for u_area, u_aspect, u_top, u_left in draws:
+            area = low + u_area * span
+            aspect = math.exp(lo + u_aspect * (hi - lo))
+            h = round(math.sqrt(area * aspect))
+            w = round(math.sqrt(area / aspect))
+            if h * w < low or h > self.height or w > self.width or w == 0 \
                     or not self.min_aspect <= h / w <= self.max_aspect:
                 continue
-            top = np.random.randint(0, self.height - h + 1)
-            left = np.random.randint(0, self.width - w + 1)
+            top = int(u_top * (self.height - h + 1))
+            left = int(u_left * (self.width - w + 1))
             window = mask[top:top + h, left:left + w]
             new = h * w - int(window.sum())
             if 0 < new <= budget:
@@ -104,16 +110,26 @@ class BlockMaskGenerator:
         return 0
 
     def _grow(self, mask: np.ndarray, num: int) -> None:
+        if num == 0:
+            return
+        # The unmasked patches next to the mask, kept up to date as each
+        # new patch (drawn uniformly among them) joins the mask.
+        border = np.zeros_like(mask)
+        border[1:] |= mask[:-1]
+        border[:-1] |= mask[1:]
+        border[:, 1:] |= mask[:, :-1]
+        border[:, :-1] |= mask[:, 1:]
+        border &= ~mask
         for _ in range(num):
-            border = np.zeros_like(mask)
-            border[1:] |= mask[:-1]
-            border[:-1] |= mask[1:]
-            border[:, 1:] |= mask[:, :-1]
-            border[:, :-1] |= mask[:, 1:]
-            candidates = np.flatnonzero(border & ~mask)
+            candidates = np.flatnonzero(border)
             if len(candidates) == 0:  # nothing masked yet
                 candidates = np.flatnonzero(~mask)
-            mask.flat[np.random.choice(candidates)] = True
+            index = candidates[np.random.randint(len(candidates))]
+            row, col = divmod(int(index), self.width)
+            mask[row, col] = True
+            border[max(row - 1, 0):row + 2, col] = True
+            border[row, max(col - 1, 0):col + 2] = True
+            border &= ~mask
 
     def __call__(self) -> np.ndarray:
         """Draw a mask.

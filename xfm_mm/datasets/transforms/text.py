@@ -5,6 +5,7 @@ Text keys hold one string (``text_ids`` of shape ``(L,)``) or a list of
 strings, as for the ``R`` texts of a region sample (``(R, L)``).
 """
 import re
+from itertools import chain
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -14,6 +15,9 @@ from xfm_mm.models.tokenizers import build_tokenizer
 from xfm_mm.registry import TRANSFORMS
 from xfm_mm.utils.args import check_arg, format_args
 from ..readers import BadRecordError
+from .span_masking import (
+    choose_masked_positions,  # noqa: F401
+    masked_position_lists)
 
 _PUNCTUATION = re.compile(r"[,.'!?\"()*#:;~]")
 _SPACES = re.compile(r'\s+')
@@ -170,61 +174,14 @@ class TokenizeText(BaseTransform):
         return format_args(self, max_tokens=self.max_tokens, key=self.key)
 
 
-def choose_masked_positions(num_tokens: int,
-                            num_pred: int,
-                            skipgram_prb: float = 0.2,
-                            skipgram_size: int = 3,
-                            tokens: Optional[List[str]] = None) -> List[int]:
-    """Positions to mask in ``[CLS] t_1 ... t_{n-1}`` (span masking).
-
-    Candidates ``1..num_tokens-1`` (never the [CLS] at 0; the final [SEP]
-    may be masked) are visited in random order; from each, with probability
-    ``skipgram_prb`` an n-gram of length ``U{2..skipgram_size}`` is masked,
-    otherwise one token; with ``tokens`` given, spans are widened to whole
-    WordPiece words (``##`` continuation pieces). A random subset of
-    ``num_pred`` is kept if spans overshoot.
-
-    Args:
-        num_tokens (int): Tokens including [CLS] and [SEP] (no padding).
-        num_pred (int): Positions wanted.
-        skipgram_prb (float): Probability of an n-gram span.
-        skipgram_size (int): Longest n-gram.
-        tokens (list[str], optional): Token strings for whole-word masking.
-
-    Returns:
-        list[int]: Sorted masked positions, at most ``num_pred``.
-    """
-    masked = set()
-    for pos in np.random.permutation(np.arange(1, num_tokens)).tolist():
-        if len(masked) >= num_pred:
-            break
-        if pos in masked:
-            continue
-        span = 1
-        if skipgram_size >= 2 and skipgram_prb > 0 \
-                and np.random.rand() < skipgram_prb:
-            span = np.random.randint(2, skipgram_size + 1)
-        start, end = pos, pos + span
-        if tokens is not None:
-            while start > 1 and tokens[start].startswith('##'):
-                start -= 1
-            while end < num_tokens and tokens[end].startswith('##'):
-                end += 1
-        masked.update(range(start, min(end, num_tokens)))
-    masked = sorted(masked)
-    if len(masked) > num_pred:
-        keep = np.random.choice(len(masked), num_pred, replace=False)
-        masked = sorted(masked[i] for i in keep)
-    return masked
-
-
 @TRANSFORMS.register_module()
 class MaskText(BaseTransform):
     """Span masking for masked language modelling (X-VLM / XFM).
 
     ``n_pred = min(max_masks, max(1, round(n * mask_prob)))`` positions of
     the ``n`` real tokens (with [CLS] and [SEP]) are chosen by
-    :func:`choose_masked_positions`; each becomes [MASK] with probability
+    :func:`masked_position_lists` (all texts of a sample at once);
+    each becomes [MASK] with probability
     0.8, a token drawn uniformly from the whole vocabulary (special tokens
     included) with 0.1, and stays with 0.1.
 
@@ -262,13 +219,54 @@ class MaskText(BaseTransform):
         self.skipgram_prb = skipgram_prb
         self.skipgram_size = skipgram_size
         self.whole_word = whole_word
+        self._continuation: Optional[np.ndarray] = None
 
     #: Tokens after [CLS] that are never masked (a prompt); ``n_pred``
     #: counts the tokens after them.
     num_prefix: int = 0
 
-    def choose_positions(self, ids: np.ndarray,
-                         num_tokens: int) -> np.ndarray:
+    def _continuation_table(self) -> np.ndarray:
+        """``(V,)`` bool, True on WordPiece continuation (``##``) tokens;
+        built once, so whole-word masking looks ids up in an array."""
+        if self._continuation is None:
+            tokens = self.tokenizer.convert_ids_to_tokens(
+                list(range(self.vocab_size)))
+            self._continuation = np.array(
+                [str(t).startswith('##') for t in tokens], dtype=bool)
+        return self._continuation
+
+    def choose_positions_batch(self, ids: np.ndarray,
+                               num_tokens: np.ndarray) -> List[List[int]]:
+        """Positions to mask in ``R`` sequences of one padded length.
+
+        Args:
+            ids (np.ndarray): ``(R, L)`` token ids, [CLS] first.
+            num_tokens (np.ndarray): ``(R,)`` real tokens (the rest is
+                padding).
+
+        Returns:
+            list[list[int]]: The sorted positions of each sequence.
+        """
+        prefix = self.num_prefix
+        real = [max(int(n) - prefix, 0) for n in num_tokens]
+        # One number per text (Python's round: half to even, as before).
+        num_pred = [
+            min(self.max_masks, max(1, int(round(n * self.mask_prob))))
+            for n in real
+        ]
+        rest = ids[:, prefix:]
+        continuation = None
+        if self.whole_word:
+            continuation = self._continuation_table()[rest]
+        # The last prefix token stands in for [CLS] in the candidates.
+        chosen = masked_position_lists(real, num_pred, rest.shape[1],
+                                       self.skipgram_prb, self.skipgram_size,
+                                       continuation)
+        if prefix:
+            chosen = [[p + prefix for p in pos] for pos in chosen]
+        return chosen
+
+    def choose_positions(self, ids: np.ndarray, num_tokens: int) -> np.ndarray:
         """Positions to mask in one sequence.
 
         Args:
@@ -278,55 +276,55 @@ class MaskText(BaseTransform):
         Returns:
             np.ndarray: Sorted int64 positions.
         """
-        num_prefix = self.num_prefix
-        num_pred = min(
-            self.max_masks,
-            max(1, int(round((num_tokens - num_prefix) * self.mask_prob))))
-        tokens = None
-        if self.whole_word:
-            tokens = self.tokenizer.convert_ids_to_tokens(
-                ids[num_prefix:num_tokens].tolist())
-        # The last prefix token stands in for [CLS] in the candidates.
-        pos = choose_masked_positions(num_tokens - num_prefix, num_pred,
-                                      self.skipgram_prb, self.skipgram_size,
-                                      tokens)
-        return np.asarray(pos, dtype=np.int64) + num_prefix
+        return np.asarray(
+            self.choose_positions_batch(ids[None], [num_tokens])[0],
+            dtype=np.int64)
+
+    def mask_batch(
+            self, ids: np.ndarray, num_tokens: np.ndarray
+    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mask ``R`` sequences: 80% [MASK], 10% a random token, 10% kept.
+
+        Args:
+            ids (np.ndarray): ``(R, L)`` token ids.
+            num_tokens (np.ndarray): ``(R,)`` real tokens.
+
+        Returns:
+            tuple[np.ndarray]: masked ids ``(R, L)``, positions ``(R, M)``
+            (sorted, padded with 0) and labels ``(R, M)`` (padded with
+            -100).
+        """
+        chosen = self.choose_positions_batch(ids, num_tokens)
+        counts = np.array([len(pos) for pos in chosen])
+        cols = np.fromiter(chain.from_iterable(chosen), np.int64)
+        rows = np.repeat(np.arange(len(ids)), counts)
+        original = ids[rows, cols]
+        # 80% [MASK], 10% a random token, 10% kept, one draw per position.
+        draw = np.random.rand(len(cols))
+        new = np.where(draw < 0.8, self.mask_token_id, original)
+        use_random = (draw >= 0.8) & (draw < 0.9)
+        new[use_random] = np.random.randint(0, self.vocab_size,
+                                            int(use_random.sum()))
+        out = ids.copy()
+        out[rows, cols] = new
+        valid = np.arange(self.max_masks) < counts[:, None]
+        positions = np.zeros(valid.shape, dtype=np.int64)
+        labels = np.full(valid.shape, MASKED_LABEL_PAD, dtype=np.int64)
+        positions[valid] = cols  # row-major: each row's positions in order
+        labels[valid] = original
+        return out, positions, labels
 
     def mask_one(self, ids: np.ndarray,
                  num_tokens: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Mask one sequence.
-
-        Args:
-            ids (np.ndarray): ``(L,)`` token ids.
-            num_tokens (int): Real tokens (the rest is padding).
-
-        Returns:
-            tuple[np.ndarray]: masked ids ``(L,)``, positions ``(M,)`` and
-            labels ``(M,)``.
-        """
-        pos = self.choose_positions(ids, num_tokens)
-        masked_ids = ids.copy()
-        draw = np.random.rand(len(pos))
-        use_mask = draw < 0.8
-        use_random = (draw >= 0.8) & (draw < 0.9)
-        masked_ids[pos[use_mask]] = self.mask_token_id
-        masked_ids[pos[use_random]] = np.random.randint(
-            0, self.vocab_size, size=int(use_random.sum()))
-        positions = np.zeros(self.max_masks, dtype=np.int64)
-        labels = np.full(self.max_masks, MASKED_LABEL_PAD, dtype=np.int64)
-        positions[:len(pos)] = pos
-        labels[:len(pos)] = ids[pos]
-        return masked_ids, positions, labels
+        """:meth:`mask_batch` for one ``(L,)`` sequence."""
+        return tuple(x[0] for x in self.mask_batch(ids[None], [num_tokens]))
 
     def transform(self, results: dict) -> dict:
         """Add the masked ids, positions and labels."""
         ids, mask = results['text_ids'], results['text_mask']
         single = ids.ndim == 1
         ids2d, mask2d = np.atleast_2d(ids), np.atleast_2d(mask)
-        outs = [
-            self.mask_one(row, int(m.sum())) for row, m in zip(ids2d, mask2d)
-        ]
-        masked, pos, labels = (np.stack(x) for x in zip(*outs))
+        masked, pos, labels = self.mask_batch(ids2d, mask2d.sum(axis=1))
         if single:
             masked, pos, labels = masked[0], pos[0], labels[0]
         results.update(
