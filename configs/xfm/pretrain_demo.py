@@ -144,10 +144,11 @@ warmup_iters = 10
 # Rates (the demo's own; upstream's 1e-4 is for pre-trained towers at batch
 # 1024): the random vision encoder, fusion encoder and heads at 2e-3 (20x
 # upstream, a from-scratch rate for a small ViT at batch 32: at 3e-4 ITC
-# only reached 3.1 of ln 32 = 3.47 in 80 image-text steps, 2.6 at 2e-3 and
-# 64 px). The real MiniLM weights at 1e-5 (0.005x): masked LM and ITC at
-# 3e-5 took its WordSim-353 Spearman from 0.73 to 0.68 over 200 steps
-# (tools/analysis/word_similarity.py; docs/en/demo_data.md).
+# only reached 3.1 of ln 32 = 3.47 in 80 image-text steps, 3.0 at 2e-3,
+# 2.6 at 2e-3 with 64 px and no crops; docs/en/demo_learning.md). The real
+# MiniLM weights at 1e-5 (0.005x): masked LM and ITC at 3e-5 took its
+# WordSim-353 Spearman from 0.7289 to 0.6772 over 200 steps, at 1e-5 to
+# 0.7231 (tools/analysis/word_similarity.py; docs/en/demo_data.md).
 optim_wrapper = dict(
     type='CPUAmpOptimWrapper',
     dtype='bfloat16',
