@@ -25,7 +25,7 @@ def test_feature_extractor_on_the_demo_pretraining_config(tmp_path):
     path = str(tmp_path / 'half_red.png')
     mmcv.imwrite(image, path)
     packed = image_pipe(load_image(path))
-    assert tuple(packed['inputs'].shape) == (3, 96, 96)  # img_size 96
+    assert tuple(packed['inputs'].shape) == (3, 64, 64)  # img_size 64
     assert text_pipe(dict(text='A Red, Square!'))['data_samples'] \
         .text_ids.shape == (16, )  # the demo's max_tokens
 

@@ -193,7 +193,7 @@ def test_browse_dataset_draws_every_source(tmp_path):
     for path in written:
         assert osp.getsize(path) > 0
     assert '[MASK]' in open(osp.join(out, 'text_0.txt')).read()
-    # Enlarged 96 px pictures: 288 px on the short side.
+    # Enlarged 64 px pictures: 288 px on the short side.
     assert min(mmcv_shape(osp.join(out, 'image_0.png'))) == 288
 
 

@@ -28,7 +28,7 @@ def test_demo_rates_and_mim_weight():
     params = dict(model.named_parameters())
     base = cfg.optim_wrapper.optimizer.lr
     expect = {
-        'text_encoder.transformer.layers.0.attn.qkv.weight': 0.1 * base,
+        'text_encoder.transformer.layers.0.attn.qkv.weight': 0.005 * base,
         'vision_encoder.transformer.layers.0.attn.qkv.weight': base,
         'fusion_encoder.transformer.layers.0.ffn.fc1.weight': base,
         'itm_head.classifier.0.weight': 2 * base,
@@ -37,3 +37,27 @@ def test_demo_rates_and_mim_weight():
     }
     for name, lr in expect.items():
         assert lr_of[id(params[name])] == pytest.approx(lr), name
+    # A from-scratch rate for the random towers, a fine-tuning one for the
+    # real MiniLM weights (upstream's 1e-4 suits neither at this scale).
+    assert base == pytest.approx(2e-3)
+    assert lr_of[id(params[
+        'text_encoder.transformer.layers.0.attn.qkv.weight'])] <= 1e-5
+
+
+def test_demo_image_sizes_and_masks_fit_the_grids():
+    """Images at the emoji's own 64 px, regions at 96 px, and MIM masks
+    drawn on the grid the images really have."""
+    cfg = Config.fromfile(
+        osp.join(REPO_ROOT, 'configs', 'xfm', 'pretrain_demo.py'))
+    patch = cfg.model.vision_encoder.get('patch_size', 16)
+    assert cfg.model.vision_encoder.img_size == 64
+    loaders = cfg.train_dataloader
+    for source in ('image', 'image_text'):
+        pipeline = loaders[source].dataset.pipeline
+        resize = pipeline[0]
+        assert resize.type == 'Resize' and resize.scale == (64, 64), source
+        mask = next(t for t in pipeline if t.type == 'BlockMask')
+        assert mask.input_size == 64 // patch, source
+        assert mask.num_masking_patches < (64 // patch)**2, source
+    crop = loaders.region.dataset.pipeline[0]
+    assert crop.type == 'RegionRandomCrop' and crop.scale % patch == 0

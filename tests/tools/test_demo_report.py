@@ -53,6 +53,11 @@ def test_table_reports_start_end_retrieval_checkpoint_and_plot(tmp_path):
     assert float(itm[2]) == pytest.approx(0.7 - 0.002 * 95.5, abs=1e-4)
     assert 'image_text/loss' not in lines  # totals are left out
     assert 'mean 10.5% (chance 0.5%)' in text
+    # Where tools/test.py really writes them: TIMESTAMP/TIMESTAMP.json.
+    _write(str(tmp_path / 'zs2' / '20261201_000200' / '20261201_000200.json'),
+           [{'retrieval/txt_r1': 3.0, 'retrieval/img_r1': 1.5}])
+    text2 = report_mod.report(str(work), str(tmp_path / 'zs2'), window=10)
+    assert 'text R@1 3.0%, image R@1 1.5%, mean 2.2%' in text2
     assert f'checkpoint: {work}/iter_100.pth' in text
     assert osp.isfile(work / 'loss_curves.png')
     assert f'loss curves: {work}/loss_curves.png' in text

@@ -6,7 +6,7 @@ against chance, and where the checkpoint and the loss curves are.
 Usage (tools/run_demo.sh calls it last)::
 
     python tools/analysis/demo_report.py WORK_DIR [--retrieval-dir DIR]
-        [--config configs/xfm/pretrain_demo.py] [--window 10]
+        [--config configs/xfm/pretrain_demo.py] [--window 3]
 
 Constant-predictor values: ITC ``ln(batch)`` (uniform over the batch), ITM
 ``H(1/3)`` = 0.6365 (one positive, two negatives, always "1/3"), masked LM
@@ -100,7 +100,11 @@ def _jsonl(path: str, key: str) -> List[str]:
 def read_retrieval(retrieval_dir: str) -> Dict[str, float]:
     """The newest ``retrieval/*`` metrics logged under ``retrieval_dir``."""
     found = {}
-    paths = sorted(glob.glob(osp.join(retrieval_dir, '*', 'vis_data',
+    # mmengine's test runs write the metrics to TIMESTAMP/TIMESTAMP.json
+    # (vis_data/ then holds only config.py); scalars backends may also
+    # write them under vis_data/.
+    paths = sorted(glob.glob(osp.join(retrieval_dir, '*', '*.json')) +
+                   glob.glob(osp.join(retrieval_dir, '*', 'vis_data',
                                       '*.json')),
                    key=os.path.getmtime)
     for path in paths:
@@ -141,7 +145,7 @@ def plot_losses(records: List[dict], keys: List[str], path: str) -> bool:
 def report(work_dir: str,
            retrieval_dir: Optional[str] = None,
            config: Optional[str] = None,
-           window: int = 10,
+           window: int = 3,
            num_test: int = 200) -> str:
     """Build the table (see the module docstring) and write the plot."""
     records = read_scalars(work_dir)
@@ -181,8 +185,9 @@ def main(argv=None) -> int:
     parser.add_argument('--retrieval-dir', default=None)
     parser.add_argument('--config', default=None,
                         help='pre-training config (for the baselines)')
-    parser.add_argument('--window', type=int, default=10,
-                        help='logged values averaged at each end')
+    parser.add_argument('--window', type=int, default=3,
+                        help='logged values (each a mean over the '
+                        'logger interval) averaged at each end')
     args = parser.parse_args(argv)
     if REPO_ROOT not in sys.path:
         sys.path.insert(0, REPO_ROOT)

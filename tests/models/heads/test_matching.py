@@ -187,3 +187,24 @@ def test_pooler_classifier_matches_transformers_flava_itm_head():
             head(sequence[:, 0]), reference(sequence), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="classifier must be 'mlp'"):
         MatchingHead(classifier='linear')
+
+
+def test_random_negatives_ignore_the_similarities():
+    """``negatives='random'`` draws uniformly among the non-positives even
+    where the similarities single one out (where 'hard' would draw it
+    almost always)."""
+    sim_t2i = torch.full((4, 4), -20.)
+    sim_t2i[:, 3] = 20.  # every text's hardest image is image 3
+    sim_t2i[3, 0] = 20.  # ...and text 3's is image 0
+    torch.manual_seed(0)
+    hard = _head().sample_negatives(sim_t2i.t(), sim_t2i)[0]
+    assert hard.tolist() == [3, 3, 3, 0]
+    head = MatchingHead(embed_dims=8, negatives='random')
+    draws = torch.stack([
+        head.sample_negatives(sim_t2i.t(), sim_t2i)[0] for _ in range(3000)
+    ])
+    frequency = F.one_hot(draws, 4).float().mean(dim=0)
+    expected = torch.full((4, 4), 1 / 3).fill_diagonal_(0)
+    torch.testing.assert_close(frequency, expected, atol=0.04, rtol=0)
+    with pytest.raises(ValueError, match='negatives'):
+        MatchingHead(embed_dims=8, negatives='semi-hard')

@@ -40,6 +40,14 @@ class MatchingHead(BaseModule):
             family); ``'pooler'``: :func:`build_pooler_classifier` (FLAVA).
             Defaults to ``'mlp'``.
         loss_weight (float): Multiplier of ``loss_itm``. Defaults to 1.0.
+        negatives (str): How :meth:`sample_negatives` draws: ``'hard'``
+            (X-VLM family, upstream: by the ITC similarities) or
+            ``'random'`` (uniform over the in-batch non-positives). Hard
+            negatives are the ones ITC cannot tell apart; with towers that
+            start random and train for a few hundred steps (the CPU demo)
+            the features cannot tell them apart either, and ITM stays at
+            the constant predictor's loss while random negatives teach it.
+            Defaults to ``'hard'``.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
@@ -47,6 +55,7 @@ class MatchingHead(BaseModule):
                  embed_dims: int = 768,
                  classifier: str = 'mlp',
                  loss_weight: float = 1.0,
+                 negatives: str = 'hard',
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if classifier == 'mlp':
@@ -56,8 +65,12 @@ class MatchingHead(BaseModule):
         else:
             raise ValueError(f"{type(self).__name__}: classifier must be "
                              f"'mlp' or 'pooler', got {classifier!r}")
+        if negatives not in ('hard', 'random'):
+            raise ValueError(f"{type(self).__name__}: negatives must be "
+                             f"'hard' or 'random', got {negatives!r}")
         self.embed_dims = embed_dims
         self.loss_weight = loss_weight
+        self.negatives = negatives
 
     @torch.no_grad()
     def sample_negatives(
@@ -66,7 +79,8 @@ class MatchingHead(BaseModule):
             sim_t2i: Tensor,
             image_ids: Optional[Tensor] = None
     ) -> Tuple[Tensor, Tensor, Tensor]:
-        """Draw one hard negative per row, batched.
+        """Draw one negative per row (hard or random, see ``negatives``),
+        batched.
 
         Args:
             sim_i2t (Tensor): ``(B, B)`` image-to-text logits of this
@@ -111,7 +125,10 @@ class MatchingHead(BaseModule):
         own_index = torch.arange(size, device=device)
 
         def draw(sim: Tensor) -> Tensor:
-            weights = F.softmax(sim.float(), dim=1) + 1e-5
+            if self.negatives == 'random':
+                weights = torch.ones_like(sim, dtype=torch.float32)
+            else:
+                weights = F.softmax(sim.float(), dim=1) + 1e-5
             weights = weights.masked_fill(positives, 0)
             # Rows without a negative get dummy weights so that multinomial
             # accepts the batch; their draw is replaced below.
