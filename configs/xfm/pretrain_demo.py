@@ -148,7 +148,8 @@ warmup_iters = 10
 # 2.6 at 2e-3 with 64 px and no crops; docs/en/demo_learning.md). The real
 # MiniLM weights at 1e-5 (0.005x): masked LM and ITC at 3e-5 took its
 # WordSim-353 Spearman from 0.7289 to 0.6772 over 200 steps, at 1e-5 to
-# 0.7231 (tools/analysis/word_similarity.py; docs/en/demo_data.md).
+# 0.7231 / 0.7172 in two runs (tools/analysis/word_similarity.py;
+# docs/en/demo_data.md).
 optim_wrapper = dict(
     type='CPUAmpOptimWrapper',
     dtype='bfloat16',
