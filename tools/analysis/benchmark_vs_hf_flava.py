@@ -37,7 +37,8 @@ from transformers import FlavaConfig, FlavaForPreTraining
 
 import xfm_mm.models  # noqa: F401  (registers the model classes)
 from xfm_mm.datasets.transforms.masking import BlockMaskGenerator
-from xfm_mm.models.weights import HF_LOSS_NAMES, convert_flava_hf_to_mm
+from xfm_mm.models.weights import (HF_LOSS_NAMES, convert_flava_hf_to_mm,
+                                   hf_flava_pretraining_kwargs)
 from xfm_mm.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -140,27 +141,9 @@ def make_inputs(batch: int, text_len: int, seed: int = 0) -> dict:
         itm_labels=(torch.arange(batch) != batch - 1).long())
 
 
-def hf_step_inputs(inputs: dict, source: str) -> dict:
-    kwargs = dict(return_loss=True, return_dict=True)
-    if source in ('image', 'image_text'):
-        kwargs.update(
-            pixel_values=inputs['images'],
-            codebook_pixel_values=inputs['codebook_images'],
-            bool_masked_pos=inputs['image_mask'])
-    if source in ('text', 'image_text'):
-        kwargs.update(
-            input_ids_masked=inputs['masked_text_ids'],
-            attention_mask=inputs['text_mask'],
-            mlm_labels=inputs['mlm_labels'].clone())
-    if source == 'image_text':
-        kwargs.update(
-            input_ids=inputs['text_ids'], itm_labels=inputs['itm_labels'])
-    return kwargs
-
-
 def losses_of(model, inputs: dict, source: str) -> dict:
     if isinstance(model, FlavaForPreTraining):
-        info = model(**hf_step_inputs(inputs, source)).loss_info
+        info = model(**hf_flava_pretraining_kwargs(inputs, source)).loss_info
         return {HF_LOSS_NAMES[k]: v for k, v in info.items() if v is not None}
     return model(dict(source=source, **inputs), mode='loss')
 

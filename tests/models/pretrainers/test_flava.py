@@ -13,6 +13,7 @@ from transformers import FlavaConfig, FlavaForPreTraining
 
 from xfm_mm.models.weights import (HF_LOSS_NAMES, convert_flava_hf_to_mm,
                                    convert_flava_mm_to_hf,
+                                   hf_flava_pretraining_kwargs,
                                    load_state_dict_file)
 from xfm_mm.registry import MODELS
 
@@ -115,21 +116,7 @@ def converted(tmp_path_factory):
 
 
 def hf_losses(hf, inputs, source):
-    kwargs = dict(return_loss=True, return_dict=True)
-    if source in ('image', 'image_text'):
-        kwargs.update(
-            pixel_values=inputs['images'],
-            codebook_pixel_values=inputs['codebook_images'],
-            bool_masked_pos=inputs['image_mask'])
-    if source in ('text', 'image_text'):
-        kwargs.update(
-            input_ids_masked=inputs['masked_text_ids'],
-            attention_mask=inputs['text_mask'],
-            mlm_labels=inputs['mlm_labels'].clone())
-    if source == 'image_text':
-        kwargs.update(
-            input_ids=inputs['text_ids'], itm_labels=inputs['itm_labels'])
-    return hf(**kwargs).loss_info
+    return hf(**hf_flava_pretraining_kwargs(inputs, source)).loss_info
 
 
 NAMES = HF_LOSS_NAMES

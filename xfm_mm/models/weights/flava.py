@@ -90,6 +90,40 @@ HF_LOSS_NAMES = dict(
     global_contrastive='loss_itc',
     mmm_image='loss_mmm_image',
     mmm_text='loss_mmm_text')
+
+
+def hf_flava_pretraining_kwargs(inputs: dict, source: str) -> dict:
+    """transformers' ``FlavaForPreTraining.forward`` arguments for one of
+    our FLAVA batches (the keys :class:`FLAVA` reads), so that both compute
+    the losses of ``source`` (``'image'``, ``'text'`` or ``'image_text'``).
+
+    Args:
+        inputs (dict): Our batch: ``images``, ``codebook_images``,
+            ``image_mask``, ``text_ids``, ``masked_text_ids``, ``text_mask``,
+            ``mlm_labels``, ``itm_labels`` as the source has them.
+        source (str): The batch source.
+
+    Returns:
+        dict: Keyword arguments for HF's forward, losses on.
+    """
+    kwargs = dict(return_loss=True, return_dict=True)
+    if source in ('image', 'image_text'):
+        kwargs.update(
+            pixel_values=inputs['images'],
+            codebook_pixel_values=inputs['codebook_images'],
+            bool_masked_pos=inputs['image_mask'])
+    if source in ('text', 'image_text'):
+        # HF edits the labels in place.
+        kwargs.update(
+            input_ids_masked=inputs['masked_text_ids'],
+            attention_mask=inputs['text_mask'],
+            mlm_labels=inputs['mlm_labels'].clone())
+    if source == 'image_text':
+        kwargs.update(
+            input_ids=inputs['text_ids'], itm_labels=inputs['itm_labels'])
+    return kwargs
+
+
 #: FlavaModel folders have no ``flava.`` prefix.
 FLAVA_MODEL_PREFIXES = ('image_model.', 'text_model.', 'multimodal_model.',
                         'image_projection.', 'text_projection.',
@@ -291,4 +325,3 @@ def convert_flava_mm_to_hf(state_dict: StateDict) -> StateDict:
         raise KeyError(f'convert_flava_mm_to_hf: {len(unknown)} unknown '
                        f'keys: {", ".join(unknown[:20])}')
     return out
-
