@@ -10,8 +10,8 @@ from transformers import BertConfig, ViTConfig
 from transformers.models.bert.modeling_bert import BertLayer
 from transformers.models.vit.modeling_vit import ViTLayer
 
-from xfm_mm.models.layers import (TransformerLayer, TransformerStack,
-                                  mask_to_bias)
+from xfm_mm.models.layers import (TokenPacking, TransformerLayer,
+                                  TransformerStack, mask_to_bias)
 from xfm_mm.models.weights import convert_hf_layer
 
 D, HEADS, FFN, CTX = 32, 4, 48, 24
@@ -339,3 +339,41 @@ def test_cross_attention_layers_and_errors():
                 num_heads=HEADS,
                 feedforward_channels=FFN,
                 drop_path_rate=0.1))
+
+
+@pytest.mark.parametrize('norm_first', [False, True])
+def test_packed_tokens_equal_padded_layout_with_cross_attention(norm_first):
+    """TokenPacking: self- and cross-attention layers on the real tokens
+    only give the padded layout's values there (outputs and gradients)."""
+    torch.manual_seed(0)
+    layer = TransformerLayer(
+        16, 4, 24, norm_first=norm_first, cross_attn_dims=8,
+        layer_scale_init_value=0.1 if norm_first else 0.).train()
+    x = torch.randn(3, 5, 16)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [0, 0, 1, 1, 1]])
+    context = torch.randn(3, 4, 8)
+    bias = mask_to_bias(mask, x)
+    packing = TokenPacking(mask)
+    assert packing.num_tokens == 11
+    padded = layer(x, bias, context)[mask.bool()]
+    packed = layer(packing.pack(x), bias, context, packing=packing)
+    torch.testing.assert_close(packed, padded, atol=1e-6, rtol=0)
+    grads = [
+        torch.autograd.grad(out.square().sum(), list(layer.parameters()))
+        for out in (padded, packed)
+    ]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    unpacked = packing.unpack(packed)
+    assert unpacked.shape == (3, 5, 16) and not unpacked[~mask.bool()].any()
+
+
+def test_packed_tokens_refuse_stochastic_depth():
+    layer = TransformerLayer(16, 4, 24, drop_path_rate=0.1).train()
+    mask = torch.tensor([[1, 1, 0]])
+    packing = TokenPacking(mask)
+    with pytest.raises(ValueError, match='stochastic depth'):
+        layer(torch.randn(2, 16), mask_to_bias(mask, torch.zeros(1)),
+              packing=packing)
+    layer.eval()  # no drop path in inference: packing is fine
+    assert layer(torch.randn(2, 16), packing=packing).shape == (2, 16)

@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .packing import TokenPacking
+
 
 def _learned_bias_on_cpu(bias: Optional[torch.Tensor],
                          q: torch.Tensor) -> bool:
@@ -100,11 +102,13 @@ class MultiheadAttention(nn.Module):
                 x: torch.Tensor,
                 context: Optional[torch.Tensor] = None,
                 attn_bias: Optional[torch.Tensor] = None,
-                cross_kv: Optional[tuple] = None) -> torch.Tensor:
+                cross_kv: Optional[tuple] = None,
+                packing: Optional[TokenPacking] = None) -> torch.Tensor:
         """Attend from ``x`` to itself or to ``context``.
 
         Args:
-            x (Tensor): Queries, ``(B, Lq, embed_dims)``.
+            x (Tensor): Queries, ``(B, Lq, embed_dims)``, or ``(N,
+                embed_dims)`` real tokens with ``packing``.
             context (Tensor, optional): Keys/values source for
                 cross-attention, ``(B, Lk, kv_dims)``.
             attn_bias (Tensor, optional): Additive bias broadcastable to
@@ -118,13 +122,19 @@ class MultiheadAttention(nn.Module):
                 ``g * S + S - 1`` attend to context ``g``; they run as one
                 query set of ``S * Lq`` tokens, which is exact because
                 cross-attention queries do not interact.
+            packing (TokenPacking, optional): The layout of a packed ``x``:
+                the projections run on its real tokens, the attention on
+                the padded layout (padded queries see zeros; their outputs
+                are dropped).
 
         Returns:
-            Tensor: ``(B, Lq, embed_dims)``.
+            Tensor: ``(B, Lq, embed_dims)``, or ``(N, embed_dims)`` with
+            ``packing``.
         """
+        unpack = (lambda t: t) if packing is None else packing.unpack
         shared = 1
         if self.is_cross:
-            q, = self._heads(self.q(x), 1)
+            q, = self._heads(unpack(self.q(x)), 1)
             if cross_kv is not None:
                 k, v = cross_kv
                 q, shared = self._fold_queries(q, len(k))
@@ -134,7 +144,7 @@ class MultiheadAttention(nn.Module):
             else:
                 k, v = self.project_kv(context)
         else:
-            q, k, v = self._heads(self.qkv(x), 3)
+            q, k, v = self._heads(unpack(self.qkv(x)), 3)
         if attn_bias is not None and attn_bias.dtype != q.dtype:
             # Clamp first: float32's minimum overflows to -inf in fp16/bf16
             # and a fully masked row would then give NaN.
@@ -149,9 +159,11 @@ class MultiheadAttention(nn.Module):
         if shared > 1:  # (G, H, S*Lq, Dh) -> (G*S, Lq, H*Dh)
             G, H, _, Dh = out.shape
             out = out.view(G, H, shared, -1, Dh).permute(0, 2, 3, 1, 4)
-            return self.proj_drop(
-                self.proj(out.reshape(G * shared, -1, H * Dh)))
-        out = out.transpose(1, 2).flatten(2)
+            out = out.reshape(G * shared, -1, H * Dh)
+        else:
+            out = out.transpose(1, 2).flatten(2)
+        if packing is not None:
+            out = packing.pack(out)
         return self.proj_drop(self.proj(out))
 
     def _fold_queries(self, q: torch.Tensor, num_contexts: int) -> tuple:

@@ -18,6 +18,7 @@ from torch.utils.checkpoint import checkpoint
 from xfm_mm.registry import MODELS
 from .attention import MultiheadAttention
 from .mlp import FFN
+from .packing import TokenPacking
 from .rel_pos_bias import RelativePositionBias
 
 #: The sub-layers of a layer, in the order they run.
@@ -131,11 +132,13 @@ class TransformerLayer(nn.Module):
                 context: Optional[torch.Tensor] = None,
                 context_bias: Optional[torch.Tensor] = None,
                 rel_pos: Optional[Sequence[int]] = None,
-                cross_kv: Optional[tuple] = None) -> torch.Tensor:
+                cross_kv: Optional[tuple] = None,
+                packing: Optional[TokenPacking] = None) -> torch.Tensor:
         """Run the layer.
 
         Args:
-            x (Tensor): ``(B, L, embed_dims)``.
+            x (Tensor): ``(B, L, embed_dims)``, or ``(N, embed_dims)`` real
+                tokens with ``packing``.
             attn_bias (Tensor, optional): Additive self-attention bias
                 broadcastable to ``(B, num_heads, L, L)`` (padding, causal).
             context (Tensor, optional): ``(B, Lc, cross_attn_dims)``;
@@ -149,22 +152,38 @@ class TransformerLayer(nn.Module):
             cross_kv (tuple, optional): Precomputed cross-attention keys
                 and values (:meth:`TransformerStack.cross_kv`), instead of
                 ``context``.
+            packing (TokenPacking, optional): ``x`` holds only the real
+                tokens of a padded batch (:class:`TokenPacking`); norms,
+                FFN and projections run on those, attention on the padded
+                layout. Not with stochastic depth while training (it drops
+                per sample, a packed row is a token).
 
         Returns:
-            Tensor: ``(B, L, embed_dims)``.
+            Tensor: The shape of ``x``.
         """
+        if (packing is not None and self.training
+                and self.drop_path.drop_prob > 0):
+            raise ValueError(
+                f'{type(self).__name__}: packed tokens cannot take '
+                f'stochastic depth (drop_path_rate='
+                f'{self.drop_path.drop_prob}); run the padded layout')
         if self.rel_pos_bias is not None:
             pos_bias = self.rel_pos_bias(rel_pos)
             attn_bias = pos_bias if attn_bias is None else attn_bias + pos_bias
-        x = self._residual(x, 'attn',
-                           lambda h: self.attn(h, attn_bias=attn_bias))
+        x = self._residual(
+            x, 'attn',
+            lambda h: self.attn(h, attn_bias=attn_bias, packing=packing))
         if self.has_cross_attn:
             if context is None and cross_kv is None:
                 raise ValueError(f'{type(self).__name__}: this layer '
                                  'cross-attends and needs a context')
             x = self._residual(
                 x, 'cross_attn', lambda h: self.cross_attn(
-                    h, context, attn_bias=context_bias, cross_kv=cross_kv))
+                    h,
+                    context,
+                    attn_bias=context_bias,
+                    cross_kv=cross_kv,
+                    packing=packing))
         return self._residual(x, 'ffn', self.ffn)
 
 
@@ -299,7 +318,8 @@ class TransformerStack(BaseModule):
                 end: Optional[int] = None,
                 out_indices: Optional[Sequence[int]] = None,
                 norm: bool = True,
-                cross_kv: Optional[Sequence[Optional[tuple]]] = None
+                cross_kv: Optional[Sequence[Optional[tuple]]] = None,
+                packing: Optional[TokenPacking] = None
                 ) -> Union[torch.Tensor, List[torch.Tensor]]:
         """Run layers ``start..end-1``.
 
@@ -323,6 +343,9 @@ class TransformerStack(BaseModule):
                 Defaults to True.
             cross_kv (Sequence, optional): :meth:`cross_kv` of the context,
                 used instead of ``context``.
+            packing (TokenPacking, optional): ``x`` is ``(N, D)``, the real
+                tokens of a padded batch (see :class:`TransformerLayer`);
+                the outputs are packed too.
 
         Returns:
             Tensor | list[Tensor]: The last output, or one output per
@@ -334,7 +357,7 @@ class TransformerStack(BaseModule):
         outs = {}
         for i in range(start, end):
             args = (x, attn_bias, context, context_bias, rel_pos,
-                    None if cross_kv is None else cross_kv[i])
+                    None if cross_kv is None else cross_kv[i], packing)
             if use_cp:
                 x = checkpoint(self.layers[i], *args, use_reentrant=False)
             else:
