@@ -3,7 +3,7 @@
 cites only what a reader can follow.
 
 Every ```python block of README.md and docs/en/*.md that uses the demo
-checkpoint (``work_dirs/pretrain_demo/iter_200.pth``) or a demo fine-tune's
+checkpoint (``work_dirs/pretrain_demo/iter_400.pth``) or a demo fine-tune's
 (``work_dirs/xfm-demo_<task>/iter_100.pth``) is executed in a folder laid
 out as after ``make demo`` and ``make demo-finetune``: ``configs/``, a
 small demo set as ``data/demo`` with its fine-tuning sets, and, as the
@@ -22,7 +22,7 @@ import torch
 from demo_data import prepare_small_demo, prepare_small_finetune_data
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CKPT = 'work_dirs/pretrain_demo/iter_200.pth'
+DEMO_CKPT = 'work_dirs/pretrain_demo/iter_400.pth'
 #: The demo fine-tunes: config -> the checkpoint `make demo-finetune` saves.
 DEMO_FINETUNES = {
     f'configs/downstream/{task}/xfm-demo_{task}.py':

@@ -7,7 +7,7 @@
 #      and NLVR2; the checkpoints are what docs/en/inference.md's demo
 #      snippets load (work_dirs/xfm-demo_<task>/iter_100.pth).
 # Environment: XFM_VENV (default .venv), WORK_DIR (default work_dirs),
-# PRETRAINED (default work_dirs/pretrain_demo/iter_200.pth), TASKS (default
+# PRETRAINED (default work_dirs/pretrain_demo/iter_400.pth), TASKS (default
 # "vqa grounding caption nlvr2"), CFG_OPTIONS (more --cfg-options, e.g.
 # "train_cfg.max_iters=50").
 set -euo pipefail
@@ -15,7 +15,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 PY=${XFM_VENV:-$ROOT/.venv}/bin/python
 WORK_DIR=${WORK_DIR:-work_dirs}
-PRETRAINED=${PRETRAINED:-work_dirs/pretrain_demo/iter_200.pth}
+PRETRAINED=${PRETRAINED:-work_dirs/pretrain_demo/iter_400.pth}
 TASKS=${TASKS:-vqa grounding caption nlvr2}
 export PYTHONUNBUFFERED=1
 

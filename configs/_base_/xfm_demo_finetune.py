@@ -12,7 +12,7 @@
 # them next to the demo sizes.
 _base_ = ['../xfm/retrieval_demo_finetune.py']
 
-pretrained = 'work_dirs/pretrain_demo/iter_200.pth'
+pretrained = 'work_dirs/pretrain_demo/iter_400.pth'
 ann_root = 'finetune/'  # under data_root (data/demo)
 
 # The X-FM towers of every vision-language task model; the vision tower

@@ -4,7 +4,7 @@
 # targets + ITM on hard negatives, no stop-gradient. Short CPU schedule:
 # 100 iterations of 32 pairs (~1.5 min on 2 cores).
 #   python tools/train.py configs/xfm/retrieval_demo_finetune.py \
-#       --cfg-options load_from=work_dirs/pretrain_demo/iter_200.pth
+#       --cfg-options load_from=work_dirs/pretrain_demo/iter_400.pth
 #   python tools/test.py configs/xfm/retrieval_demo_finetune.py \
 #       work_dirs/retrieval_demo_finetune/iter_100.pth
 _base_ = ['./retrieval_demo_zeroshot.py']

@@ -75,6 +75,20 @@ def test_constant_predictor_values():
         pytest.approx(math.log(2))
 
 
+def test_region_baseline_counts_canvas_and_box_captions(tmp_path):
+    """Region IMLM is measured against the region stream's own texts (the
+    canvas caption and the box captions), not the image-text captions."""
+    path = tmp_path / 'region.jsonl'
+    _write(str(path), [{
+        'image': 'a.png',
+        'caption': 'Cat and Dog',
+        'elems': [{'caption': 'cat', 'bb': [0, 0, 1, 1]},
+                  {'caption': 'dog', 'bb': [1, 1, 1, 1]}]
+    }])
+    assert report_mod._region_texts(str(path)) == ['cat and dog', 'cat',
+                                                   'dog']
+
+
 def test_missing_log_names_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match='scalars.json'):
         report_mod.read_scalars(str(tmp_path))

@@ -82,14 +82,30 @@ def constant_baselines(cfg, data_root: Optional[str] = None) -> Dict[str, str]:
         texts = _jsonl(osp.join(data_root, 'text', 'train.jsonl'), 'desc')
         captions = _jsonl(
             osp.join(data_root, 'image_text', 'train.jsonl'), 'caption')
+        region_texts = _region_texts(
+            osp.join(data_root, 'region', 'train.jsonl'))
     except (OSError, ImportError, KeyError) as err:
         print(f'[demo] no masked-LM baseline: {err}', file=sys.stderr)
         return out
-    out['text/loss_mlm'] = \
-        f'{unigram_entropy(texts, tokenizer):.4f} (unigram entropy)'
-    imlm = f'{unigram_entropy(captions, tokenizer):.4f} (unigram entropy)'
-    out['image_text/loss_imlm'] = out['region/loss_imlm'] = imlm
+    for key, corpus in (('text/loss_mlm', texts),
+                        ('image_text/loss_imlm', captions),
+                        ('region/loss_imlm', region_texts)):
+        out[key] = \
+            f'{unigram_entropy(corpus, tokenizer):.4f} (unigram entropy)'
     return out
+
+
+def _region_texts(path: str) -> List[str]:
+    """The texts the region stream masks: each canvas's caption and its
+    boxes' captions (``RegionRandomCrop`` keeps the caption, then boxes)."""
+    texts = []
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            if line.strip():
+                record = json.loads(line)
+                texts.append(record['caption'].lower())
+                texts.extend(e['caption'].lower() for e in record['elems'])
+    return texts
 
 
 def _jsonl(path: str, key: str) -> List[str]:
