@@ -62,6 +62,17 @@ def max_diff(a, b):
     return (a - b).abs().max().item()
 
 
+def tiny_encoder(**kwargs):
+    """A 2-layer, 32-wide TextEncoder (BERT layout unless overridden)."""
+    arch = dict(
+        vocab_size=99,
+        embed_dims=32,
+        num_layers=2,
+        num_heads=4,
+        feedforward_channels=48)
+    return TextEncoder(**{**arch, **kwargs})
+
+
 def real_token_diff(out, ref, mask):
     """Largest difference at the real tokens; a padded batch's states are
     zero at the padding (the layers ran on the real tokens only)."""
@@ -137,15 +148,8 @@ def test_minilm_real_weights_parity():
 def test_inputs_embeds_equals_ids(style):
     pad = 0 if style == 'bert' else 1
     torch.manual_seed(0)
-    enc = TextEncoder(
-        vocab_size=99,
-        embed_dims=32,
-        num_layers=2,
-        num_heads=4,
-        feedforward_channels=48,
-        max_positions=42,
-        pad_token_id=pad,
-        position_style=style).eval()
+    enc = tiny_encoder(
+        max_positions=42, pad_token_id=pad, position_style=style).eval()
     ids, mask, types = batch(pad_id=pad, left_pad_row=True)
     with torch.no_grad():
         from_ids = enc(ids, mask, token_type_ids=types)
@@ -251,14 +255,7 @@ def test_padding_free_layers_equal_the_padded_layout():
     """A padded batch runs its layers on the real tokens only; outputs and
     every gradient equal those of the padded layout."""
     torch.manual_seed(0)
-    enc = TextEncoder(
-        vocab_size=99,
-        embed_dims=32,
-        num_layers=2,
-        num_heads=4,
-        feedforward_channels=48,
-        dropout=0.,
-        attn_dropout=0.).train()
+    enc = tiny_encoder(dropout=0., attn_dropout=0.).train()
     ids, mask, types = batch(pad_id=0, left_pad_row=True)
     real = mask.bool()
     weights = torch.linspace(-1, 1, 32)
