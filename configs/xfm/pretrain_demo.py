@@ -162,10 +162,13 @@ optim_wrapper = dict(
         new_param_prefixes=('itc_head', 'itm_head', 'box_head', 'mlm_head',
                             'imlm_head'),
         # The MLM heads (their decoders are the tied MiniLM embeddings) at
-        # 1e-3 = 2e-3 x 2 x 0.25. Text MLM alone on the demo sentences
-        # (batch 16, MiniLM at 1e-5, mean loss of the last 20 steps): head
-        # at 4e-3 7.02 after 200 steps; at 1e-3 6.67 after 200, 6.11 after
-        # 400; at 3e-4 6.64 after 400 (unigram entropy 6.79).
+        # 1e-3 = 2e-3 x 2 x 0.25, the rate of every measured 400-iteration
+        # run (docs/en/demo_learning.md). Text MLM alone (transformers'
+        # BertModel + BertOnlyMLMHead, batch 16, MiniLM at 1e-5, last 20
+        # steps): head at 4e-3 7.02 after 200 steps and 5.85 after 400; at
+        # 1e-3 6.67 and 6.11; unigram entropy 6.79. The 400 iterations, not
+        # the head rate, take text MLM below the unigram level; 4e-3 may do
+        # better still (not measured in the full demo).
         prefix_lr_mults=dict(text_encoder=0.005, mlm_head=0.25,
                              imlm_head=0.25)))
 param_scheduler = [
