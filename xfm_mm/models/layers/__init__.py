@@ -8,7 +8,8 @@ from .packing import TokenPacking
 from .prediction import TokenPredictor
 from .rel_pos_bias import (RelativePositionBias, num_relative_distances,
                            relative_position_index, resize_rel_pos_bias_table)
-from .transformer import TransformerLayer, TransformerStack
+from .stack import TransformerStack
+from .transformer import TransformerLayer
 
 __all__ = [
     'MultiheadAttention', 'attention_dtype', 'causal_attention_bias',

@@ -1,5 +1,5 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
-"""Token embeddings that feed a :class:`~.transformer.TransformerStack`:
+"""Token embeddings that feed a :class:`~.stack.TransformerStack`:
 image patches and text tokens."""
 from typing import Optional, Sequence, Tuple, Union
 
