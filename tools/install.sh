@@ -35,6 +35,14 @@ if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] &&
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then
+    # A full environment is ~5.8 GB (torch's CUDA build alone is most of
+    # it); running out of disk half-way leaves a broken venv and a bare
+    # "Errno 28" from pip, so say it up front.
+    NEED_GB=${XFM_INSTALL_NEED_GB:-7}
+    mkdir -p "$(dirname "$VENV")"
+    FREE_KB=$(df -Pk "$(dirname "$VENV")" | awk 'NR == 2 {print $4}')
+    [ "$FREE_KB" -ge $((NEED_GB * 1024 * 1024)) ] ||
+        die "$((FREE_KB / 1024)) MB free on the disk of $(dirname "$VENV"); a new environment needs about $NEED_GB GB (set XFM_VENV to a roomier place, or XFM_INSTALL_NEED_GB to override)"
     say "creating virtual environment at $VENV"
     "$PYTHON" -m venv "$VENV" || die "could not create a venv with $PYTHON"
 fi
