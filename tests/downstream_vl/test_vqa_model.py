@@ -264,8 +264,9 @@ def test_published_config_trains_and_dumps_test_dev(vqa_files, tmp_path,
 @pytest.mark.parametrize('attend', [True, False])
 def test_prediction_attends_to_question_padding_as_upstream(
         vqa_files, attend):
-    """Upstream ranks answers with an all-ones question mask; the switch
-    masks the padding as in training."""
+    """Upstream ranks answers with an all-ones question mask, over the
+    language encoder's states at the padding (not the zeros of its
+    padding-free layout); the switch masks the padding as in training."""
     from xfm_mm.models.downstream import rank_answers
     torch.manual_seed(0)
     model = build_model(attend_question_padding=attend).eval()
@@ -276,13 +277,30 @@ def test_prediction_attends_to_question_padding_as_upstream(
     assert (mask == 0).any(), 'the questions must be padded'
     preds = model.predict(data['inputs'], data['data_samples'], topk=5)
     got = torch.stack([p.pred_answer_scores for p in preds])
+    inputs = data['inputs']
     with torch.no_grad():
-        states = model.fuse(data['inputs'])
+        padded_states = model.text_encoder(
+            inputs['text_ids'], mask, keep_padding=True)
+        assert padded_states[mask == 0].abs().sum() > 0
+        vision = model.vision_encoder(inputs['images'])
+        states = {
+            keep: model.fusion_encoder(
+                model.text_encoder(
+                    inputs['text_ids'], mask, keep_padding=keep), mask,
+                vision)
+            for keep in (True, False)
+        }
         results = {
-            key: rank_answers(model.text_decoder, states, context_mask,
+            key: rank_answers(model.text_decoder, states[key], context_mask,
                               model.answer_ids, model.answer_mask,
                               num_candidates=len(ANSWERS))[1][:, :5]
             for key, context_mask in ((True, None), (False, mask))
         }
     assert not torch.allclose(results[True], results[False])
+    # Attending to the padding reads its states: the zeros would rank
+    # differently from upstream's.
+    zeros_ranked = rank_answers(model.text_decoder, states[False], None,
+                                model.answer_ids, model.answer_mask,
+                                num_candidates=len(ANSWERS))[1][:, :5]
+    assert not torch.allclose(zeros_ranked, results[True])
     torch.testing.assert_close(got, results[attend])

@@ -94,8 +94,11 @@ def test_bert_parity(tmp_path):
         ref = hf(
             ids, attention_mask=mask, token_type_ids=types).last_hidden_state
         out = ours(ids, mask, token_type_ids=types)
+        every = ours(ids, mask, token_type_ids=types, keep_padding=True)
     assert out.shape == (3, 9, 32)
     assert real_token_diff(out, ref, mask) < 1e-5
+    # keep_padding: HF's states at every position, the padding included.
+    assert max_diff(every, ref) < 1e-5
 
 
 @pytest.mark.parametrize('left_pad', [False, True])
@@ -114,7 +117,9 @@ def test_roberta_parity_from_bin_with_prefix(tmp_path, left_pad):
     with torch.no_grad():
         ref = hf.roberta(ids, attention_mask=mask).last_hidden_state
         out = ours(ids, mask)
+        every = ours(ids, mask, keep_padding=True)
     assert real_token_diff(out, ref, mask) < 1e-5
+    assert max_diff(every, ref) < 1e-5
 
 
 def test_minilm_real_weights_parity():

@@ -67,7 +67,9 @@ class XFMVQA(VisionLanguageModel):
             ranks by the plain log-likelihood. Defaults to True.
         attend_question_padding (bool): At prediction the decoder attends
             to every question position, padding included, as upstream
-            (``XFMForVQA.forward`` passes an all-ones mask); False masks the
+            (``XFMForVQA.forward`` passes an all-ones mask; the language
+            encoder then computes its padding states, ``keep_padding``,
+            instead of the zeros of its padding-free layout); False masks the
             padding as in training, which makes a prediction independent
             of how far a batch is padded. Defaults to True.
         **kwargs: ``text_encoder``, ``vision_encoder``, ``fusion_encoder``,
@@ -180,7 +182,7 @@ class XFMVQA(VisionLanguageModel):
             raise RuntimeError(
                 f'{type(self).__name__}: predict needs answer_list (and '
                 'tokenizer) in the model config')
-        states = self.fuse(inputs)
+        states = self.fuse(inputs, keep_padding=self.attend_question_padding)
         indices, scores = rank_answers(
             self.text_decoder,
             states,

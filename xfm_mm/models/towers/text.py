@@ -272,7 +272,8 @@ class TextEncoder(BertTower):
                 input_ids: Optional[torch.Tensor] = None,
                 attention_mask: Optional[torch.Tensor] = None,
                 inputs_embeds: Optional[torch.Tensor] = None,
-                token_type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+                token_type_ids: Optional[torch.Tensor] = None,
+                keep_padding: bool = False) -> torch.Tensor:
         """Encode a batch of token sequences.
 
         Args:
@@ -283,12 +284,16 @@ class TextEncoder(BertTower):
                 used instead of ``input_ids`` (positions and token types are
                 still added).
             token_type_ids (Tensor, optional): ``(B, L)``; zeros if None.
+            keep_padding (bool): Run the padded layout and return the states
+                of the padding positions too, as HF does, for a reader of
+                them (upstream VQA ranks answers attending to the question
+                padding). Defaults to False.
 
         Returns:
             Tensor: ``(B, L, D)`` last hidden states; zeros at padding
-            when the batch is padded (the layers then run on the real
-            tokens only, :class:`TokenPacking`), which no reader of a
-            padded batch's states uses.
+            when the batch is padded and ``keep_padding`` is False (the
+            layers then run on the real tokens only,
+            :class:`TokenPacking`).
         """
         x = self.embeddings(input_ids, attention_mask, inputs_embeds,
                             token_type_ids)
@@ -301,7 +306,7 @@ class TextEncoder(BertTower):
             # layout and zero the padding like the packed path.
             x = self.transformer(x, bias, end=self.text_layers_end)
             return x * attention_mask.unsqueeze(-1).to(x.dtype)
-        if attention_mask.all():
+        if keep_padding or attention_mask.all():
             return self.transformer(x, bias, end=self.text_layers_end)
         packing = TokenPacking(attention_mask)
         x = self.transformer(

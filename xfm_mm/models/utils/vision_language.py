@@ -49,16 +49,20 @@ class VisionLanguageModel(BaseMultimodalModel):
                 f'encoder ({type(self.text_encoder).__name__}) has no fusion '
                 'layers')
 
-    def fuse(self, inputs: dict) -> torch.Tensor:
+    def fuse(self, inputs: dict, keep_padding: bool = False) -> torch.Tensor:
         """Fusion states of each text over its whole image.
 
         Args:
             inputs (dict): ``images`` ``(B, 3, H, W)``, ``text_ids`` and
                 ``text_mask`` ``(B, L)``.
+            keep_padding (bool): The language encoder's states at padding
+                are computed (``TextEncoder.forward``), not zeros, so the
+                fusion states there are upstream's. Defaults to False.
 
         Returns:
             torch.Tensor: ``(B, L, D)``.
         """
         vision = self.vision_encoder(inputs['images'])
-        text = self.text_encoder(inputs['text_ids'], inputs['text_mask'])
+        text = self.text_encoder(
+            inputs['text_ids'], inputs['text_mask'], keep_padding=keep_padding)
         return self.fusion_encoder(text, inputs['text_mask'], vision)
