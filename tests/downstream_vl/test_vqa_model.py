@@ -279,17 +279,12 @@ def test_prediction_attends_to_question_padding_as_upstream(
     got = torch.stack([p.pred_answer_scores for p in preds])
     inputs = data['inputs']
     with torch.no_grad():
-        padded_states = model.text_encoder(
-            inputs['text_ids'], mask, keep_padding=True)
-        assert padded_states[mask == 0].abs().sum() > 0
-        vision = model.vision_encoder(inputs['images'])
         states = {
-            keep: model.fusion_encoder(
-                model.text_encoder(
-                    inputs['text_ids'], mask, keep_padding=keep), mask,
-                vision)
+            keep: model.fuse(inputs, keep_padding=keep)
             for keep in (True, False)
         }
+        assert not states[False][mask == 0].any()
+        assert states[True][mask == 0].abs().sum() > 0
         results = {
             key: rank_answers(model.text_decoder, states[key], context_mask,
                               model.answer_ids, model.answer_mask,

@@ -20,7 +20,7 @@ def _tool():
     return module
 
 
-@pytest.mark.parametrize('kind', ['roberta', 'bert', 'beit', 'vit'])
+@pytest.mark.parametrize('kind', ['roberta', 'bert', 'beit', 'vit', 'fusion'])
 def test_towers_match_their_references_in_size(kind):
     tool = _tool()
     args = SimpleNamespace(layers=1, batch=1, text_len=8, img_size=32)

@@ -11,7 +11,11 @@ median is kept), in fp32 and under bf16 autocast:
 - ``beit``: ``VisionEncoder`` (BEiT-v2: relative position bias, LayerScale)
   vs mmpretrain's ``BEiTViT``;
 - ``vit``: ``VisionEncoder(pos_embed='absolute', rel_pos_bias=False)`` vs
-  mmpretrain's ``VisionTransformer``.
+  mmpretrain's ``VisionTransformer``;
+- ``fusion``: ``FusionEncoder`` (self-attention, cross-attention to the
+  ``[cls]`` + 196 patch tokens of a 224 px image, FFN) vs transformers'
+  ``BertLayer`` with ``add_cross_attention``, as upstream X-FM's fusion
+  ``RobertaForMaskedLM`` layers.
 
 Prints the ms of each and ``ratio = reference ms / ours ms`` (above 1: ours
 is faster), by process CPU time (``--clock wall`` for wall time).
@@ -28,10 +32,11 @@ import time
 import torch
 from mmpretrain.models import BEiTViT, VisionTransformer
 from transformers import BertConfig, BertModel, RobertaConfig, RobertaModel
+from transformers.models.bert.modeling_bert import BertLayer
 
-from xfm_mm.models.towers import TextEncoder, VisionEncoder
+from xfm_mm.models.towers import FusionEncoder, TextEncoder, VisionEncoder
 
-TOWERS = ('roberta', 'bert', 'beit', 'vit')
+TOWERS = ('roberta', 'bert', 'beit', 'vit', 'fusion')
 
 
 def parse_args() -> argparse.Namespace:
@@ -121,9 +126,46 @@ def _vision(kind: str, layers: int, img_size: int):
     return ours, reference
 
 
+class _HFFusion(torch.nn.Module):
+    """transformers' cross-attending ``BertLayer`` stack, run as upstream's
+    fusion encoder (bidirectional text mask, every vision token visible)."""
+
+    def __init__(self, layers: int):
+        super().__init__()
+        config = BertConfig(
+            add_cross_attention=True,
+            is_decoder=True,
+            attn_implementation='sdpa',
+            hidden_dropout_prob=0.,
+            attention_probs_dropout_prob=0.)
+        self.layers = torch.nn.ModuleList(
+            BertLayer(config) for _ in range(layers))
+
+    def forward(self, text, text_mask, vision):
+        bias = (1. - text_mask[:, None, None, :].to(text.dtype)) * \
+            torch.finfo(text.dtype).min
+        for layer in self.layers:
+            text = layer(
+                text, attention_mask=bias, encoder_hidden_states=vision)[0]
+        return text
+
+
+def _fusion(layers: int, args):
+    ours = FusionEncoder(num_layers=layers, dropout=0., attn_dropout=0.)
+    reference = _HFFusion(layers)
+    text = torch.randn(args.batch, args.text_len, 768)
+    mask = torch.ones(args.batch, args.text_len, dtype=torch.long)
+    mask[0, args.text_len // 2:] = 0
+    vision = torch.randn(args.batch, (args.img_size // 16)**2 + 1, 768)
+    return (ours, reference, lambda m: m(text, mask, vision),
+            lambda m: m(text, mask, vision))
+
+
 def build(kind: str, args):
     """``(ours, reference, call_ours, call_reference)`` of one tower."""
     torch.manual_seed(0)
+    if kind == 'fusion':
+        return _fusion(args.layers, args)
     if kind in ('roberta', 'bert'):
         ours, ref = _hf_text(kind, args.layers)
         ids = torch.randint(5, 20000, (args.batch, args.text_len))

@@ -68,8 +68,14 @@ def test_parity_with_hf_cross_attention_layers():
                 encoder_hidden_states=vision,
                 encoder_attention_mask=extended(vision_mask))[0]
         out = ours(text, text_mask, vision, vision_mask)
+        every = ours(text, text_mask, vision, vision_mask, keep_padding=True)
     assert out.shape == text.shape
-    assert (out - ref).abs().max() < 1e-5
+    real = text_mask.bool()
+    # The layers ran on the real tokens only: HF's values there, zeros at
+    # the padding; keep_padding computes the padding states as HF does.
+    assert (out[real] - ref[real]).abs().max() < 1e-5
+    assert not out[~real].any()
+    assert (every - ref).abs().max() < 1e-5
 
     # Hidden vision tokens and padded text tokens must not leak in.
     vision2 = vision.clone()
@@ -79,10 +85,36 @@ def test_parity_with_hf_cross_attention_layers():
     with torch.no_grad():
         out2 = ours(text2, text_mask, vision2, vision_mask)
         out_all = ours(text, text_mask, vision, None)
-    real = text_mask.bool()
     assert (out2[real] - out[real]).abs().max() < 1e-5
     # ...while without the vision mask the same change does matter.
     assert (out_all - out).abs().max() > 1e-3
+
+
+def test_padding_free_layers_give_the_padded_layout_gradients():
+    """Packed fusion layers (the default for a padded batch) give the padded
+    layout's values at real tokens and the same gradients for every
+    parameter and for the text and vision inputs."""
+    torch.manual_seed(0)
+    ours = FusionEncoder(
+        num_layers=2, embed_dims=DIMS, num_heads=HEADS,
+        feedforward_channels=FFN, dropout=0., attn_dropout=0.).train()
+    text, text_mask, vision, vision_mask = inputs()
+    real = text_mask.bool()
+    results = []
+    for keep_padding in (False, True):
+        ours.zero_grad()
+        t = text.clone().requires_grad_()
+        v = vision.clone().requires_grad_()
+        out = ours(t, text_mask, v, vision_mask, keep_padding=keep_padding)
+        (out[real] * torch.linspace(-1, 1, DIMS)).sum().backward()
+        grads = [p.grad.clone() for p in ours.parameters()]
+        results.append((out[real].detach(), t.grad[real], v.grad, grads))
+    (out_p, gt_p, gv_p, grads_p), (out_d, gt_d, gv_d, grads_d) = results
+    torch.testing.assert_close(out_p, out_d, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gt_p, gt_d, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gv_p, gv_d, atol=1e-5, rtol=1e-5)
+    for got, want in zip(grads_p, grads_d):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 def test_load_hf_layers_from_bert_copies_self_attention_and_ffn(tmp_path):

@@ -7,7 +7,7 @@ import torch.nn as nn
 from mmengine.logging import print_log
 
 from xfm_mm.registry import MODELS
-from ..layers import mask_to_bias
+from ..layers import TokenPacking, mask_to_bias
 from ..weights import (convert_hf_layer, load_state_dict_file,
                        split_model_prefix)
 from ..weights.hf_bert import STACK_LAYERS
@@ -34,16 +34,22 @@ def fusion_biases(text_embeds: torch.Tensor,
 def run_fusion(transformer: nn.Module, owner: str, vision_dims: int,
                text_embeds: torch.Tensor, text_mask: Optional[torch.Tensor],
                vision_embeds: Optional[torch.Tensor],
-               vision_mask: Optional[torch.Tensor], **kwargs) -> torch.Tensor:
+               vision_mask: Optional[torch.Tensor],
+               keep_padding: bool = False,
+               **kwargs) -> torch.Tensor:
     """Check the vision width, then run fusion layers with the masks' biases.
+
+    A padded text batch runs its projections, FFNs and norms on the real
+    tokens only (:class:`TokenPacking`, as the language encoder), and the
+    states at the padding are zeros.
 
     Args:
         transformer (nn.Module): A :class:`TransformerStack` with
             cross-attention.
         owner (str): Name used in the error.
         vision_dims (int): Width the cross-attention expects.
-        text_embeds, text_mask, vision_embeds, vision_mask: As
-            :meth:`FusionEncoder.forward`.
+        text_embeds, text_mask, vision_embeds, vision_mask, keep_padding:
+            As :meth:`FusionEncoder.forward`.
         **kwargs: Passed on to ``transformer`` (e.g. ``start``,
             ``cross_kv``: then ``vision_embeds`` may be None).
 
@@ -59,8 +65,27 @@ def run_fusion(transformer: nn.Module, owner: str, vision_dims: int,
                          f'{vision_embeds.shape[-1]} != {vision_dims}')
     text_bias, vision_bias = fusion_biases(text_embeds, text_mask,
                                            vision_mask)
-    return transformer(text_embeds, text_bias, vision_embeds, vision_bias,
-                       **kwargs)
+    if keep_padding or text_mask is None:
+        return transformer(text_embeds, text_bias, vision_embeds,
+                           vision_bias, **kwargs)
+    if torch.compiler.is_compiling():
+        # Packing depends on the data; a compiled graph keeps the padded
+        # layout and zeroes the padding like the packed path.
+        out = transformer(text_embeds, text_bias, vision_embeds, vision_bias,
+                          **kwargs)
+        return out * text_mask.unsqueeze(-1).to(out.dtype)
+    if text_mask.all():
+        return transformer(text_embeds, text_bias, vision_embeds,
+                           vision_bias, **kwargs)
+    packing = TokenPacking(text_mask)
+    out = transformer(
+        packing.pack(text_embeds),
+        text_bias,
+        vision_embeds,
+        vision_bias,
+        packing=packing,
+        **kwargs)
+    return packing.unpack(out)
 
 
 @MODELS.register_module()
@@ -209,8 +234,8 @@ class FusionEncoder(BertTower):
                 text_mask: Optional[torch.Tensor],
                 vision_embeds: Optional[torch.Tensor],
                 vision_mask: Optional[torch.Tensor] = None,
-                cross_kv: Optional[List[Optional[tuple]]] = None
-                ) -> torch.Tensor:
+                cross_kv: Optional[List[Optional[tuple]]] = None,
+                keep_padding: bool = False) -> torch.Tensor:
         """Fuse text with vision tokens.
 
         Args:
@@ -225,9 +250,14 @@ class FusionEncoder(BertTower):
                 instead of ``vision_embeds`` (None): text rows ``g * S`` to
                 ``g * S + S - 1`` (``B = G * S``) attend to image ``g``, and
                 ``vision_mask`` is then ``(G, Nv)``.
+            keep_padding (bool): Run the padded layout and compute the
+                states at the text padding too (upstream VQA ranking reads
+                them). Defaults to False.
 
         Returns:
-            Tensor: ``(B, L, D)``.
+            Tensor: ``(B, L, D)``; zeros at the text padding unless
+            ``keep_padding`` (the layers run on the real tokens only,
+            :class:`TokenPacking`).
         """
         name = type(self).__name__
         if text_embeds.shape[-1] != self.embed_dims:
@@ -235,4 +265,4 @@ class FusionEncoder(BertTower):
                              f'{text_embeds.shape[-1]} != {self.embed_dims}')
         return run_fusion(self.transformer, name, self.vision_dims,
                           text_embeds, text_mask, vision_embeds, vision_mask,
-                          cross_kv=cross_kv)
+                          cross_kv=cross_kv, keep_padding=keep_padding)

@@ -173,7 +173,8 @@ class TextFusionEncoder(TextEncoder):
              text_mask: Optional[torch.Tensor],
              vision_embeds: Optional[torch.Tensor],
              vision_mask: Optional[torch.Tensor] = None,
-             cross_kv: Optional[list] = None) -> torch.Tensor:
+             cross_kv: Optional[list] = None,
+             keep_padding: bool = False) -> torch.Tensor:
         """Run the fusion layers on text states; arguments and result as
         :meth:`FusionEncoder.forward`."""
         return run_fusion(
@@ -185,4 +186,5 @@ class TextFusionEncoder(TextEncoder):
             vision_embeds,
             vision_mask,
             start=self.num_text_layers,
-            cross_kv=cross_kv)
+            cross_kv=cross_kv,
+            keep_padding=keep_padding)

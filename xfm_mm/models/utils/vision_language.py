@@ -55,9 +55,10 @@ class VisionLanguageModel(BaseMultimodalModel):
         Args:
             inputs (dict): ``images`` ``(B, 3, H, W)``, ``text_ids`` and
                 ``text_mask`` ``(B, L)``.
-            keep_padding (bool): The language encoder's states at padding
-                are computed (``TextEncoder.forward``), not zeros, so the
-                fusion states there are upstream's. Defaults to False.
+            keep_padding (bool): The states at the text padding are
+                computed (``TextEncoder.forward``,
+                ``FusionEncoder.forward``), not zeros, as upstream's.
+                Defaults to False.
 
         Returns:
             torch.Tensor: ``(B, L, D)``.
@@ -65,4 +66,5 @@ class VisionLanguageModel(BaseMultimodalModel):
         vision = self.vision_encoder(inputs['images'])
         text = self.text_encoder(
             inputs['text_ids'], inputs['text_mask'], keep_padding=keep_padding)
-        return self.fusion_encoder(text, inputs['text_mask'], vision)
+        return self.fusion_encoder(
+            text, inputs['text_mask'], vision, keep_padding=keep_padding)
