@@ -4,6 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export XFM_VENV := $(abspath $(VENV))
 export PYTHONUNBUFFERED := 1
+# The README's commands compute on CPU. DeepSpeed, which mmengine imports
+# whenever it is installed, would otherwise print on stdout, in every
+# process, that it found no GPU.
+export DS_ACCELERATOR ?= cpu
 
 .PHONY: env demo demo-finetune test
 env:

@@ -1,6 +1,9 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 from .fsdp import (FSDPOptimWrapper, ScalarSafeFSDP,
                    sharded_clip_grad_norm_, transformer_layer_wrap_policy)
+from .deepspeed_strategy import (DeepSpeedEngineWrapper,
+                                 MultiSourceDeepSpeedOptimWrapper,
+                                 SafeDeepSpeedStrategy)
 from .fsdp_strategy import SafeFSDPStrategy
 from .gradient_masking import (GradientMaskingAmpOptimWrapper,
                                GradientMaskingCPUAmpOptimWrapper,
@@ -17,7 +20,8 @@ from .retrieval_loop import (ImageTextRetrievalTestLoop,
 from .runner import GuardedRunner
 
 __all__ = [
-    'SafeFSDPStrategy',
+    'SafeFSDPStrategy', 'SafeDeepSpeedStrategy', 'DeepSpeedEngineWrapper',
+    'MultiSourceDeepSpeedOptimWrapper',
     'MultiSourceTrainLoop', 'CPUAmpOptimWrapper', 'GuardedAmpOptimWrapper',
     'GuardedOptimWrapper', 'NonFiniteGuard', 'NonFiniteStepError',
     'LayerDecayOptimWrapperConstructor', 'PretrainOptimWrapperConstructor',

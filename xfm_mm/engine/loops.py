@@ -259,10 +259,16 @@ class MultiSourceTrainLoop(IterBasedTrainLoop):
         module = model.module if is_model_wrapper(model) else model
         optim_wrapper = self.runner.optim_wrapper
         source_context = getattr(optim_wrapper, 'source_context', None)
+        # DeepSpeed accumulates over the group itself and must be told
+        # which backward is the group's last.
+        set_boundary = getattr(optim_wrapper, 'set_accumulation_boundary',
+                               None)
         log_vars = {}
         for index, name in enumerate(group):
             with ExitStack() as stack:
-                if index < len(group) - 1 and hasattr(model, 'no_sync') \
+                if set_boundary is not None:
+                    set_boundary(index == len(group) - 1)
+                elif index < len(group) - 1 and hasattr(model, 'no_sync') \
                         and not isinstance(model, FSDP):
                     # One gradient all-reduce per optimizer step. Not under
                     # FSDP: its no_sync leaves the gradients of units that
