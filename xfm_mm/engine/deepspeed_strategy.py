@@ -74,11 +74,11 @@ class MultiSourceDeepSpeedOptimWrapper(DeepSpeedOptimWrapper):
 
 
 def _register_deepspeed_optimizers() -> list:
-    """mmengine's ``register_deepspeed_optimizers`` for DeepSpeed >= 0.17.
+    """mmengine's ``register_deepspeed_optimizers`` for DeepSpeed 0.19.
 
     mmengine 0.10.7 also imports ``deepspeed.runtime.fp16.onebit``, which
-    DeepSpeed removed, and so fails to build any ``DeepSpeedStrategy``;
-    this registers the optimizers that still exist.
+    DeepSpeed 0.19 no longer has, and so fails to build any
+    ``DeepSpeedStrategy``; this registers the optimizers that exist.
 
     Returns:
         list[str]: The names registered in mmengine's ``OPTIMIZERS``.
@@ -196,11 +196,11 @@ class SafeDeepSpeedStrategy(DeepSpeedStrategy):
     - ``train_micro_batch_size_per_gpu`` defaults to 1: DeepSpeed requires
       it, mmengine sets it only for its own strategy name, and with several
       sources per step it only feeds DeepSpeed's throughput log;
-    - it builds with DeepSpeed >= 0.17, whose removed one-bit optimizers
-      mmengine imports (:func:`_register_deepspeed_optimizers`);
+    - it builds with DeepSpeed 0.19, which no longer has the one-bit
+      optimizers mmengine imports (:func:`_register_deepspeed_optimizers`);
     - ZeRO stage 3 is refused: with several backward passes per step its
-      updates differed from DDP's (1e-2 on a toy model, stages 1 and 2:
-      1e-8); shard parameters with FSDP (``*_fsdp.py``) instead;
+      updates differed from DDP's (7e-3 to 1.4e-2 on a toy model; stages 1
+      and 2: 0 and 1.5e-8); shard parameters with FSDP (``*_fsdp.py``) instead;
     - 0-d parameters (the ITC temperature), which DeepSpeed cannot
       broadcast, are broadcast before ``deepspeed.initialize``;
     - on gloo (CPU processes), which has no reduce-scatter, ZeRO-2 reduces
