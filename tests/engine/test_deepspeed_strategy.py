@@ -6,7 +6,6 @@ exactly, and a crafted checkpoint folder runs no code."""
 import os
 import os.path as osp
 import re
-import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -25,7 +24,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'xfm', 'pretrain_base_deepspeed.py')
 DEMO_CONFIG = osp.join(REPO, 'configs', 'xfm', 'pretrain_demo_deepspeed.py')
 sys.path.insert(0, osp.join(REPO, 'tests', 'helpers'))
-from gloo import free_port, init_gloo, run_fresh  # noqa: E402
+from gloo import (dist_train_on_cpu, free_port, init_gloo,  # noqa: E402
+                  run_fresh)
 from tiny_models import make_batch, tiny_xfm_cfg  # noqa: E402
 
 # Two backward passes in the first group: the gradients DeepSpeed reduces
@@ -161,27 +161,10 @@ def test_zero2_steps_equal_ddp_steps(tmp_path):
 
 
 def _dist_train(tmp_path, work_dir, options, *extra):
-    env = dict(
-        os.environ,
-        PYTHON=sys.executable,
-        PORT=str(free_port()),
-        CUDA_VISIBLE_DEVICES='',
-        OMP_NUM_THREADS='1')
-    proc = subprocess.run([
-        'bash',
-        osp.join(REPO, 'tools', 'dist_train.sh'), DEMO_CONFIG, '2',
-        '--work-dir',
-        str(work_dir), *extra, '--cfg-options', *options,
-        'train_cfg.max_iters=3', 'log_processor.window_size=1'
-    ],
-                          cwd=str(tmp_path),
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=400)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-6000:]
-    return output
+    return dist_train_on_cpu(DEMO_CONFIG, str(tmp_path), '--work-dir',
+                             str(work_dir), *extra, '--cfg-options', *options,
+                             'train_cfg.max_iters=3',
+                             'log_processor.window_size=1')
 
 
 def _losses_of_iter(output, it):

@@ -4,7 +4,6 @@ configs/xfm/pretrain_base_fsdp.py, on two gloo CPU processes: its training
 steps equal DDP's on the same data."""
 import os
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
@@ -19,7 +18,8 @@ from xfm_mm.registry import MODELS
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'xfm', 'pretrain_base_fsdp.py')
 sys.path.insert(0, osp.join(REPO, 'tests', 'helpers'))
-from gloo import free_port, init_gloo, run_fresh, spawn_bounded  # noqa: E402
+from gloo import (dist_train_on_cpu, free_port, init_gloo,  # noqa: E402
+                  run_fresh, spawn_bounded)
 from tiny_models import make_batch, tiny_xfm_cfg  # noqa: E402
 
 STEPS = 3
@@ -148,27 +148,10 @@ def test_xfm_demo_pretrains_under_flexible_runner_fsdp(tmp_path):
     options = [f'{k}={v}' for k, v in small_demo_options(data_root).items()]
 
     def train(max_iters, *extra):
-        env = dict(
-            os.environ,
-            PYTHON=sys.executable,
-            PORT=str(free_port()),
-            CUDA_VISIBLE_DEVICES='',
-            OMP_NUM_THREADS='1')
-        proc = subprocess.run([
-            'bash',
-            osp.join(REPO, 'tools', 'dist_train.sh'),
-            osp.join(REPO, 'configs', 'xfm',
-                     'pretrain_demo_fsdp.py'), '2', '--work-dir',
-            str(tmp_path / 'work'), *extra, '--cfg-options', *options,
-            f'train_cfg.max_iters={max_iters}'
-        ],
-                              cwd=str(tmp_path),
-                              env=env,
-                              capture_output=True,
-                              text=True,
-                              timeout=400)
-        output = proc.stdout + proc.stderr
-        assert proc.returncode == 0, output[-6000:]
+        output = dist_train_on_cpu(
+            osp.join(REPO, 'configs', 'xfm', 'pretrain_demo_fsdp.py'),
+            str(tmp_path), '--work-dir', str(tmp_path / 'work'), *extra,
+            '--cfg-options', *options, f'train_cfg.max_iters={max_iters}')
         logged = re.findall(
             rf'Iter\(train\) \[(\d)/{max_iters}\].*?text/loss: ([0-9.]+)'
             r'.*?image_text/loss: ([0-9.]+)', output)

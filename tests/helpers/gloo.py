@@ -74,3 +74,40 @@ def run_fresh(script: str, *args: str, timeout: float = 300) -> None:
                           text=True,
                           timeout=timeout)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+
+
+def dist_train_on_cpu(config: str,
+                      cwd: str,
+                      *args: str,
+                      nprocs: int = 2,
+                      timeout: float = 420) -> str:
+    """Run ``tools/dist_train.sh config nprocs *args`` on CPU processes
+    (gloo, one thread each) from ``cwd``; fail with its output's end.
+
+    Returns:
+        str: The run's stdout and stderr.
+    """
+    import os
+    import os.path as osp
+    import subprocess
+    import sys
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        PORT=str(free_port()),
+        CUDA_VISIBLE_DEVICES='',
+        OMP_NUM_THREADS='1')
+    proc = subprocess.run([
+        'bash',
+        osp.join(repo, 'tools', 'dist_train.sh'), config,
+        str(nprocs), *args
+    ],
+                          cwd=cwd,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-6000:]
+    return output
