@@ -24,7 +24,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'xfm', 'pretrain_base_deepspeed.py')
 DEMO_CONFIG = osp.join(REPO, 'configs', 'xfm', 'pretrain_demo_deepspeed.py')
 sys.path.insert(0, osp.join(REPO, 'tests', 'helpers'))
-from gloo import (dist_train_on_cpu, free_port, init_gloo,  # noqa: E402
+from gloo import (run_tool_on_cpu, free_port, init_gloo,  # noqa: E402
                   run_fresh)
 from tiny_models import make_batch, tiny_xfm_cfg  # noqa: E402
 
@@ -161,10 +161,18 @@ def test_zero2_steps_equal_ddp_steps(tmp_path):
 
 
 def _dist_train(tmp_path, work_dir, options, *extra):
-    return dist_train_on_cpu(DEMO_CONFIG, str(tmp_path), '--work-dir',
-                             str(work_dir), *extra, '--cfg-options', *options,
-                             'train_cfg.max_iters=3',
-                             'log_processor.window_size=1')
+    return run_tool_on_cpu(
+        'dist_train.sh',
+        DEMO_CONFIG,
+        '2',
+        '--work-dir',
+        str(work_dir),
+        *extra,
+        '--cfg-options',
+        *options,
+        'train_cfg.max_iters=3',
+        'log_processor.window_size=1',
+        cwd=str(tmp_path))
 
 
 def _losses_of_iter(output, it):

@@ -18,7 +18,7 @@ from xfm_mm.registry import MODELS
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'xfm', 'pretrain_base_fsdp.py')
 sys.path.insert(0, osp.join(REPO, 'tests', 'helpers'))
-from gloo import (dist_train_on_cpu, free_port, init_gloo,  # noqa: E402
+from gloo import (run_tool_on_cpu, free_port, init_gloo,  # noqa: E402
                   run_fresh, spawn_bounded)
 from tiny_models import make_batch, tiny_xfm_cfg  # noqa: E402
 
@@ -148,10 +148,18 @@ def test_xfm_demo_pretrains_under_flexible_runner_fsdp(tmp_path):
     options = [f'{k}={v}' for k, v in small_demo_options(data_root).items()]
 
     def train(max_iters, *extra):
-        output = dist_train_on_cpu(
+        output = run_tool_on_cpu(
+            'dist_train.sh',
             osp.join(REPO, 'configs', 'xfm', 'pretrain_demo_fsdp.py'),
-            str(tmp_path), '--work-dir', str(tmp_path / 'work'), *extra,
-            '--cfg-options', *options, f'train_cfg.max_iters={max_iters}')
+            '2',
+            '--work-dir',
+            str(tmp_path / 'work'),
+            *extra,
+            '--cfg-options',
+            *options,
+            f'train_cfg.max_iters={max_iters}',
+            cwd=str(tmp_path),
+            timeout=400)
         logged = re.findall(
             rf'Iter\(train\) \[(\d)/{max_iters}\].*?text/loss: ([0-9.]+)'
             r'.*?image_text/loss: ([0-9.]+)', output)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from demo_data import (DEMO_CONFIG, REPO, prepare_small_demo,
                        small_demo_options)
-from gloo import dist_train_on_cpu
+from gloo import run_tool_on_cpu
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner
@@ -199,8 +199,15 @@ def test_demo_config_trains_on_two_cpu_processes(small_demo, tmp_path):
     options['train_cfg.max_iters'] = 2
     options['default_hooks.checkpoint.interval'] = 2
     cfg_options = [f'{k}={v}' for k, v in options.items()]
-    output = dist_train_on_cpu(DEMO_CONFIG, str(tmp_path), '--work-dir',
-                               str(tmp_path), '--cfg-options', *cfg_options)
+    output = run_tool_on_cpu(
+        'dist_train.sh',
+        DEMO_CONFIG,
+        '2',
+        '--work-dir',
+        str(tmp_path),
+        '--cfg-options',
+        *cfg_options,
+        cwd=str(tmp_path))
     assert "'backend': 'gloo'" in output
     assert 'Distributed launcher: pytorch' in output
     logged = re.findall(r'Iter\(train\) \[(\d)/2\].*image_text/loss_itc',

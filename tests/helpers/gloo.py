@@ -76,13 +76,22 @@ def run_fresh(script: str, *args: str, timeout: float = 300) -> None:
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
 
 
-def dist_train_on_cpu(config: str,
-                      cwd: str,
-                      *args: str,
-                      nprocs: int = 2,
-                      timeout: float = 420) -> str:
-    """Run ``tools/dist_train.sh config nprocs *args`` on CPU processes
-    (gloo, one thread each) from ``cwd``; fail with its output's end.
+
+def run_tool_on_cpu(script: str,
+                    *args: str,
+                    cwd: str,
+                    extra_env: dict = None,
+                    timeout: float = 420) -> str:
+    """Run ``tools/<script> *args`` (``dist_train.sh``, ``dist_test.sh``)
+    with CPU processes (gloo, one thread each) from ``cwd``; fail with its
+    output's end.
+
+    Args:
+        script (str): File name in ``tools/``.
+        *args (str): Its arguments (config, process count, ...).
+        cwd (str): Working directory.
+        extra_env (dict, optional): Environment variables to add.
+        timeout (float): Seconds before the run is killed.
 
     Returns:
         str: The run's stdout and stderr.
@@ -97,17 +106,14 @@ def dist_train_on_cpu(config: str,
         PYTHON=sys.executable,
         PORT=str(free_port()),
         CUDA_VISIBLE_DEVICES='',
-        OMP_NUM_THREADS='1')
-    proc = subprocess.run([
-        'bash',
-        osp.join(repo, 'tools', 'dist_train.sh'), config,
-        str(nprocs), *args
-    ],
+        OMP_NUM_THREADS='1',
+        **(extra_env or {}))
+    proc = subprocess.run(['bash', osp.join(repo, 'tools', script), *args],
                           cwd=cwd,
                           env=env,
                           capture_output=True,
                           text=True,
                           timeout=timeout)
     output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-6000:]
+    assert proc.returncode == 0, f'{script} failed:\n{output[-6000:]}'
     return output

@@ -5,12 +5,11 @@ import os
 import os.path as osp
 import pickle
 import re
-import socket
-import subprocess
 import sys
 
 import pytest
 import torch
+from gloo import run_tool_on_cpu
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DATA = osp.join(REPO, 'tests', 'data')
@@ -18,34 +17,17 @@ CONFIG = osp.join(DATA, 'configs', 'toy_train.py')
 TIMEOUT_S = 240
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def _run_script(script: str, *args: str, cwd: str) -> str:
-    """Run a tools/ shell script with two CPU processes, return its output."""
-    env = dict(
-        os.environ,
-        PYTHON=sys.executable,
-        PORT=str(_free_port()),
-        # toy_model.py is imported by the config as a top-level module.
-        PYTHONPATH=os.pathsep.join(
-            p for p in (DATA, os.environ.get('PYTHONPATH')) if p),
-        # The point is the CPU path (gloo, DDP without device_ids).
-        CUDA_VISIBLE_DEVICES='',
-        OMP_NUM_THREADS='1')
-    proc = subprocess.run(
-        ['bash', osp.join(REPO, 'tools', script), *args],
+    """Run a tools/ shell script with two CPU processes, return its output.
+    toy_model.py is imported by the config as a top-level module."""
+    return run_tool_on_cpu(
+        script,
+        *args,
         cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
+        extra_env=dict(
+            PYTHONPATH=os.pathsep.join(
+                p for p in (DATA, os.environ.get('PYTHONPATH')) if p)),
         timeout=TIMEOUT_S)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f'{script} failed:\n{output[-6000:]}'
-    return output
 
 
 @pytest.fixture(scope='module')
