@@ -16,7 +16,8 @@ from mmengine.config import Config, ConfigDict, DictAction
 
 from xfm_mm.engine import GuardedRunner
 from xfm_mm.registry import RUNNERS
-from xfm_mm.utils import register_safe_loader, setup_cpu_distributed
+from xfm_mm.utils import (register_safe_loader, setup_cpu_distributed,
+                          shutdown_distributed)
 from xfm_mm.utils.config_keys import check_config_keys
 
 
@@ -120,6 +121,7 @@ def main() -> None:
     else:
         runner = GuardedRunner.from_cfg(cfg)
     runner.test()
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

@@ -16,7 +16,8 @@ from mmengine.device import get_device
 
 from xfm_mm.engine import GuardedRunner
 from xfm_mm.registry import OPTIM_WRAPPERS, RUNNERS
-from xfm_mm.utils import register_safe_loader, setup_cpu_distributed
+from xfm_mm.utils import (register_safe_loader, setup_cpu_distributed,
+                          shutdown_distributed)
 from xfm_mm.utils.config_keys import check_config_keys
 
 # The optimizer wrapper --amp selects on a CPU-only machine (bfloat16
@@ -157,6 +158,7 @@ def main() -> None:
     else:
         runner = GuardedRunner.from_cfg(cfg)
     runner.train()
+    shutdown_distributed()
 
 
 if __name__ == '__main__':
