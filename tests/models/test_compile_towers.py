@@ -82,6 +82,27 @@ def test_compiled_towers_match_eager_forward_and_backward():
                     pc.grad, pe.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
+def test_compiled_towers_keep_the_padding_states_when_asked():
+    """keep_padding=True (upstream's VQA ranking reads the padding) gives
+    the eager padding states under torch.compile too; without it both
+    layouts zero them."""
+    ids, mask, _, _ = _inputs()
+    text, _, fusion = _towers()
+    context = torch.randn(2, 5, 32)
+    cases = [(text, (ids, mask)), (fusion, (torch.randn(2, 8, 32), mask,
+                                            context))]
+    for module, args in cases:
+        module.eval()
+        torch._dynamo.reset()
+        compiled = torch.compile(module, **BACKEND)
+        with torch.no_grad():
+            for keep in (True, False):
+                eager = module(*args, keep_padding=keep)
+                got = compiled(*args, keep_padding=keep)
+                torch.testing.assert_close(got, eager, rtol=1e-5, atol=1e-6)
+                assert bool(got[mask == 0].abs().sum() > 0) == keep
+
+
 def test_compile_switch_in_a_model_config():
     ids, mask, images, _ = _inputs()
     cfg = dict(

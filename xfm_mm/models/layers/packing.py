@@ -8,6 +8,8 @@ only, ``(N, D)``, and give the same values there; only attention needs the
 ``(B, L)`` layout, which :class:`TokenPacking` restores around it (MosaicBERT,
 Portes et al. 2023, removes padding the same way).
 """
+from typing import Callable, Optional
+
 import torch
 
 
@@ -42,3 +44,36 @@ class TokenPacking:
         out = x.new_zeros((self.batch * self.length, ) + x.shape[1:])
         out = out.index_copy(0, self.index, x)
         return out.view((self.batch, self.length) + x.shape[1:])
+
+
+def run_on_real_tokens(run: Callable[..., torch.Tensor],
+                       x: torch.Tensor,
+                       mask: Optional[torch.Tensor],
+                       keep_padding: bool = False) -> torch.Tensor:
+    """Run a stack of layers on the real tokens of a padded batch.
+
+    Args:
+        run (callable): ``run(x)`` on ``(B, L, D)`` or ``run(packed,
+            packing=packing)`` on ``(N, D)``, returning the same layout
+            (e.g. a :class:`~.stack.TransformerStack` call).
+        x (Tensor): ``(B, L, D)``.
+        mask (Tensor, optional): ``(B, L)``, nonzero = real token; None: all
+            are.
+        keep_padding (bool): Run the padded layout and keep the states
+            computed at the padding (a reader of them, such as upstream's
+            VQA ranking, needs them). Defaults to False.
+
+    Returns:
+        Tensor: ``(B, L, D)``; zeros at the padding unless ``keep_padding``.
+        Under ``torch.compile`` the padded layout runs (packing depends on
+        the data) and the padding is zeroed the same way.
+    """
+    if keep_padding or mask is None:
+        return run(x)
+    if torch.compiler.is_compiling():
+        out = run(x)
+        return out * mask.unsqueeze(-1).to(out.dtype)
+    if mask.all():
+        return run(x)
+    packing = TokenPacking(mask)
+    return packing.unpack(run(packing.pack(x), packing=packing))

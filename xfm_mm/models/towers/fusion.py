@@ -7,7 +7,7 @@ import torch.nn as nn
 from mmengine.logging import print_log
 
 from xfm_mm.registry import MODELS
-from ..layers import TokenPacking, mask_to_bias
+from ..layers import mask_to_bias, run_on_real_tokens
 from ..weights import (convert_hf_layer, load_state_dict_file,
                        split_model_prefix)
 from ..weights.hf_bert import STACK_LAYERS
@@ -65,27 +65,10 @@ def run_fusion(transformer: nn.Module, owner: str, vision_dims: int,
                          f'{vision_embeds.shape[-1]} != {vision_dims}')
     text_bias, vision_bias = fusion_biases(text_embeds, text_mask,
                                            vision_mask)
-    if keep_padding or text_mask is None:
-        return transformer(text_embeds, text_bias, vision_embeds,
-                           vision_bias, **kwargs)
-    if torch.compiler.is_compiling():
-        # Packing depends on the data; a compiled graph keeps the padded
-        # layout and zeroes the padding like the packed path.
-        out = transformer(text_embeds, text_bias, vision_embeds, vision_bias,
-                          **kwargs)
-        return out * text_mask.unsqueeze(-1).to(out.dtype)
-    if text_mask.all():
-        return transformer(text_embeds, text_bias, vision_embeds,
-                           vision_bias, **kwargs)
-    packing = TokenPacking(text_mask)
-    out = transformer(
-        packing.pack(text_embeds),
-        text_bias,
-        vision_embeds,
-        vision_bias,
-        packing=packing,
-        **kwargs)
-    return packing.unpack(out)
+    return run_on_real_tokens(
+        lambda h, **kw: transformer(h, text_bias, vision_embeds, vision_bias,
+                                    **kwargs, **kw), text_embeds, text_mask,
+        keep_padding)
 
 
 @MODELS.register_module()

@@ -10,8 +10,8 @@ from mmengine.model import BaseModule
 
 from xfm_mm.registry import MODELS
 from xfm_mm.utils.paths import resolve_path
-from ..layers import (TextEmbedding, TokenPacking, TransformerStack,
-                      mask_to_bias)
+from ..layers import (TextEmbedding, TransformerStack, mask_to_bias,
+                      run_on_real_tokens)
 from ..weights import (TEXT_137E521, check_load_result,
                        convert_hf_text_encoder, load_state_dict_file,
                        resolve_arch, upgrade_legacy_keys)
@@ -297,18 +297,9 @@ class TextEncoder(BertTower):
         """
         x = self.embeddings(input_ids, attention_mask, inputs_embeds,
                             token_type_ids)
-        if attention_mask is None:
-            return self.transformer(x, end=self.text_layers_end)
-        bias = mask_to_bias(attention_mask, x)
-        if torch.compiler.is_compiling():
-            # Packing depends on the data (how many tokens are real), which
-            # a compiled graph cannot; compiled towers keep the padded
-            # layout and zero the padding like the packed path.
-            x = self.transformer(x, bias, end=self.text_layers_end)
-            return x * attention_mask.unsqueeze(-1).to(x.dtype)
-        if keep_padding or attention_mask.all():
-            return self.transformer(x, bias, end=self.text_layers_end)
-        packing = TokenPacking(attention_mask)
-        x = self.transformer(
-            packing.pack(x), bias, end=self.text_layers_end, packing=packing)
-        return packing.unpack(x)
+        bias = None if attention_mask is None else mask_to_bias(
+            attention_mask, x)
+        return run_on_real_tokens(
+            lambda h, **kw: self.transformer(
+                h, bias, end=self.text_layers_end, **kw), x, attention_mask,
+            keep_padding)
