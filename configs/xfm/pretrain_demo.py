@@ -47,12 +47,10 @@ model = dict(
     itc_head=dict(vision_dims=vision_dims, text_dims=text_dims),
     # ITM on random in-batch negatives, not upstream's hard ones: hard
     # negatives are the pairs ITC confuses, and features from a random
-    # tower after 200 steps cannot tell those apart either. Measured on an
-    # 80-step checkpoint (ITC 2.6), training only the fusion and ITM
-    # layers for 60 steps, ITM over the last 10: 0.606 with random
-    # negatives, 0.636 with hard ones (constant predictor 0.6365); even
-    # the ITC logit, fitted alone, separates its own hard negatives only
-    # to 0.624.
+    # tower after 400 steps cannot tell those apart either. Full demo runs
+    # with upstream's hard negatives end both ITM losses at the constant
+    # predictor's 0.6365 (0.6341-0.6356, fusion at 5e-4 or 2e-4), with
+    # random ones at 0.35-0.55 (docs/en/demo_learning.md).
     itm_head=dict(embed_dims=text_dims, negatives='random'),
     mlm_head=dict(
         embed_dims=text_dims, vocab_size=vocab_size, layer_norm_eps=1e-12),
@@ -144,14 +142,15 @@ warmup_iters = 10
 # bfloat16 autocast on CPU (tools/train.py --amp picks the same on a CPU-only
 # machine) and the fused CPU AdamW kernel: together about 2x faster here.
 # Rates (the demo's own; upstream's 1e-4 is for pre-trained towers at batch
-# 1024): the random vision encoder, fusion encoder and heads at 2e-3 (20x
+# 1024): the random vision encoder and the heads at 2e-3 (20x
 # upstream, a from-scratch rate for a small ViT at batch 32: at 3e-4 ITC
 # only reached 3.1 of ln 32 = 3.47 in 80 image-text steps, 3.0 at 2e-3,
 # 2.6 at 2e-3 with 64 px and no crops; docs/en/demo_learning.md). The real
 # MiniLM weights at 1e-5 (0.005x): masked LM and ITC at 3e-5 took its
 # WordSim-353 Spearman from 0.7289 to 0.6772 over 200 steps, at 1e-5 to
 # 0.7231 / 0.7172 in two runs (tools/analysis/word_similarity.py;
-# docs/en/demo_data.md).
+# docs/en/demo_data.md). The random fusion encoder and the ITM head at a
+# quarter of that (below).
 optim_wrapper = dict(
     type='CPUAmpOptimWrapper',
     dtype='bfloat16',
@@ -170,8 +169,19 @@ optim_wrapper = dict(
         # the head rate, take text MLM below the unigram level. The full demo
         # at 4e-3: text MLM 5.93 (6.24-6.33 at 1e-3) but WordSim-353 0.6975
         # (0.7000-0.7048) and mean R@1 8.5% (7.5-9.5%); 1e-3 spares MiniLM.
-        prefix_lr_mults=dict(text_encoder=0.005, mlm_head=0.25,
-                             imlm_head=0.25)))
+        # The random fusion encoder at 5e-4 and the ITM head at 1e-3
+        # (0.25x): at 2e-3 / 4e-3 fusion and ITM head scored each pair by
+        # its image alone, ignoring the caption (tools/analysis/itm_probe.py:
+        # AUC 0.50 on matched vs other-image pairs), and both ITM losses
+        # ended at the constant predictor's 0.6365; at 0.25x they end at
+        # 0.35 (image-text) and 0.55 (region), and IMLM at 2.7 instead of
+        # 4.4 (docs/en/demo_learning.md).
+        prefix_lr_mults=dict(
+            text_encoder=0.005,
+            fusion_encoder=0.25,
+            itm_head=0.25,
+            mlm_head=0.25,
+            imlm_head=0.25)))
 param_scheduler = [
     dict(
         type='LinearLR',

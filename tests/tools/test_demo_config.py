@@ -30,8 +30,9 @@ def test_demo_rates_and_mim_weight():
     expect = {
         'text_encoder.transformer.layers.0.attn.qkv.weight': 0.005 * base,
         'vision_encoder.transformer.layers.0.attn.qkv.weight': base,
-        'fusion_encoder.transformer.layers.0.ffn.fc1.weight': base,
-        'itm_head.classifier.0.weight': 2 * base,
+        # At 2e-3 / 4e-3 the ITM head collapsed to the constant predictor.
+        'fusion_encoder.transformer.layers.0.ffn.fc1.weight': 0.25 * base,
+        'itm_head.classifier.0.weight': 0.5 * base,
         # New (2x) and gentler (0.25x): a random transform on MiniLM.
         'mlm_head.dense.weight': 0.5 * base,
         'imlm_head.dense.weight': 0.5 * base,
