@@ -25,6 +25,7 @@ from retrieval_fixtures import (  # noqa: E402
     draw_shape, tiny_retrieval_config, tiny_retrieval_model, write_shapes_set)
 from tiny_models import IMG, WIDTH, decoder_cfg, towers  # noqa: E402
 from tiny_models import vision_cfg  # noqa: E402
+from tool_loader import load_tool  # noqa: E402
 from vl_fixtures import image_dir, tokenizer_cfg  # noqa: E402
 
 
@@ -180,17 +181,10 @@ def test_tools_test_show_dir_draws_grounding(images, tmp_path):
     """tools/test.py --show-dir adds XFMVisualizationHook: each test image
     is drawn with the predicted (green) and true (blue) boxes."""
     import argparse
-    import importlib.util
 
     from mmengine.runner import Runner
     from vl_fixtures import write_json
-    spec = importlib.util.spec_from_file_location(
-        'xfm_test_tool',
-        osp.join(
-            osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
-            'tools', 'test.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('test.py')
 
     cfg = _config(
         dict(

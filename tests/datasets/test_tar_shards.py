@@ -1,6 +1,5 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """Webdataset tar shards: listing, sharding, resume, bad samples, converter."""
-import importlib.util
 import io
 import itertools
 import json
@@ -11,12 +10,13 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
+from tool_loader import load_tool
+
 from xfm_mm.datasets import (BadShardError, TarShardStreamDataset,
                              decode_image, expand_braces, list_tar_shards)
 from xfm_mm.registry import DATASETS
 
 PARSER = dict(type='ImageTextParser', image_format='bytes')
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _add(tar, name, data):
@@ -185,14 +185,6 @@ def test_bad_samples_skipped_and_counted(tmp_path, make_image):
     assert sum(dataset.counter.shard_errors.values()) == 1
 
 
-def _converter():
-    spec = importlib.util.spec_from_file_location(
-        'jsonl_to_tar', osp.join(REPO, 'tools', 'data', 'jsonl_to_tar.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_jsonl_to_tar_round_trip(tmp_path, make_image, b64_image, write_jsonl):
     (tmp_path / 'img').mkdir()
     (tmp_path / 'img' / 'a.png').write_bytes(make_image(8, 8, fmt='PNG'))
@@ -205,7 +197,7 @@ def test_jsonl_to_tar_round_trip(tmp_path, make_image, b64_image, write_jsonl):
     ]
     write_jsonl(tmp_path / 'p.jsonl', records[:2])
     write_jsonl(tmp_path / 'b.jsonl', records[2:])
-    conv = _converter()
+    conv = load_tool('data/jsonl_to_tar.py')
     paths, counter = conv.convert(
         str(tmp_path / 'p.jsonl'),
         str(tmp_path / 'out' / 'p-{:02d}.tar'),

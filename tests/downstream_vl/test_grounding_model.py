@@ -20,6 +20,7 @@ from xfm_mm.registry import DATASETS, MODELS
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from tiny_models import IMG, WIDTH, towers  # noqa: E402
+from tool_loader import load_tool  # noqa: E402
 from vl_fixtures import fast_config_text, image_dir  # noqa: E402
 from vl_fixtures import tiny_runner_cfg, tokenizer_cfg  # noqa: E402
 from vl_fixtures import write_json, write_jsonl  # noqa: E402
@@ -254,13 +255,7 @@ def test_published_config_trains_and_tests(refcoco, tmp_path, monkeypatch):
 
 
 def test_converter_writes_self_contained_records(refcoco, tmp_path):
-    import importlib.util
-    script = osp.join(
-        osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools',
-        'data', 'refcoco_to_jsonl.py')
-    spec = importlib.util.spec_from_file_location('refcoco_to_jsonl', script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool('data/refcoco_to_jsonl.py')
     out = str(tmp_path / 'out' / 'refcoco+_train.jsonl')
     module.main([
         refcoco['xvlm'], '--refs', refcoco['refs'], '--instances',

@@ -8,6 +8,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from demo_data import REPO, prepare_small_demo
+from tool_loader import load_tool
 
 from xfm_mm.engine.hooks import X2VLMMatchingSwitchHook
 
@@ -15,12 +16,7 @@ CONFIG = osp.join(REPO, 'configs', 'x2vlm', 'x2vlm_demo.py')
 
 
 def _video_demo(out_dir):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'prepare_video_demo_data',
-        osp.join(REPO, 'tools', 'data', 'prepare_video_demo_data.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool('data/prepare_video_demo_data.py')
     try:
         module.prepare_video_demo_data(
             out_dir, num_train=12, num_test=4, num_frames=4)

@@ -1,10 +1,11 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """A reduced copy of the demo pre-training set, and demo-config overrides
 that make a run take seconds."""
-import importlib.util
 import os.path as osp
 
 import pytest
+
+from tool_loader import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'xfm', 'pretrain_demo.py')
@@ -12,11 +13,7 @@ DEMO_CONFIG = osp.join(REPO, 'configs', 'xfm', 'pretrain_demo.py')
 
 def prepare_small_demo(out_dir: str) -> str:
     """Build a small demo set (real registry assets) into ``out_dir``."""
-    spec = importlib.util.spec_from_file_location(
-        'prepare_demo_data',
-        osp.join(REPO, 'tools', 'data', 'prepare_demo_data.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool('data/prepare_demo_data.py')
     try:
         module.prepare_demo_data(
             out_dir,
@@ -52,11 +49,7 @@ def prepare_small_finetune_data(demo_root: str,
     """Write the demo fine-tuning sets of a small demo set into ``out_dir``
     (default ``<demo_root>/finetune``) with
     tools/data/prepare_demo_finetune_data.py; returns the folder."""
-    spec = importlib.util.spec_from_file_location(
-        'prepare_demo_finetune_data',
-        osp.join(REPO, 'tools', 'data', 'prepare_demo_finetune_data.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool('data/prepare_demo_finetune_data.py')
     out_dir = out_dir or osp.join(demo_root, 'finetune')
     module.prepare_demo_finetune_data(demo_root, out_dir, num_test=num_test)
     return out_dir

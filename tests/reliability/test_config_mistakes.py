@@ -2,13 +2,14 @@
 """Config mistakes that mmengine accepts silently are refused, and every
 config carries the reliable defaults."""
 import glob
-import importlib.util
 import os.path as osp
 import sys
 
 import pytest
 from faults import DATA, REPO
 from mmengine.config import Config
+
+from tool_loader import load_tool
 
 from xfm_mm.utils.config_keys import misspelt_config_keys
 
@@ -39,18 +40,10 @@ def test_every_config_has_the_reliable_defaults(path):
     assert 'pseudo_collate' not in str(cfg.to_dict())
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'xfm_mm_tools_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _main(tool, monkeypatch, tmp_path, *argv):
     monkeypatch.setattr(sys, 'argv', [f'{tool}.py', *argv])
     monkeypatch.chdir(tmp_path)
-    _tool(tool).main()
+    load_tool(f'{tool}.py').main()
 
 
 def _with_typo(tmp_path):

@@ -1,7 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """tools/analysis: print_config, analyze_logs, get_flops, eval_metric and
 analyze_results on tiny inputs, and ``mim run xfm_mm <tool>``."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -23,14 +22,11 @@ sys.path.insert(0, osp.join(REPO, 'tests', 'downstream_vl'))
 from installed_site import installed_site  # noqa: E402
 from retrieval_fixtures import (  # noqa: E402
     tiny_retrieval_config, tiny_retrieval_model, write_shapes_set)
+from tool_loader import load_tool  # noqa: E402
 
 
 def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO, 'tools', 'analysis', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(f'analysis/{name}.py')
 
 
 @pytest.fixture(scope='module')

@@ -2,22 +2,14 @@
 """tools/analysis/benchmark_data_pipeline.py runs every source's pipeline
 of pretrain_base.py on its synthetic COCO-sized data and prints samples/s
 per core and the per-step profile (no timing is asserted)."""
-import importlib.util
 import os.path as osp
 import sys
 
 import pytest
 
+from tool_loader import load_tool
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_data_pipeline',
-        osp.join(REPO, 'tools', 'analysis', 'benchmark_data_pipeline.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_benchmark_prints_every_source(tmp_path, monkeypatch, capsys):
@@ -29,7 +21,7 @@ def test_benchmark_prints_every_source(tmp_path, monkeypatch, capsys):
         '4', '--warmup', '1', '--num-records', '6', '--profile', '--work-dir',
         str(tmp_path)
     ])
-    _tool().main()
+    load_tool('analysis/benchmark_data_pipeline.py').main()
     lines = capsys.readouterr().out.splitlines()
     assert any("tokenizer 'data/roberta-base' not found" in x for x in lines)
     rows = {x.split()[0]: x.split()[1:] for x in lines if x and x[0] != ' '}

@@ -4,23 +4,15 @@ device names, and the MFU column is achieved FLOP/s over the peak, per
 source and for the whole iteration (a tiny CPU run with --peak-tflops; no
 timing is asserted)."""
 import argparse
-import importlib.util
 import os.path as osp
 import sys
 
 import pytest
 import torch
 
+from tool_loader import load_tool
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_pretrain',
-        osp.join(REPO, 'tools', 'analysis', 'benchmark_pretrain.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize(
@@ -45,11 +37,12 @@ def _tool():
         ('NVIDIA GeForce RTX 3090', 'bf16', None),
     ])
 def test_peak_table_matches_device_names(name, dtype, expected):
-    assert _tool().match_peak(name, dtype) == expected
+    tool = load_tool('analysis/benchmark_pretrain.py')
+    assert tool.match_peak(name, dtype) == expected
 
 
 def test_peak_on_cpu_needs_the_option():
-    tool = _tool()
+    tool = load_tool('analysis/benchmark_pretrain.py')
     cpu = torch.device('cpu')
     args = argparse.Namespace(amp=False, amp_dtype=None, peak_tflops=None)
     assert tool.peak_for(args, cpu) == (None, 'MFU: give --peak-tflops on CPU')
@@ -80,7 +73,7 @@ def test_tiny_run_prints_mfu(tmp_path, monkeypatch, capsys):
         str(peak), '--cfg-options',
         "train_cfg.schedule=[['image_text'],['image']]"
     ] + [f'{k}={v}' for k, v in options.items()])
-    _tool().main()
+    load_tool('analysis/benchmark_pretrain.py').main()
     lines = capsys.readouterr().out.splitlines()
     assert 'peak: 0.05 TFLOP/s (fp32, --peak-tflops)' in lines
     rows = {x.split()[0]: x.split()[1:] for x in lines if x.strip()}

@@ -1,20 +1,18 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """tools/analysis/benchmark_retrieval.py runs end to end at a toy size and
 reports what the extrapolation needs (no timing is asserted)."""
-import importlib.util
 import os.path as osp
 import re
 import sys
+
+from tool_loader import load_tool
+
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def test_benchmark_retrieval_reports(monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_retrieval',
-        osp.join(REPO, 'tools', 'analysis', 'benchmark_retrieval.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool('analysis/benchmark_retrieval.py')
     monkeypatch.chdir(REPO)
     monkeypatch.setattr(sys, 'argv', [
         'benchmark_retrieval.py', '--num-images', '12', '--num-texts', '30',

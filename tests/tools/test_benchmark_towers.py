@@ -1,28 +1,16 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """tools/analysis/benchmark_towers.py compares like with like: each tower
 and its reference have the same parameter count and output shape."""
-import importlib.util
-import os.path as osp
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_towers',
-        osp.join(REPO, 'tools', 'analysis', 'benchmark_towers.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tool_loader import load_tool
 
 @pytest.mark.parametrize('kind', ['roberta', 'bert', 'beit', 'vit', 'fusion'])
 def test_towers_match_their_references_in_size(kind):
-    tool = _tool()
+    tool = load_tool('analysis/benchmark_towers.py')
     args = SimpleNamespace(layers=1, batch=1, text_len=8, img_size=32)
     ours, ref, call_ours, call_ref = tool.build(kind, args)
     count = sum(p.numel() for p in ours.parameters())

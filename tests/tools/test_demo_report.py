@@ -1,6 +1,5 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """tools/analysis/demo_report.py: the demo's closing table."""
-import importlib.util
 import json
 import math
 import os
@@ -8,18 +7,9 @@ import os.path as osp
 
 import pytest
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from tool_loader import load_tool
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO_ROOT, 'tools', 'analysis', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-report_mod = _load('demo_report')
+report_mod = load_tool('analysis/demo_report.py')
 
 
 def _write(path, records):
@@ -95,7 +85,7 @@ def test_missing_log_names_the_folder(tmp_path):
 
 
 def test_word_similarity_spearman_and_pairs(tmp_path):
-    ws = _load('word_similarity')
+    ws = load_tool('analysis/word_similarity.py')
     assert ws.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1)
     assert ws.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1)
     # ties get average ranks

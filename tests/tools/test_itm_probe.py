@@ -1,28 +1,16 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """tools/analysis/itm_probe.py: pairs each caption with its own and with
 another image, and reads a collapsed ITM head as AUC 0.5."""
-import importlib.util
-import os.path as osp
 
 import pytest
 import torch
 
-from tests.helpers.tiny_models import make_batch, tiny_xfm_cfg
+from tiny_models import make_batch, tiny_xfm_cfg
+from tool_loader import load_tool
 from xfm_mm.registry import MODELS
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'itm_probe', osp.join(REPO, 'tools', 'analysis', 'itm_probe.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_roc_auc_counts_ties_half():
-    auc = _tool().roc_auc
+    auc = load_tool('analysis/itm_probe.py').roc_auc
     assert auc(torch.tensor([2., 3.]), torch.tensor([0., 1.])) == 1.0
     assert auc(torch.tensor([0., 1.]), torch.tensor([2., 3.])) == 0.0
     assert auc(torch.full((4, ), .3), torch.full((8, ), .3)) == 0.5
@@ -32,7 +20,8 @@ def test_roc_auc_counts_ties_half():
 def _probe(model, source):
     inputs = model.data_preprocessor(
         make_batch(source, batch_size=3), True)['inputs']
-    return _tool().probe_pairs(model.eval(), inputs)
+    tool = load_tool('analysis/itm_probe.py')
+    return tool.probe_pairs(model.eval(), inputs)
 
 
 @pytest.mark.parametrize('source', ['image_text', 'region'])
@@ -54,7 +43,8 @@ def test_a_head_that_ignores_its_input_scores_auc_one_half():
     last = model.itm_head.classifier[-1]
     torch.nn.init.zeros_(last.weight)
     torch.nn.init.constant_(last.bias, 0.3)
-    summary = _tool().summarise([_probe(model, 'image_text')])
+    tool = load_tool('analysis/itm_probe.py')
+    summary = tool.summarise([_probe(model, 'image_text')])
     assert summary['itm_auc'] == 0.5
     assert summary['p_own'] == pytest.approx(summary['p_other'])
     assert summary['p_own_std'] == pytest.approx(0., abs=1e-6)

@@ -11,20 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SCRIPT = osp.join(REPO_ROOT, 'tools', 'data', 'prepare_demo_data.py')
+from tool_loader import load_tool
+
 SMALL = dict(max_pairs=90, num_test=30, num_regions=24, region_canvas=128,
              num_images=40, max_sentences=50, seed=3)
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location('prepare_demo_data', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pdd = _load_script()
+pdd = load_tool('data/prepare_demo_data.py')
 
 
 def _sources_or_skip():

@@ -1,6 +1,5 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """Command-line handling of tools/train.py and tools/test.py."""
-import importlib.util
 import os.path as osp
 import sys
 
@@ -8,27 +7,21 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from tool_loader import load_tool
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DATA = osp.join(REPO, 'tests', 'data')
 CONFIG = osp.join(DATA, 'configs', 'toy_train.py')
 
 
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f'xfm_mm_tools_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def train_tool():
-    return _load_tool('train')
+    return load_tool('train.py')
 
 
 @pytest.fixture(scope='module')
 def eval_tool():
-    return _load_tool('test')
+    return load_tool('test.py')
 
 
 def _config() -> Config:

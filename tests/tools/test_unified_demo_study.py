@@ -1,7 +1,6 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """tools/analysis/unified_demo_study.py runs end to end on registry data
 (two steps at a tiny size) and prints its four-row table."""
-import importlib.util
 import os.path as osp
 import sys
 from unittest import mock
@@ -13,6 +12,7 @@ SCRIPT = osp.join(ROOT, 'tools', 'analysis', 'unified_demo_study.py')
 sys.path.insert(0, ROOT)
 from tools.data.prepare_demo_data import (FASHION_MNIST_DIR,  # noqa: E402
                                           default_assets_dir)
+from tool_loader import load_tool  # noqa: E402
 
 POLARITY = osp.join(default_assets_dir(), 'gensim', 'pang_lee_polarity.cor')
 
@@ -21,10 +21,7 @@ POLARITY = osp.join(default_assets_dir(), 'gensim', 'pang_lee_polarity.cor')
     not (osp.isdir(FASHION_MNIST_DIR) and osp.isfile(POLARITY)),
     reason='needs Debian dataset-fashion-mnist and the gensim polarity file')
 def test_demo_study_prints_its_table(capsys):
-    spec = importlib.util.spec_from_file_location('unified_demo_study',
-                                                  SCRIPT)
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    study = load_tool('analysis/unified_demo_study.py')
     argv = [
         SCRIPT, '--iters', '2', '--train-images', '128', '--test-images',
         '64', '--width', '32', '--layers', '1'

@@ -3,14 +3,12 @@
 frame position embedding, fine-tuned and XVLMPlus / CCLM layouts, CLI round
 trip. The upstream state dicts are written by hand from the upstream
 layout (tests/helpers/x2vlm_official.py) at a tiny size."""
-import importlib.util
-import os.path as osp
-
 import pytest
 import torch
 from mmengine.runner import load_checkpoint
 
 from tiny_models import HEADS, VOCAB, WIDTH, tiny_x2vlm_cfg
+from tool_loader import load_tool
 from x2vlm_official import BASE, official_x2vlm_state_dict
 
 from xfm_mm.models.weights import (convert_x2vlm_official,
@@ -19,8 +17,6 @@ from xfm_mm.models.weights import (convert_x2vlm_official,
 from xfm_mm.registry import MODELS
 from xfm_mm.utils import register_safe_loader
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SCRIPT = osp.join(REPO, 'tools', 'model_converters', 'x2vlm_official_to_mm.py')
 TINY = dict(BASE, text_dims=WIDTH, text_heads=HEADS, text_ffn=64,
             text_layers=2, fusion_layers=2, vocab=VOCAB, positions=16,
             vision_dims=WIDTH, vision_layers=2, vision_heads=HEADS, grid=2,
@@ -44,14 +40,6 @@ def plus_cfg():
 @pytest.fixture(scope='module')
 def official():
     return official_x2vlm_state_dict(TINY, num_frames=3)
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location('x2vlm_official_to_mm',
-                                                  SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_tensor_lands_in_place(official):
@@ -161,7 +149,7 @@ def test_cli_round_trip(official, tmp_path):
     register_safe_loader()
     src = str(tmp_path / 'x2vlm_tiny.th')
     torch.save({'model': official, 'config': {'embed_dim': 16}}, src)
-    cli = _load_script()
+    cli = load_tool('model_converters/x2vlm_official_to_mm.py')
     for name in ('x2vlm_tiny_mm.pth', 'x2vlm_tiny_mm.safetensors'):
         dst = str(tmp_path / name)
         assert cli.main([src, dst]) == 0

@@ -5,23 +5,18 @@ The upstream state dict is written here by hand from the layout of the
 released files (upstream ``Pretrain.py``'s save logic, ``models/xfm.py``,
 ``models/xroberta.py``, ``models/beit2.py``), at a tiny size.
 """
-import importlib.util
-import os.path as osp
-
 import pytest
 import tiny_models
 import torch
 import torch.nn.functional as F
 from mmengine.runner import load_checkpoint
 
+from tool_loader import load_tool
+
 from xfm_mm.models.weights import (convert_xfm_official,
                                    convert_xfm_official_with_report)
 from xfm_mm.registry import MODELS
 from xfm_mm.utils import register_safe_loader
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SCRIPT = osp.join(REPO_ROOT, 'tools', 'model_converters',
-                  'xfm_official_to_mm.py')
 
 # Tiny sizes: text / fusion width D, vision width DV (equal, as in X-FM
 # base, so that HF layers can serve as references), 2x2 patch grid.
@@ -186,13 +181,6 @@ def loaded(official):
     return model
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location('xfm_official_to_mm', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_every_model_tensor_comes_from_the_checkpoint(official):
     model = MODELS.build(tiny_xfm_cfg())
     converted, dropped = convert_xfm_official_with_report(official)
@@ -355,7 +343,7 @@ def test_cli_round_trip(official, tmp_path):
                 'embed_dim': EMBED
             }
         }, src)
-    cli = _load_script()
+    cli = load_tool('model_converters/xfm_official_to_mm.py')
     for name in ('xfm_tiny_mm.pth', 'xfm_tiny_mm.safetensors'):
         dst = str(tmp_path / name)
         assert cli.main([src, dst]) == 0
@@ -379,7 +367,7 @@ def test_cli_verify_config(official, tmp_path):
     torch.save(official, src)  # a raw state dict, no wrapper
     config = tmp_path / 'tiny_xfm.py'
     config.write_text(f'model = {tiny_xfm_cfg()!r}\n')
-    cli = _load_script()
+    cli = load_tool('model_converters/xfm_official_to_mm.py')
     assert cli.main(
         [src, str(tmp_path / 'out.pth'), '--verify-config',
          str(config)]) == 0

@@ -3,13 +3,14 @@
 tiny model is saved, converted by the CLI, loaded strictly; embeddings, the
 six losses and the gradients match; the weights go back to transformers;
 parameter counts of the published and half-width configs."""
-import importlib.util
 import os.path as osp
 
 import pytest
 import torch
 from mmengine.config import Config
 from transformers import FlavaConfig, FlavaForPreTraining
+
+from tool_loader import load_tool
 
 from xfm_mm.models.weights import (HF_LOSS_NAMES, convert_flava_hf_to_mm,
                                    convert_flava_mm_to_hf,
@@ -19,7 +20,6 @@ from xfm_mm.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
-SCRIPT = osp.join(REPO, 'tools', 'model_converters', 'flava_hf_to_mm.py')
 FULL = osp.join(REPO, 'configs', '_base_', 'models', 'flava_full.py')
 HALF = osp.join(REPO, 'configs', '_base_', 'models', 'flava_half.py')
 
@@ -69,10 +69,7 @@ def tiny_cfg(**overrides) -> dict:
 
 
 def run_converter(*args):
-    spec = importlib.util.spec_from_file_location('flava_hf_to_mm', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(list(args))
+    return load_tool('model_converters/flava_hf_to_mm.py').main(list(args))
 
 
 def batch(seed: int = 0) -> dict:
