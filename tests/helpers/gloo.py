@@ -101,19 +101,25 @@ def run_tool_on_cpu(script: str,
     import subprocess
     import sys
     repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-    env = dict(
-        os.environ,
-        PYTHON=sys.executable,
-        PORT=str(free_port()),
-        CUDA_VISIBLE_DEVICES='',
-        OMP_NUM_THREADS='1',
-        **(extra_env or {}))
-    proc = subprocess.run(['bash', osp.join(repo, 'tools', script), *args],
-                          cwd=cwd,
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=timeout)
-    output = proc.stdout + proc.stderr
+    for attempt in range(2):
+        env = dict(
+            os.environ,
+            PYTHON=sys.executable,
+            PORT=str(free_port()),
+            CUDA_VISIBLE_DEVICES='',
+            OMP_NUM_THREADS='1',
+            **(extra_env or {}))
+        proc = subprocess.run(
+            ['bash', osp.join(repo, 'tools', script), *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout)
+        output = proc.stdout + proc.stderr
+        # free_port() releases the port before torchrun binds it, so another
+        # process can take it in between: that race, not the tool, is retried.
+        if proc.returncode == 0 or 'EADDRINUSE' not in output:
+            break
     assert proc.returncode == 0, f'{script} failed:\n{output[-6000:]}'
     return output
