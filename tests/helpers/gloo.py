@@ -101,7 +101,7 @@ def run_tool_on_cpu(script: str,
     import subprocess
     import sys
     repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-    for attempt in range(2):
+    for _ in range(2):
         env = dict(
             os.environ,
             PYTHON=sys.executable,
