@@ -142,8 +142,8 @@ warmup_iters = 10
 # bfloat16 autocast on CPU (tools/train.py --amp picks the same on a CPU-only
 # machine) and the fused CPU AdamW kernel: together about 2x faster here.
 # Rates (the demo's own; upstream's 1e-4 is for pre-trained towers at batch
-# 1024): the random vision encoder and the heads at 2e-3 (20x
-# upstream, a from-scratch rate for a small ViT at batch 32: at 3e-4 ITC
+# 1024): the random vision encoder at 2e-3 and new heads at twice that
+# (2e-3 is 20x upstream, a from-scratch rate for a small ViT at batch 32: at 3e-4 ITC
 # only reached 3.1 of ln 32 = 3.47 in 80 image-text steps, 3.0 at 2e-3,
 # 2.6 at 2e-3 with 64 px and no crops; docs/en/demo_learning.md). The real
 # MiniLM weights at 1e-5 (0.005x): masked LM and ITC at 3e-5 took its

@@ -5,7 +5,8 @@ another image, and reads a collapsed ITM head as AUC 0.5."""
 import pytest
 import torch
 
-from tiny_models import make_batch, tiny_xfm_cfg
+from tiny_models import (make_batch, make_x2vlm_batch, tiny_x2vlm_cfg,
+                         tiny_xfm_cfg)
 from tool_loader import load_tool
 from xfm_mm.registry import MODELS
 
@@ -48,3 +49,15 @@ def test_a_head_that_ignores_its_input_scores_auc_one_half():
     assert summary['itm_auc'] == 0.5
     assert summary['p_own'] == pytest.approx(summary['p_other'])
     assert summary['p_own_std'] == pytest.approx(0., abs=1e-6)
+
+
+@pytest.mark.parametrize('source', ['image_text', 'region'])
+def test_x2vlm_pretrainer_is_probed_too(source):
+    """X2-VLM's masked LM through the fusion is its ``mlm_head``."""
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_x2vlm_cfg()).eval()
+    inputs = model.data_preprocessor(make_x2vlm_batch(source), True)['inputs']
+    out = load_tool('analysis/itm_probe.py').probe_pairs(model, inputs)
+    assert out['p_own'].shape == out['p_other'].shape == (len(
+        inputs['text_ids']), )
+    assert not torch.allclose(out['p_own'], out['p_other'])
