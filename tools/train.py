@@ -158,6 +158,8 @@ def main() -> None:
     else:
         runner = GuardedRunner.from_cfg(cfg)
     runner.train()
+    # Its model wrapper holds the process group: see shutdown_distributed.
+    del runner
     shutdown_distributed()
 
 

@@ -38,7 +38,7 @@ from torch import nn
 from xfm_mm.engine import GuardedRunner
 from xfm_mm.engine.non_finite import SKIPPED_STEPS_KEY
 from xfm_mm.registry import HOOKS, MODELS
-from xfm_mm.utils import setup_cpu_distributed
+from xfm_mm.utils import setup_cpu_distributed, shutdown_distributed
 
 HERE = osp.dirname(osp.abspath(__file__))
 TESTS = osp.dirname(HERE)
@@ -203,6 +203,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _thread_count() -> int:
+    """Threads of this process, Python's and native ones (gloo's)."""
+    return len(os.listdir('/proc/self/task'))
+
+
 def _train_rank(rank, world_size, port, config, work_dir, out_dir):
     os.environ.update(
         RANK=str(rank),
@@ -211,7 +216,7 @@ def _train_rank(rank, world_size, port, config, work_dir, out_dir):
         MASTER_ADDR='127.0.0.1',
         MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    probe, result = WeightProbe(), {}
+    probe, result = WeightProbe(), {'threads_at_start': _thread_count()}
     try:
         cfg = Config.fromfile(config)
         cfg.work_dir = work_dir
@@ -221,12 +226,17 @@ def _train_rank(rank, world_size, port, config, work_dir, out_dir):
         runner = GuardedRunner.from_cfg(cfg)
         runner.register_hook(probe)
         runner.train()
+        # The end of tools/train.py.
+        del runner
     except Exception as error:  # reported to the test
         result['error'] = f'{type(error).__name__}: {error}'
         result['traceback'] = traceback.format_exc()
-    result.update(weights=probe.weights, skips=probe.skips)
+    shutdown_distributed()
+    result.update(
+        weights=probe.weights,
+        skips=probe.skips,
+        threads_at_end=_thread_count())
     torch.save(result, osp.join(out_dir, f'rank{rank}.pth'))
-    torch.distributed.destroy_process_group()
 
 
 def train_on_ranks(config: str,
@@ -249,7 +259,9 @@ def train_on_ranks(config: str,
 
     Returns:
         list[dict]: Per rank: ``weights`` and ``skips`` per iteration (see
-        ``WeightProbe``), and ``error`` if training raised.
+        ``WeightProbe``), ``error`` if training raised, and the process's
+        thread count at start and after ``shutdown_distributed``
+        (``threads_at_start``, ``threads_at_end``).
     """
     os.makedirs(out_dir, exist_ok=True)
     context = mp.start_processes(

@@ -1,8 +1,13 @@
 # Copyright (c) xfm_mm contributors. All rights reserved.
 """Launch helpers shared by tools/train.py and tools/test.py."""
 import datetime
+import gc
 
 import torch
+# Imported before any process group exists: importing torch._dynamo later
+# keeps references to the default group for good, so that
+# shutdown_distributed() could no longer free it.
+import torch._dynamo  # noqa: F401
 from mmengine.config import Config, ConfigDict
 from mmengine.device import get_device
 from torch.nn.parallel import DistributedDataParallel
@@ -54,13 +59,20 @@ def setup_cpu_distributed(cfg: Config) -> None:
 
 
 def shutdown_distributed() -> None:
-    """Destroy the default process group, if one exists, before exit.
+    """Free every process group, joining its threads, before exit.
 
-    torch asks for it at the end of a distributed program. Without it, one
-    two-process CPU run (tools/dist_train.sh, gloo) in a full test run
-    aborted on rank 1 after training had finished (SIGABRT, ``terminate
-    called without an active exception``), failing the launcher.
+    Deregistering the groups is not enough. A gloo worker thread that drops
+    the last reference to a tensor made in Python needs the GIL; if the
+    interpreter is already finalizing, the thread is ended in a ``noexcept``
+    frame and the process aborts (SIGABRT, ``terminate called without an
+    active exception``, pytorch/pytorch#190489): 3 of 52 two-process CPU
+    runs of tools/dist_train.sh died so after training had finished. A
+    group is freed, and its threads joined, once nothing holds it: callers
+    drop their runner first (its DDP wrapper holds the group), and the
+    collection here breaks the runner's reference cycles.
     """
-    if torch.distributed.is_available() and \
-            torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    if not (torch.distributed.is_available()
+            and torch.distributed.is_initialized()):
+        return
+    gc.collect()
+    torch.distributed.destroy_process_group()
