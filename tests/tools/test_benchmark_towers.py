@@ -8,6 +8,7 @@ import torch
 
 from tool_loader import load_tool
 
+
 @pytest.mark.parametrize('kind', ['roberta', 'bert', 'beit', 'vit', 'fusion'])
 def test_towers_match_their_references_in_size(kind):
     tool = load_tool('analysis/benchmark_towers.py')

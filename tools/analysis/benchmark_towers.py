@@ -156,7 +156,7 @@ def _fusion(layers: int, args):
     reference = _HFFusion(layers)
     text = torch.randn(args.batch, args.text_len, 768)
     mask = torch.ones(args.batch, args.text_len, dtype=torch.long)
-    mask[0, args.text_len // 2:] = 0
+    mask[::2, args.text_len // 2:] = 0
     vision = torch.randn(args.batch, (args.img_size // 16)**2 + 1, 768)
     return (ours, reference, lambda m: m(text, mask, vision),
             lambda m: m(text, mask, vision))
@@ -171,7 +171,7 @@ def build(kind: str, args):
         ours, ref = _hf_text(kind, args.layers)
         ids = torch.randint(5, 20000, (args.batch, args.text_len))
         mask = torch.ones_like(ids)
-        mask[0, args.text_len // 2:] = 0
+        mask[::2, args.text_len // 2:] = 0
         return (ours, ref, lambda m: m(ids, mask),
                 lambda m: m(input_ids=ids, attention_mask=mask)[0])
     ours, ref = _vision(kind, args.layers, args.img_size)
